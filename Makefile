@@ -1,0 +1,33 @@
+# Two commands on a fresh Linux machine with Python >= 3.10 and pip:
+#   make figures   create .venv if missing, install, run every notebook on the embedded default, write figures/
+#   make test      create .venv if missing, install, run the whole test suite (notebooks in fast mode)
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: test figures install benchmarks strip clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider tests
+
+figures: $(STAMP)
+	$(BIN)/python -m workbench.notebooks --full
+
+benchmarks: $(STAMP)
+	$(BIN)/python -m pip install -e ".[peers]"
+	$(BIN)/python benchmarks/square_peers.py
+
+strip: $(STAMP)
+	$(BIN)/nbstripout notebooks/*.ipynb
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -1,0 +1,204 @@
+"""The batched query loop every score-based attack runs on.
+
+The base class owns what all attacks share: argument checks, the threat model, seeding, the first (clean) query,
+per-image success bookkeeping (the query at which each image was first misclassified and the image that did it),
+per-image early stopping, exact budgets and the progress bar. An attack only proposes candidates and decides which
+to keep, in ``init`` (optional, after the clean query) and ``step`` (one round for the images still active).
+
+Query counting: every call of the Oracle on an image counts, the clean query included (query 1). Reference codes
+that leave the clean check uncounted report one query fewer per image.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from tqdm.auto import tqdm
+
+from workbench import checks
+from workbench.data import quantize8
+from workbench.losses import cross_entropy, margin
+from workbench.oracle import Oracle, rank_within_repeats
+
+
+@dataclass
+class AttackResult:
+    """What an attack returns; every tensor has one entry per image of the oracle.
+
+    Attributes:
+        x_adv: (N, C, H, W) the first misclassified query for successful images, else the attack's best point.
+        queries: (N,) queries spent per image (the clean query included).
+        success: (N,) whether the image was misclassified at some query (already at the clean query counts).
+        first_success: (N,) the query (1-based) at which that first happened; -1 where it never did.
+        clean_correct: (N,) whether the clean image was classified correctly (by the first query).
+        budget: the per-image budget of the run.
+        seconds: wall time of the run; forward_seconds: the part spent in the model's forward passes.
+    """
+
+    x_adv: torch.Tensor
+    queries: torch.Tensor
+    success: torch.Tensor
+    first_success: torch.Tensor
+    clean_correct: torch.Tensor
+    budget: int
+    seconds: float
+    forward_seconds: float
+
+    def robust_accuracy(self, budget: int | None = None) -> float:
+        """Fraction of images not misclassified within ``budget`` queries (default: the run's budget)."""
+        budget = self.budget if budget is None else budget
+        checks.at_least("budget", budget, 1)
+        if budget > self.budget:
+            raise ValueError(f"budget={budget} exceeds the run's budget of {self.budget} queries")
+        fooled = self.success & (self.first_success <= budget)
+        return 1.0 - fooled.float().mean().item()
+
+
+class Run:
+    """The state of one attack run that the base class keeps for an attack: the oracle, the original images, the
+    labels (or targets), the random generator, and per-image success bookkeeping."""
+
+    def __init__(self, oracle: Oracle, targets: torch.Tensor | None, seed: int):
+        self.oracle = oracle
+        self.x0 = oracle.x
+        self.y = oracle.y
+        self.targets = targets
+        n = len(oracle)
+        self.gen = torch.Generator(device=oracle.device).manual_seed(seed)
+        self.success = torch.zeros(n, dtype=torch.bool, device=oracle.device)
+        self.first_success = torch.full((n,), -1, dtype=torch.long, device=oracle.device)
+        self.x_adv = self.x0.clone()
+        self.clean_scores: torch.Tensor | None = None
+        self.clean_correct: torch.Tensor | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.oracle.device
+
+    def evaluate(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Query the oracle with candidates ``x`` for images ``idx`` and note which ones are misclassified.
+        When the oracle quantizes, ``x`` is rounded in place first, so the attack keeps what was evaluated."""
+        if self.oracle.quantize and self.oracle.threat is not None:
+            x.copy_(quantize8(x, self.x0[idx], self.oracle.threat[1], self.oracle.threat[0]))
+        before = self.oracle.queries[idx].clone()
+        scores = self.oracle.query(x, idx)
+        hit = self.fooled(scores, idx) & ~self.success[idx]
+        if hit.any():
+            self._note_success(x[hit], idx[hit], before[hit], hit.nonzero().flatten())
+        return scores
+
+    def _note_success(self, x: torch.Tensor, idx: torch.Tensor, before: torch.Tensor, rows: torch.Tensor) -> None:
+        q = before + 1 + rank_within_repeats(idx)  # the 1-based query number of every successful row
+        first = torch.full_like(self.first_success, torch.iinfo(torch.long).max)
+        first.scatter_reduce_(0, idx, q, reduce="amin")
+        keep = q == first[idx]
+        self.success[idx[keep]] = True
+        self.first_success[idx[keep]] = q[keep]
+        self.x_adv[idx[keep]] = x[keep]
+
+    def fooled(self, scores: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Misclassified (untargeted) or classified as the target (targeted)."""
+        pred = scores.argmax(1)
+        return pred == self.targets[idx] if self.targets is not None else pred != self.y[idx]
+
+    def margin_loss(self, scores: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Margin of the true class (untargeted) or of the best other class over the target (targeted)."""
+        if self.targets is not None:
+            return -margin(scores, self.targets[idx])
+        return margin(scores, self.y[idx])
+
+    def ce_loss(self, scores: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy of the target (targeted, to minimize) or minus that of the true class (untargeted)."""
+        probs = self.oracle.scores == "probabilities"
+        if self.targets is not None:
+            return cross_entropy(scores, self.targets[idx], probs)
+        return -cross_entropy(scores, self.y[idx], probs)
+
+    def active(self, cost: int = 1) -> torch.Tensor:
+        """Indices of the images still to attack that can afford ``cost`` more queries."""
+        return (~self.success & (self.oracle.remaining() >= cost)).nonzero().flatten()
+
+    def uniform(self, *shape: int) -> torch.Tensor:
+        return torch.rand(*shape, generator=self.gen, device=self.device)
+
+    def randint(self, high: int | torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        """Integers in [0, high) (``high`` may be a tensor broadcast against ``shape``)."""
+        return (self.uniform(*shape) * high).long()
+
+    def signs(self, *shape: int) -> torch.Tensor:
+        return torch.where(self.uniform(*shape) < 0.5, -1.0, 1.0)
+
+
+class Attack(ABC):
+    """Base of every score-based attack. Subclasses set ``name`` and ``norms`` and implement ``step``.
+
+    Args (shared by every attack):
+        norm: ``"linf"`` or ``"l2"`` (where the attack supports it).
+        eps: radius of the eps-ball (> 0).
+        seed: seed of the attack's random generator.
+        progress: show a progress bar over queries.
+    """
+
+    name: ClassVar[str] = "attack"
+    norms: ClassVar[tuple[str, ...]] = checks.NORMS
+    cost: ClassVar[int] = 1  # queries one step spends per image
+
+    def __init__(self, *, norm: str = "linf", eps: float = 0.3, seed: int = 0, progress: bool = True):
+        checks.choice("norm", norm, self.norms)
+        checks.positive("eps", eps)
+        checks.at_least("seed", seed, 0)
+        self.norm, self.eps, self.seed, self.progress = norm, float(eps), seed, progress
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(norm={self.norm!r}, eps={self.eps:g}, seed={self.seed})"
+
+    def run(self, oracle: Oracle, targets: torch.Tensor | None = None) -> AttackResult:
+        """Attack every image of ``oracle`` until it is misclassified (or classified as ``targets[i]`` when
+        targets are given) or its budget is spent."""
+        start = time.perf_counter()
+        run = self._start(oracle, targets)
+        state = self.init(run)
+        with tqdm(total=oracle.budget, desc=f"{self.name} {self.norm}", unit="query", disable=not self.progress,
+                  leave=False) as bar:
+            bar.update(1)
+            while len(idx := run.active(self.cost)):
+                self.step(run, state, idx)
+                bar.update(int(oracle.queries.max()) - bar.n)
+                bar.set_postfix(robust=f"{1 - run.success.float().mean().item():.3f}", refresh=False)
+        x_best = self.best(state)
+        x_adv = torch.where(run.success.view(-1, 1, 1, 1), run.x_adv, x_best)
+        return AttackResult(x_adv, oracle.queries.clone(), run.success.clone(), run.first_success.clone(),
+                            run.clean_correct, oracle.budget, time.perf_counter() - start,
+                            oracle.forward_seconds)
+
+    def _start(self, oracle: Oracle, targets: torch.Tensor | None) -> Run:
+        if not isinstance(oracle, Oracle):
+            raise ValueError(f"oracle must be a workbench Oracle, got {type(oracle).__name__}")
+        if int(oracle.queries.sum()):
+            raise ValueError("oracle has been queried already: give every attack run a fresh Oracle")
+        if targets is not None:
+            targets = checks.labels("targets", targets, len(oracle)).to(oracle.device)
+            if (targets == oracle.y).any():
+                raise ValueError("targets must differ from the true labels for every image")
+        oracle.set_threat(self.norm, self.eps)
+        run = Run(oracle, targets, self.seed)
+        all_idx = torch.arange(len(oracle), device=oracle.device)
+        run.clean_scores = run.evaluate(oracle.x.clone(), all_idx)
+        run.clean_correct = run.clean_scores.argmax(1) == oracle.y
+        return run
+
+    @abstractmethod
+    def init(self, run: Run) -> Any:
+        """Set up the attack's state after the clean query (``run.clean_scores``); may query."""
+
+    @abstractmethod
+    def step(self, run: Run, state: Any, idx: torch.Tensor) -> None:
+        """One round for the images ``idx`` (each can afford ``cost`` queries): propose, query, keep or reject."""
+
+    @abstractmethod
+    def best(self, state: Any) -> torch.Tensor:
+        """The attack's current point for every image (N, C, H, W)."""

@@ -1,0 +1,211 @@
+"""Square attack: random square-shaped updates accepted only when the loss strictly drops.
+
+Paper: Andriushchenko, Croce, Flammarion, Hein, "Square Attack: a query-efficient black-box adversarial attack
+via random search", ECCV 2020.
+
+Distance: l-inf (vertical-stripe initialization, squares of +-eps per channel) and l2 (a grid of pseudo-Gaussian
+squares as initialization; each step moves mass between two windows of the perturbation, keeping its norm eps).
+
+Arguments (defaults are the paper's):
+    norm: "linf" | "l2" (default "linf"); eps: radius (default 0.3, MNIST l-inf).
+    p_init: initial fraction of pixels a square covers (default 0.05 l-inf; pass 0.1 for the paper's l2 setting,
+        0.3 for robust models).
+    schedule: the number of iterations the p schedule is laid out for (default 10000, the paper's): p halves at
+        iterations 10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000 of it. Robust accuracy at several budgets is
+        read from one run with the schedule of the largest (the workbench's protocol).
+    loss: "margin" (default for untargeted) or "ce" (default for targeted: cross-entropy of the target).
+    seed: generator seed (default 0); progress: progress bar (default True).
+
+Every image draws its own square location and signs (the original algorithm; ports that share one location and
+one sign set across the batch run a weaker attack), and re-draws the signs of a square that would not change the
+image. Query 1 is the clean image, query 2 the initialization.
+
+Shape: the oracle's images (N, C, H, W) in [0, 1]; all images are attacked as one batch on the model's device.
+
+Example::
+
+    >>> oracle = Oracle(model, x, y, budget=1000)
+    >>> result = Square(norm="linf", eps=0.3, seed=0).run(oracle)
+    >>> result.robust_accuracy(100), result.robust_accuracy()
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from workbench import checks
+from workbench.attacks.base import Attack, Run
+
+_HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
+LOSSES = ("margin", "ce")
+
+
+def p_schedule(p_init: float, it: int, schedule: int = 10000) -> float:
+    """The paper's piecewise-constant schedule of the square size fraction, rescaled to ``schedule`` iterations."""
+    it = int(it / schedule * 10000)
+    return p_init / 2 ** sum(it > h for h in _HALVINGS)
+
+
+@dataclass
+class SquareState:
+    x_best: torch.Tensor  # (N, C, H, W) current point of every image
+    loss: torch.Tensor  # (N,) loss at x_best
+    it: int = 0  # iterations done (query 3 is iteration 0)
+
+
+class Square(Attack):
+    __doc__ = __doc__
+    name = "square"
+
+    def __init__(self, *, norm: str = "linf", eps: float = 0.3, p_init: float = 0.05, schedule: int = 10000,
+                 loss: str | None = None, seed: int = 0, progress: bool = True):
+        super().__init__(norm=norm, eps=eps, seed=seed, progress=progress)
+        checks.positive("p_init", p_init)
+        if p_init > 1:
+            raise ValueError(f"p_init must be in (0, 1], got {p_init}")
+        checks.at_least("schedule", schedule, 1)
+        if loss is not None:
+            checks.choice("loss", loss, LOSSES)
+        self.p_init, self.schedule, self.loss_name = p_init, schedule, loss
+
+    def loss(self, run: Run, scores: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        name = self.loss_name or ("ce" if run.targets is not None else "margin")
+        return run.margin_loss(scores, idx) if name == "margin" else run.ce_loss(scores, idx)
+
+    def accept(self, run: Run, state: SquareState, idx: torch.Tensor, new_loss: torch.Tensor) -> torch.Tensor:
+        """Which candidates to keep: strict improvement (adaptive variants override this)."""
+        return new_loss < state.loss[idx]
+
+    # ------------------------------------------------------------------------------------------ the algorithm
+    def init(self, run: Run) -> SquareState:
+        idx = torch.arange(len(run.x0), device=run.device)
+        x = self._init_linf(run) if self.norm == "linf" else self._init_l2(run)
+        todo = ~run.success  # images misclassified at the clean query are done
+        x = torch.where(todo.view(-1, 1, 1, 1), x, run.x0)
+        scores = run.evaluate(x[todo], idx[todo]) if todo.any() else None
+        loss = self.loss(run, run.clean_scores, idx)
+        if scores is not None:
+            loss[todo] = self.loss(run, scores, idx[todo])
+        return SquareState(x, loss)
+
+    def step(self, run: Run, state: SquareState, idx: torch.Tensor) -> None:
+        x_best = state.x_best[idx]
+        x_new = (self._candidate_linf if self.norm == "linf" else self._candidate_l2)(run, state, idx, x_best)
+        new_loss = self.loss(run, run.evaluate(x_new, idx), idx)
+        keep = self.accept(run, state, idx, new_loss)
+        state.x_best[idx] = torch.where(keep.view(-1, 1, 1, 1), x_new, x_best)
+        state.loss[idx] = torch.where(keep, new_loss, state.loss[idx])
+        state.it += 1
+
+    def best(self, state: SquareState) -> torch.Tensor:
+        return state.x_best
+
+    def _side(self, run: Run, it: int, minimum: int) -> int:
+        c, h, w = run.x0.shape[1:]
+        p = p_schedule(self.p_init, it, self.schedule)
+        s = max(int(round(math.sqrt(p * h * w))), minimum)  # p * n_features / c, n_features = c * h * w
+        if minimum == 3 and s % 2 == 0:
+            s += 1
+        return min(s, h - 1, w - 1)
+
+    # ------------------------------------------------------------------------------------------------ l-inf
+    def _init_linf(self, run: Run) -> torch.Tensor:
+        n, c, _, w = run.x0.shape
+        return (run.x0 + self.eps * run.signs(n, c, 1, w)).clamp(0.0, 1.0)
+
+    def _candidate_linf(self, run: Run, state: SquareState, idx: torch.Tensor, x_best: torch.Tensor):
+        x0 = run.x0[idx]
+        b, c, h, w = x0.shape
+        s = self._side(run, state.it, 1)
+        mask = _window_mask(run.randint(h - s, (b,)), run.randint(w - s, (b,)), s, h, w)
+        signs = run.signs(b, c, 1, 1)
+        for _ in range(100):  # re-draw the signs of squares that would leave the image unchanged
+            window = (x0 + self.eps * signs).clamp(0.0, 1.0)
+            same = ((window - x_best).abs() < 1e-7) | ~mask
+            stale = same.flatten(1).all(1)
+            if not stale.any():
+                break
+            signs = torch.where(stale.view(-1, 1, 1, 1), run.signs(b, c, 1, 1), signs)
+        return torch.where(mask, window, x_best)
+
+    # --------------------------------------------------------------------------------------------------- l2
+    def _init_l2(self, run: Run) -> torch.Tensor:
+        n, c, h, w = run.x0.shape
+        s = h // 5
+        start = (h - 5 * s) // 2
+        delta = torch.zeros_like(run.x0)
+        for top in range(start, start + s * (h // s), s):
+            for left in range(start, start + s * (w // s), s):
+                if top + s > h or left + s > w:
+                    continue
+                pattern = _pseudo_gaussian(run, n, s) * run.signs(n, c, 1, 1)
+                delta[:, :, top:top + s, left:left + s] += pattern
+        return (run.x0 + self.eps * delta / _norm(delta)).clamp(0.0, 1.0)
+
+    def _candidate_l2(self, run: Run, state: SquareState, idx: torch.Tensor, x_best: torch.Tensor):
+        x0 = run.x0[idx]
+        b, c, h, w = x0.shape
+        s = self._side(run, state.it, 3)
+        delta = x_best - x0
+        win1 = _window_index(run.randint(h - s, (b,)), run.randint(w - s, (b,)), s, w)
+        win2 = _window_index(run.randint(h - s, (b,)), run.randint(w - s, (b,)), s, w)
+        old = _gather(delta, win1, s)
+        norm_win1 = old.pow(2).sum((2, 3), keepdim=True).sqrt()
+        both = torch.zeros(b, 1, h * w, device=delta.device)
+        both.scatter_(2, win1[:, None], 1.0).scatter_(2, win2[:, None], 1.0)
+        norm_windows = (delta * both.view(b, 1, h, w)).pow(2).sum((2, 3), keepdim=True).sqrt()
+        room = (self.eps ** 2 - _norm(delta).pow(2)).clamp_min(0.0) / c
+        new = _pseudo_gaussian(run, b, s) * run.signs(b, c, 1, 1) + old / (1e-10 + norm_win1)
+        new = new / new.pow(2).sum((2, 3), keepdim=True).sqrt() * (room + norm_windows.pow(2)).sqrt()
+        delta = _scatter(delta, win2, torch.zeros_like(new))
+        delta = _scatter(delta, win1, new)
+        return (x0 + self.eps * delta / _norm(delta)).clamp(0.0, 1.0)
+
+
+def _norm(delta: torch.Tensor) -> torch.Tensor:
+    return delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
+
+
+def _window_mask(top: torch.Tensor, left: torch.Tensor, s: int, h: int, w: int) -> torch.Tensor:
+    """(B, 1, H, W) boolean masks of one s x s square per image, at rows top..top+s and columns left..left+s."""
+    rows = torch.arange(h, device=top.device)
+    cols = torch.arange(w, device=top.device)
+    in_rows = (rows >= top[:, None]) & (rows < top[:, None] + s)
+    in_cols = (cols >= left[:, None]) & (cols < left[:, None] + s)
+    return (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
+
+
+def _window_index(top: torch.Tensor, left: torch.Tensor, s: int, w: int) -> torch.Tensor:
+    """(B, s*s) flat pixel indices of one s x s square per image."""
+    ar = torch.arange(s, device=top.device)
+    return ((top[:, None] + ar)[:, :, None] * w + (left[:, None] + ar)[:, None, :]).flatten(1)
+
+
+def _gather(t: torch.Tensor, index: torch.Tensor, s: int) -> torch.Tensor:
+    b, c = t.shape[:2]
+    return t.flatten(2).gather(2, index[:, None].expand(b, c, -1)).view(b, c, s, s)
+
+
+def _scatter(t: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    b, c = t.shape[:2]
+    return t.flatten(2).scatter(2, index[:, None].expand(b, c, -1), values.flatten(2)).view_as(t)
+
+
+def _pseudo_gaussian_rect(h: int, w: int) -> torch.Tensor:
+    """Nested rectangles of weight 1/(k+1)^2 around the centre (the paper's pseudo-Gaussian), unit l2 norm."""
+    delta = torch.zeros(h, w)
+    ch, cw = h // 2, w // 2
+    for k in range(max(h // 2 + 1, w // 2 + 1)):
+        delta[max(ch - k, 0):min(ch - k + 2 * k + 1, h), max(cw - k, 0):min(cw - k + 2 * k + 1, w)] += 1.0 / (k + 1) ** 2
+    return delta / delta.norm()
+
+
+def _pseudo_gaussian(run: Run, b: int, s: int) -> torch.Tensor:
+    """(B, 1, s, s): the paper's two-lobed pattern (upper half +, lower half -), transposed at random per image."""
+    pattern = torch.cat([_pseudo_gaussian_rect(s // 2, s), -_pseudo_gaussian_rect(s - s // 2, s)])
+    pattern = (pattern / pattern.norm()).to(run.device)
+    flip = run.uniform(b) < 0.5
+    return torch.where(flip.view(-1, 1, 1), pattern.T, pattern)[:, None]

@@ -1,0 +1,168 @@
+"""AAA: Adversarial Attack on Attackers, a post-processing defense against score-based query attacks.
+
+Paper: Chen, Huang, He, Yang, Huang (NeurIPS 2022), eqs. (4)-(6) and Algorithm 1.
+
+AAA leaves the model alone and re-optimizes its output logits z for every query so that (i) the label-free margin
+``m(z) = top1(z) - top2(z)`` follows a misleading target curve and (ii) the confidence of the predicted class matches
+a temperature-calibrated one. The original margin ``m_org`` is divided into intervals of width tau around loss
+attractors ``atr = (ceil(m_org / tau) - 1/2) * tau``; inside an interval the target moves *against* the attacker:
+
+- linear (eq. 5, first line): ``m_trg = atr - alpha * (m_org - atr)``
+- sine   (eq. 5, second line): ``m_trg = m_org - alpha * tau * sin(pi * (1 - 2 * (m_org - atr) / tau))``
+
+Logits are found by ``kappa`` Adam steps (lr 0.1) on ``|m(z) - m_trg| + beta * |softmax(z)[c] - p_trg|``, with
+``c`` the original prediction and ``p_trg = max softmax(z_org / T)``. Two deliberate choices of the workbench:
+
+- The temperature T is really tuned (``calibrate``): the grid value that minimizes 15-bin ECE of AAA's own output
+  on held-out data. The released code never runs this step and keeps T = 1.
+- The predicted class never changes: rows whose arg-max moved during optimization (possible where the target
+  margin reaches 0) get the original class's logit raised just above the others. ``last_repaired`` counts them.
+
+The loss is summed over rows, so with Adam every row is optimized independently of the rest of the batch: AAA's
+output for an image does not depend on the other images queried with it (it is deterministic).
+
+Example::
+
+    defended = AAA(model, curve="linear").calibrate(x_val, y_val)
+    logits = defended(x)                      # same arg-max as model(x), misleading margins
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from workbench import checks
+from workbench.losses import top2_margin
+
+CURVES = ("linear", "sine")
+DEFAULT_ALPHA = {"linear": 1.0, "sine": 0.7}
+
+
+def attractor(m: torch.Tensor, tau: float) -> torch.Tensor:
+    """Centre of the interval of width tau that holds margin m (eq. 4): ``(ceil(m / tau) - 1/2) * tau``."""
+    return (torch.ceil(m / tau) - 0.5) * tau
+
+
+def target_margin(m: torch.Tensor, curve: str = "linear", tau: float = 6.0, alpha: float | None = None) -> torch.Tensor:
+    """AAA's target margin for original margins ``m`` (eq. 5)."""
+    checks.choice("curve", curve, CURVES)
+    alpha = DEFAULT_ALPHA[curve] if alpha is None else alpha
+    atr = attractor(m, tau)
+    if curve == "linear":
+        return atr - alpha * (m - atr)
+    return m - alpha * tau * torch.sin(math.pi * (1 - 2 * (m - atr) / tau))
+
+
+class AAA(nn.Module):
+    """AAA wrapped around any classifier (an ``nn.Module`` mapping images to logits).
+
+    Args:
+        model: the classifier to defend.
+        curve: ``"linear"`` (default) or ``"sine"``.
+        tau: attractor interval (default 6). alpha: reverse step (default 1 linear, 0.7 sine).
+        beta: weight of the calibration term (default 5). kappa: optimization steps (default 100).
+        lr: Adam learning rate (default 0.1). temperature: T of the calibration target (default 1; ``calibrate``
+            tunes it).
+    """
+
+    def __init__(self, model: nn.Module, curve: str = "linear", *, tau: float = 6.0, alpha: float | None = None,
+                 beta: float = 5.0, kappa: int = 100, lr: float = 0.1, temperature: float = 1.0):
+        super().__init__()
+        checks.choice("curve", curve, CURVES)
+        checks.positive("tau", tau)
+        checks.positive("lr", lr)
+        checks.positive("temperature", temperature)
+        checks.at_least("kappa", kappa, 0)
+        for name, value in (("alpha", alpha), ("beta", beta)):
+            if value is not None and not (isinstance(value, (int, float)) and value >= 0):
+                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
+        self.model = model
+        self.curve, self.tau, self.beta, self.kappa, self.lr = curve, float(tau), float(beta), kappa, float(lr)
+        self.alpha = DEFAULT_ALPHA[curve] if alpha is None else float(alpha)
+        self.temperature = float(temperature)
+        self.last_repaired = 0
+
+    def extra_repr(self) -> str:
+        return (f"curve={self.curve!r}, tau={self.tau:g}, alpha={self.alpha:g}, beta={self.beta:g}, "
+                f"kappa={self.kappa}, lr={self.lr:g}, temperature={self.temperature:.4g}")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            logits = self.model(x)
+        return self.post_process(logits)
+
+    def post_process(self, logits: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
+        """AAA's output for the original logits ``logits`` (N, K) (Algorithm 1)."""
+        z_org = logits.detach().float()
+        t = self.temperature if temperature is None else temperature
+        m_trg = target_margin(top2_margin(z_org), self.curve, self.tau, self.alpha)
+        p_trg = F.softmax(z_org / t, dim=1).amax(1)
+        pred = z_org.argmax(1)
+        z = _adam(z_org, lambda z: _gradient(z, pred, m_trg, p_trg, self.beta), self.kappa, self.lr)
+        return self._repair(z, pred).to(logits.dtype)
+
+    def _repair(self, z: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        moved = z.argmax(1) != pred
+        self.last_repaired = int(moved.sum())
+        if self.last_repaired:
+            others = z.scatter(1, pred[:, None], float("-inf")).amax(1)
+            lifted = torch.maximum(z.gather(1, pred[:, None]).squeeze(1), others + 1e-4)
+            z = torch.where(moved[:, None], z.scatter(1, pred[:, None], lifted[:, None]), z)
+        return z
+
+    def calibrate(self, x: torch.Tensor, y: torch.Tensor, grid: np.ndarray | None = None,
+                  batch_size: int = 1000) -> "AAA":
+        """Tune the temperature on held-out data: the grid value (default 41 values log-spaced in [0.25, 4])
+        whose AAA output has the lowest 15-bin ECE. Sets ``temperature`` and returns self."""
+        from workbench.metrics import ece
+
+        checks.images("x", x)
+        y = checks.labels("y", y, len(x))
+        grid = np.geomspace(0.25, 4.0, 41) if grid is None else np.asarray(grid, dtype=float)
+        with torch.no_grad():
+            logits = torch.cat([self.model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+        y = y.to(logits.device)
+        errors = [ece(self.post_process(logits, float(t)), y) for t in grid]
+        self.temperature = float(grid[int(np.argmin(errors))])
+        self.calibration_curve = (grid, np.asarray(errors))
+        return self
+
+
+def loss(z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, p_trg: torch.Tensor, beta: float) -> torch.Tensor:
+    """AAA's objective (eq. 6), summed over rows: ``|m(z) - m_trg| + beta * |softmax(z)[pred] - p_trg|``."""
+    conf = F.softmax(z, dim=1).gather(1, pred[:, None]).squeeze(1)
+    return (top2_margin(z) - m_trg).abs().sum() + beta * (conf - p_trg).abs().sum()
+
+
+def _gradient(z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, p_trg: torch.Tensor,
+              beta: float) -> torch.Tensor:
+    """The gradient of ``loss`` in closed form (what autograd gives, without building a graph every step):
+    the margin term pushes the top-1 and top-2 logits apart or together, the confidence term moves
+    ``p_c * (onehot(c) - p)``."""
+    top = z.topk(2, dim=1)
+    s = torch.sign(top.values[:, 0] - top.values[:, 1] - m_trg)[:, None]
+    p = F.softmax(z, dim=1)
+    p_c = p.gather(1, pred[:, None])
+    g = p.mul_(-beta * torch.sign(p_c - p_trg[:, None]) * p_c)
+    g.scatter_add_(1, pred[:, None], beta * torch.sign(p_c - p_trg[:, None]) * p_c)
+    g.scatter_add_(1, top.indices[:, :1], s)
+    return g.scatter_add_(1, top.indices[:, 1:], -s)
+
+
+def _adam(z: torch.Tensor, grad, steps: int, lr: float, betas: tuple[float, float] = (0.9, 0.999),
+          eps: float = 1e-8) -> torch.Tensor:
+    """``steps`` steps of Adam (torch.optim.Adam's update, bias correction included) from ``z``."""
+    z = z.clone()
+    m, v = torch.zeros_like(z), torch.zeros_like(z)
+    for t in range(1, steps + 1):
+        g = grad(z)
+        m.mul_(betas[0]).add_(g, alpha=1 - betas[0])
+        v.mul_(betas[1]).addcmul_(g, g, value=1 - betas[1])
+        denom = (v / (1 - betas[1] ** t)).sqrt_().add_(eps)
+        z.addcdiv_(m, denom, value=-lr / (1 - betas[0] ** t))
+    return z

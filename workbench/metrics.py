@@ -1,0 +1,95 @@
+"""Metrics of the papers: accuracy, robust accuracy vs queries (one run gives every budget), queries to success,
+15-bin ECE, logit difference between a defended and an undefended model, and prediction agreement.
+
+Example::
+
+    result = Square(eps=0.3).run(Oracle(model, x, y, budget=1000))
+    robust_accuracy_curve(result, [100, 1000])      # {100: 0.31, 1000: 0.02}
+    ece(model(x), y)                                  # 0.012
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from workbench import checks
+from workbench.attacks.base import AttackResult
+from workbench.oracle import model_device
+
+
+def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    """Logits of ``model`` on ``x``, in batches, on the model's device (returned on the CPU)."""
+    checks.images("x", x)
+    checks.at_least("batch_size", batch_size, 1)
+    device = model_device(model)
+    with torch.no_grad():
+        return torch.cat([model(x[i:i + batch_size].to(device)).float().cpu()
+                          for i in range(0, len(x), batch_size)])
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """Fraction of rows whose arg-max is the label."""
+    return (logits.argmax(1).cpu() == y.cpu()).float().mean().item()
+
+
+def agreement(logits: torch.Tensor, reference: torch.Tensor) -> float:
+    """Fraction of rows where two models predict the same class."""
+    return (logits.argmax(1).cpu() == reference.argmax(1).cpu()).float().mean().item()
+
+
+def logit_difference(logits: torch.Tensor, reference: torch.Tensor) -> float:
+    """Mean over rows of the l2 distance between defended and undefended logits."""
+    return (logits.float().cpu() - reference.float().cpu()).norm(dim=1).mean().item()
+
+
+def ece(logits: torch.Tensor, y: torch.Tensor, bins: int = 15) -> float:
+    """Expected calibration error: 15 equal-width bins over the maximum softmax probability, weighted by count."""
+    checks.at_least("bins", bins, 1)
+    probs = logits.float().softmax(1).cpu()
+    conf, pred = probs.max(1)
+    correct = (pred == y.cpu()).float()
+    edges = torch.linspace(0, 1, bins + 1)
+    which = torch.bucketize(conf, edges[1:-1], right=True)  # bin k holds (edges[k], edges[k+1]]
+    gap = torch.zeros(bins).index_add_(0, which, conf - correct).abs()
+    return (gap.sum() / max(len(conf), 1)).item()
+
+
+def reliability(logits: torch.Tensor, y: torch.Tensor, bins: int = 15) -> dict[str, np.ndarray]:
+    """Per-bin mean confidence, accuracy and count (the data of a reliability diagram)."""
+    probs = logits.float().softmax(1).cpu()
+    conf, pred = probs.max(1)
+    correct = (pred == y.cpu()).float()
+    which = torch.bucketize(conf, torch.linspace(0, 1, bins + 1)[1:-1], right=True)
+    count = torch.zeros(bins).index_add_(0, which, torch.ones_like(conf))
+    mean_conf = torch.zeros(bins).index_add_(0, which, conf) / count.clamp_min(1)
+    acc = torch.zeros(bins).index_add_(0, which, correct) / count.clamp_min(1)
+    return {"confidence": mean_conf.numpy(), "accuracy": acc.numpy(), "count": count.numpy()}
+
+
+def robust_accuracy_curve(result: AttackResult, budgets: Iterable[int] | None = None) -> dict[int, float]:
+    """Robust accuracy at each budget (default: every query 1..budget), all read from one run."""
+    budgets = range(1, result.budget + 1) if budgets is None else budgets
+    return {int(b): result.robust_accuracy(int(b)) for b in budgets}
+
+
+def query_stats(result: AttackResult, budget: int | None = None) -> dict[str, float]:
+    """Mean and median queries of the images that were correct when clean and fooled within ``budget``."""
+    budget = result.budget if budget is None else budget
+    fooled = result.success & result.clean_correct & (result.first_success <= budget)
+    q = result.first_success[fooled].float()
+    if not len(q):
+        return {"mean_queries": float("nan"), "median_queries": float("nan"), "n_fooled": 0}
+    return {"mean_queries": q.mean().item(), "median_queries": q.median().item(), "n_fooled": int(len(q))}
+
+
+def summary(result: AttackResult, budgets: Sequence[int]) -> dict[str, float]:
+    """One row for a table: clean accuracy as the attack saw it, robust accuracy per budget, query statistics."""
+    row = {"clean_accuracy": result.clean_correct.float().mean().item()}
+    row.update({f"robust@{b}": acc for b, acc in robust_accuracy_curve(result, budgets).items()})
+    row.update(query_stats(result))
+    row.update({"seconds": result.seconds})
+    return row

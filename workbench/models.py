@@ -1,0 +1,297 @@
+"""Architectures with normalization inside, and a small zoo of models that train on first use.
+
+Every model maps images in [0, 1] of shape (N, C, H, W) to logits (N, K): normalization is its first layer.
+
+- ``"mnist-cnn"``: a small CNN (two conv + BatchNorm blocks, two linear layers) trained on the embedded MNIST-5k
+  training split on first use (seeded, CPU, about half a minute), cached under ``data/`` and loaded with
+  ``weights_only=True`` afterwards.
+- ``"preactresnet18"`` (UniG's CIFAR-10 model) and ``"wrn-28-10"`` (AAA's): architectures; load weights from a
+  local file with ``load(name, weights=path)``.
+- Any torchvision ImageNet classifier by name (``"resnet50"``, ``"wide_resnet50_2"``...): weights from a local
+  file or from torchvision's own cache folder; nothing is ever downloaded.
+
+Example::
+
+    from workbench import models
+    net = models.load("mnist-cnn")          # trains once (~30 s on a laptop CPU), then loads from data/
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from workbench import checks, paths
+
+MNIST_MEAN, MNIST_STD = (0.1307,), (0.3081,)
+CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616)
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel, as the first layer of a model."""
+
+    def __init__(self, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean).view(1, -1, 1, 1))
+        self.register_buffer("std", torch.tensor(std).view(1, -1, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+class Normalized(nn.Module):
+    """A network behind a normalization layer: ``net(norm(x))``. ``net`` keeps its own state-dict names, so
+    published checkpoints load into it unchanged."""
+
+    def __init__(self, net: nn.Module, mean: tuple[float, ...], std: tuple[float, ...]):
+        super().__init__()
+        self.norm = Normalize(mean, std)
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(self.norm(x))
+
+
+class MnistCNN(nn.Module):
+    """Two conv-BN-ReLU-pool blocks, a hidden linear layer and the classifier ``fc`` (its input are the
+    penultimate features that UniG works on)."""
+
+    def __init__(self, num_classes: int = 10, width: int = 32, hidden: int = 128):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(width, 2 * width, 3, padding=1), nn.BatchNorm2d(2 * width), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(2 * width * 7 * 7, hidden), nn.ReLU(),
+        )
+        self.fc = nn.Linear(hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.features(x))
+
+
+# ---------------------------------------------------------------------------------------------- CIFAR-10 nets
+class PreActBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, 1, 1, bias=False)
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Sequential(nn.Conv2d(in_planes, planes, 1, stride, bias=False))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = F.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if hasattr(self, "shortcut") else x
+        out = self.conv1(out)
+        out = self.conv2(F.relu(self.bn2(out)))
+        return out + shortcut
+
+
+class PreActResNet18(nn.Module):
+    """PreAct ResNet-18 (He et al. 2016) for 32x32 inputs; the classifier is ``linear``."""
+
+    def __init__(self, num_classes: int = 10):
+        super().__init__()
+        self.in_planes = 64
+        self.conv1 = nn.Conv2d(3, 64, 3, 1, 1, bias=False)
+        self.layer1 = self._layer(64, 2, 1)
+        self.layer2 = self._layer(128, 2, 2)
+        self.layer3 = self._layer(256, 2, 2)
+        self.layer4 = self._layer(512, 2, 2)
+        self.bn = nn.BatchNorm2d(512)
+        self.linear = nn.Linear(512, num_classes)
+
+    def _layer(self, planes: int, blocks: int, stride: int) -> nn.Sequential:
+        layers = []
+        for s in [stride] + [1] * (blocks - 1):
+            layers.append(PreActBlock(self.in_planes, planes, s))
+            self.in_planes = planes
+        return nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layer4(self.layer3(self.layer2(self.layer1(self.conv1(x)))))
+        out = F.adaptive_avg_pool2d(F.relu(self.bn(out)), 1).flatten(1)
+        return self.linear(out)
+
+
+class WideBasic(nn.Module):
+    def __init__(self, in_planes: int, out_planes: int, stride: int):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.relu1 = nn.ReLU(inplace=True)
+        self.conv1 = nn.Conv2d(in_planes, out_planes, 3, stride, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_planes)
+        self.relu2 = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(out_planes, out_planes, 3, 1, 1, bias=False)
+        self.equal = in_planes == out_planes
+        self.convShortcut = None if self.equal else nn.Conv2d(in_planes, out_planes, 1, stride, 0, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.relu1(self.bn1(x))
+        shortcut = x if self.equal else self.convShortcut(out)
+        out = self.conv2(self.relu2(self.bn2(self.conv1(out))))
+        return out + shortcut
+
+
+class NetworkBlock(nn.Module):
+    def __init__(self, layers: int, in_planes: int, out_planes: int, stride: int):
+        super().__init__()
+        self.layer = nn.Sequential(*[WideBasic(in_planes if i == 0 else out_planes, out_planes,
+                                               stride if i == 0 else 1) for i in range(layers)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layer(x)
+
+
+class WideResNet(nn.Module):
+    """WideResNet-depth-width (Zagoruyko & Komodakis 2016) with RobustBench's parameter names, so RobustBench's
+    CIFAR-10 checkpoints load into it; the classifier is ``fc``."""
+
+    def __init__(self, depth: int = 28, widen: int = 10, num_classes: int = 10):
+        super().__init__()
+        n = (depth - 4) // 6
+        ch = [16, 16 * widen, 32 * widen, 64 * widen]
+        self.conv1 = nn.Conv2d(3, ch[0], 3, 1, 1, bias=False)
+        self.block1 = NetworkBlock(n, ch[0], ch[1], 1)
+        self.block2 = NetworkBlock(n, ch[1], ch[2], 2)
+        self.block3 = NetworkBlock(n, ch[2], ch[3], 2)
+        self.bn1 = nn.BatchNorm2d(ch[3])
+        self.relu = nn.ReLU(inplace=True)
+        self.fc = nn.Linear(ch[3], num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.block3(self.block2(self.block1(self.conv1(x))))
+        out = F.adaptive_avg_pool2d(self.relu(self.bn1(out)), 1).flatten(1)
+        return self.fc(out)
+
+
+# ------------------------------------------------------------------------------------------------- the zoo
+@dataclass(frozen=True)
+class Recipe:
+    """How a zoo model is built and (for trainable ones) trained on first use."""
+
+    build: Callable[[], nn.Module]
+    dataset: str | None = None
+    epochs: int = 0
+    lr: float = 1e-3
+    batch_size: int = 64
+
+
+ARCHITECTURES: dict[str, Recipe] = {
+    "mnist-cnn": Recipe(lambda: Normalized(MnistCNN(), MNIST_MEAN, MNIST_STD), "mnist5k", epochs=6),
+    "preactresnet18": Recipe(lambda: Normalized(PreActResNet18(), CIFAR_MEAN, CIFAR_STD)),
+    "wrn-28-10": Recipe(lambda: Normalized(WideResNet(28, 10), CIFAR_MEAN, CIFAR_STD)),
+}
+
+
+def names() -> list[str]:
+    """Every name ``build`` and ``load`` accept: the zoo and torchvision's ImageNet classifiers."""
+    import torchvision
+
+    return sorted(ARCHITECTURES) + sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def build(name: str, num_classes: int | None = None) -> nn.Module:
+    """An untrained model of the named architecture (normalization included)."""
+    if name in ARCHITECTURES:
+        return ARCHITECTURES[name].build()
+    import torchvision
+
+    checks.choice("name", name, names())
+    net = torchvision.models.get_model(name, weights=None, **({"num_classes": num_classes} if num_classes else {}))
+    return Normalized(net, IMAGENET_MEAN, IMAGENET_STD)
+
+
+def load(name: str, *, weights: str | Path | None = None, device: str | torch.device | None = None,
+         retrain: bool = False) -> nn.Module:
+    """A trained model in eval mode, with gradients of its parameters switched off.
+
+    Args:
+        name: a zoo name (``names()`` lists them).
+        weights: a local checkpoint (a state dict, loaded with ``weights_only=True``); for zoo models that train
+            on first use it defaults to their cache under ``data/``.
+        device: where to put the model (default: CPU).
+        retrain: train a trainable zoo model again even if a cached copy exists.
+    """
+    model = build(name)
+    recipe = ARCHITECTURES.get(name)
+    if weights is not None:
+        _load_state(model, Path(weights), "weights")
+    elif recipe is not None and recipe.dataset is not None:
+        _load_state(model, _trained(name, recipe, retrain), "weights")
+    elif recipe is not None:
+        raise ValueError(f"weights is required for name={name!r}: pass the path of a local checkpoint")
+    else:
+        _load_state(model, _torchvision_cache(name), "weights")
+    model.eval().requires_grad_(False)
+    return model.to(device) if device is not None else model
+
+
+def _load_state(model: nn.Module, path: Path, arg: str) -> None:
+    if not path.is_file():
+        raise ValueError(f"{arg}={str(path)!r} is not an existing file")
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    for key in ("state_dict", "model_state_dict", "model"):
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+    state = {k.removeprefix("module."): v for k, v in state.items()}
+    target = model.net if isinstance(model, Normalized) and not any(k.startswith("net.") for k in state) else model
+    target.load_state_dict(state)
+
+
+def _torchvision_cache(name: str) -> Path:
+    import torchvision
+
+    url = torchvision.models.get_model_weights(name).DEFAULT.url
+    path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
+    if not path.is_file():
+        raise ValueError(f"no weights for name={name!r} in torchvision's cache ({path}); nothing is downloaded: "
+                         f"pass weights=<local file> or place the file there")
+    return path
+
+
+def _trained(name: str, recipe: Recipe, retrain: bool) -> Path:
+    from filelock import FileLock
+
+    path = paths.data_dir() / f"{name}.pt"
+    with FileLock(str(path) + ".lock"):
+        if retrain or not path.is_file():
+            state = train(recipe.build(), recipe, seed=0).state_dict()
+            paths.atomic_write(path, lambda tmp: torch.save(state, tmp))
+    return path
+
+
+def train(model: nn.Module, recipe: Recipe, seed: int = 0,
+          step: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None) -> nn.Module:
+    """Train ``model`` on the recipe's training split with Adam and cross-entropy (or a custom ``step`` that
+    returns the loss of one batch, e.g. adversarial training), seeded, on the CPU, with a progress bar."""
+    from workbench import data
+
+    train_set = data.load(recipe.dataset, split="train")
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model.train()
+        opt = torch.optim.Adam(model.parameters(), lr=recipe.lr)
+        batches = (len(train_set) + recipe.batch_size - 1) // recipe.batch_size
+        for _ in tqdm(range(recipe.epochs), desc=f"training on {recipe.dataset}", unit="epoch"):
+            order = torch.randperm(len(train_set), generator=gen)
+            for b in range(batches):
+                idx = order[b * recipe.batch_size:(b + 1) * recipe.batch_size]
+                x, y = train_set[idx]
+                loss = step(model, x, y) if step else F.cross_entropy(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+    return model.eval()

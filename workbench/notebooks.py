@@ -1,0 +1,61 @@
+"""Execute the numbered notebooks: in full mode to regenerate ``figures/`` (``make figures``), or in fast mode
+(``WORKBENCH_FAST=1``: smaller sizes and budgets) inside the test suite.
+
+Usage::
+
+    python -m workbench.notebooks --full            # every notebooks/NN_*.ipynb, figures into figures/
+    python -m workbench.notebooks --fast 01         # one notebook in fast mode
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+def notebooks(prefix: str = "") -> list[Path]:
+    """The numbered notebooks (``NN_slug.ipynb``) in order, optionally only those whose name starts with prefix."""
+    found = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb") if p.name.startswith(prefix))
+    if not found:
+        raise ValueError(f"prefix={prefix!r} matches no notebook in {NOTEBOOKS}")
+    return found
+
+
+def execute(path: Path, fast: bool, timeout: int = 1800) -> float:
+    """Run a notebook top to bottom in its own folder (outputs are not written back); return seconds taken."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    os.environ["WORKBENCH_FAST"] = "1" if fast else "0"
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    nb = nbformat.read(path, as_version=4)
+    start = time.perf_counter()
+    NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mode = parser.add_mutually_exclusive_group(required=True)
+    mode.add_argument("--full", action="store_true", help="full sizes and budgets (make figures)")
+    mode.add_argument("--fast", action="store_true", help="fast mode (tests)")
+    parser.add_argument("prefix", nargs="?", default="", help="only notebooks whose name starts with this")
+    args = parser.parse_args(argv)
+    total = 0.0
+    for path in tqdm(notebooks(args.prefix), desc="notebooks", unit="notebook"):
+        seconds = execute(path, fast=args.fast)
+        total += seconds
+        print(f"{path.name}: {seconds:.1f} s", flush=True)
+    print(f"all notebooks: {total:.1f} s", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -105,11 +105,16 @@ class Oracle:
         x = self._admit(x.to(self.device), idx)
         with torch.no_grad():
             logits = self._forward(self.model, x, timed=True)
+            self._check_labels(logits.shape[1])
             out = logits.softmax(1) if self.scores == "probabilities" else logits
             if self.observed is not None:
                 self._record(x, idx, out)
         self.queries += counts
         return out
+
+    def _check_labels(self, num_classes: int) -> None:
+        if int(self.y.max()) >= num_classes:
+            raise ValueError(f"y holds labels up to {int(self.y.max())} but the model scores {num_classes} classes")
 
     def _admit(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         if self.threat is None:

@@ -1,0 +1,114 @@
+"""Datasets: the embedded split, the real CIFAR-10 / ImageNet loaders on fake data in the real on-disk format,
+and 8-bit quantization that stays in the eps-ball."""
+
+from __future__ import annotations
+
+import hashlib
+import pickle
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from workbench import data
+from workbench.attacks.project import inside
+
+
+def test_mnist5k_is_a_deterministic_stratified_4000_1000_split():
+    train, test = data.load("mnist5k", "train"), data.load("mnist5k", "test")
+    assert train.x.shape == (4000, 1, 28, 28) and test.x.shape == (1000, 1, 28, 28)
+    assert train.x.dtype == torch.float32 and test.y.dtype == torch.int64
+    assert 0 <= float(test.x.min()) and float(test.x.max()) <= 1
+    assert torch.bincount(test.y).tolist() == [100] * 10
+    again = data.load("mnist5k", "test")
+    assert torch.equal(again.x, test.x) and torch.equal(again.y, test.y)
+    # the two splits are disjoint: no test image appears in train
+    train_rows = {row.numpy().tobytes() for row in train.x.flatten(1)}
+    assert not any(row.numpy().tobytes() in train_rows for row in test.x.flatten(1))
+
+
+def test_digits_and_n():
+    digits = data.load("digits", "test", n=10)
+    assert digits.x.shape == (10, 1, 8, 8) and float(digits.x.max()) <= 1
+
+
+def _write_fake_cifar(root, monkeypatch, n=6):
+    from torchvision.datasets import CIFAR10
+
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    files = {}
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        entry = {"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8), "labels": list(rng.integers(0, 10, n))}
+        (folder / name).write_bytes(pickle.dumps(entry))
+        files[name] = entry
+    meta = {"label_names": [f"class{i}" for i in range(10)]}
+    (folder / "batches.meta").write_bytes(pickle.dumps(meta))
+    md5 = {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in folder.iterdir()}
+    # the fake files stand in for the real ones: register their checksums where torchvision keeps the real ones
+    monkeypatch.setattr(CIFAR10, "train_list", [[f"data_batch_{i}", md5[f"data_batch_{i}"]] for i in range(1, 6)])
+    monkeypatch.setattr(CIFAR10, "test_list", [["test_batch", md5["test_batch"]]])
+    monkeypatch.setattr(CIFAR10, "meta", {**CIFAR10.meta, "md5": md5["batches.meta"]})
+    return files
+
+
+def test_cifar10_reads_the_real_format(tmp_path, monkeypatch):
+    files = _write_fake_cifar(tmp_path, monkeypatch)
+    test = data.load("cifar10", "test", root=tmp_path)
+    assert test.x.shape == (6, 3, 32, 32) and test.x.dtype == torch.float32
+    expected = torch.from_numpy(files["test_batch"]["data"].reshape(6, 3, 32, 32)).float() / 255
+    assert torch.allclose(test.x, expected)
+    assert test.y.tolist() == [int(v) for v in files["test_batch"]["labels"]]
+    assert len(data.load("cifar10", "train", root=tmp_path)) == 30
+    assert test.classes[0] == "class0"
+
+
+def test_cifar10_without_data_names_root(tmp_path):
+    with pytest.raises(ValueError, match="root"):
+        data.load("cifar10", root=tmp_path)
+    with pytest.raises(ValueError, match="root"):
+        data.load("cifar10", root=tmp_path / "missing")
+    with pytest.raises(ValueError, match="root"):
+        data.load("cifar10")
+
+
+def test_imagenet_takes_one_image_per_class_at_224(tmp_path):
+    rng = np.random.default_rng(0)
+    for c, wnid in enumerate(["n01440764", "n01443537", "n01484850"]):
+        (tmp_path / "val" / wnid).mkdir(parents=True)
+        for k in range(2):
+            pixels = rng.integers(0, 256, (300 + 10 * k, 400, 3), dtype=np.uint8)
+            Image.fromarray(pixels).save(tmp_path / "val" / wnid / f"ILSVRC2012_val_{c}{k}.JPEG")
+    ds = data.load("imagenet", root=tmp_path)
+    assert ds.x.shape == (3, 3, 224, 224) and ds.y.tolist() == [0, 1, 2]
+    assert ds.classes == ("n01440764", "n01443537", "n01484850")
+    assert 0 <= float(ds.x.min()) and float(ds.x.max()) <= 1
+    assert len(data.load("imagenet", root=tmp_path, n=2)) == 2
+
+
+@pytest.mark.parametrize("kwargs, arg", [({"name": "mnist"}, "name"), ({"name": "mnist5k", "split": "val"}, "split"),
+                                         ({"name": "mnist5k", "n": 0}, "n")])
+def test_bad_arguments_name_the_argument(kwargs, arg):
+    with pytest.raises(ValueError, match=arg):
+        data.load(**kwargs)
+
+
+@settings(max_examples=60, deadline=None)
+@given(norm=st.sampled_from(["linf", "l2"]), eps=st.floats(0.01, 3.0), seed=st.integers(0, 10_000))
+def test_quantize8_rounds_to_levels_inside_the_ball(norm, eps, seed):
+    gen = torch.Generator().manual_seed(seed)
+    x0 = torch.randint(0, 256, (4, 1, 6, 6), generator=gen).float() / 255  # real images lie on the grid
+    delta = torch.randn(x0.shape, generator=gen)
+    if norm == "linf":
+        delta = eps * delta.clamp(-1, 1)
+    else:
+        delta = eps * torch.rand(4, 1, 1, 1, generator=gen) * delta / delta.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    x = (x0 + delta).clamp(0, 1)
+    q = data.quantize8(x, x0, eps, norm)
+    assert inside(q, x0, eps, norm).all()
+    assert torch.allclose(q * 255, (q * 255).round(), atol=1e-4)
+    assert (q - x).abs().max() <= 1 / 255 + 1e-6

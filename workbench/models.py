@@ -280,6 +280,15 @@ def train(model: nn.Module, recipe: Recipe, seed: int = 0,
 
     train_set = data.load(recipe.dataset, split="train")
     gen = torch.Generator().manual_seed(seed)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one thread: the same weights on every machine (multi-threaded reductions vary)
+    try:
+        return _fit(model, recipe, train_set, gen, seed, step)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _fit(model, recipe, train_set, gen, seed, step) -> nn.Module:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model.train()

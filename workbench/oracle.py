@@ -70,6 +70,7 @@ class Oracle:
         self.budget, self.scores, self.quantize, self.batch_size = budget, scores, quantize, batch_size
         self.queries = torch.zeros(len(x), dtype=torch.long, device=self.device)
         self.threat: tuple[str, float] | None = None
+        self._labels_checked = False
         self.forward_seconds = 0.0
         self.observed = self._trace() if record else None
         self.reference_margin = self._trace() if record and reference is not None else None
@@ -105,16 +106,14 @@ class Oracle:
         x = self._admit(x.to(self.device), idx)
         with torch.no_grad():
             logits = self._forward(self.model, x, timed=True)
-            self._check_labels(logits.shape[1])
+            if not self._labels_checked:  # once: the number of classes is known from the first scores
+                checks.labels("y", self.y, len(self.y), logits.shape[1])
+                self._labels_checked = True
             out = logits.softmax(1) if self.scores == "probabilities" else logits
             if self.observed is not None:
                 self._record(x, idx, out)
         self.queries += counts
         return out
-
-    def _check_labels(self, num_classes: int) -> None:
-        if int(self.y.max()) >= num_classes:
-            raise ValueError(f"y holds labels up to {int(self.y.max())} but the model scores {num_classes} classes")
 
     def _admit(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         if self.threat is None:

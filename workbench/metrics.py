@@ -70,6 +70,15 @@ def reliability(logits: torch.Tensor, y: torch.Tensor, bins: int = 15) -> dict[s
     return {"confidence": mean_conf.numpy(), "accuracy": acc.numpy(), "count": count.numpy()}
 
 
+def reevaluated_accuracy(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor, repeats: int = 10,
+                         batch_size: int = 1000) -> float:
+    """Accuracy on the final adversarial images by fresh queries, averaged over ``repeats`` evaluations: for a
+    randomized defense the expected accuracy on them (what the attacker saw came from one noisy draw each);
+    for a deterministic model simply the accuracy on ``x_adv``."""
+    checks.at_least("repeats", repeats, 1)
+    return float(np.mean([accuracy(predict(model, x_adv, batch_size), y) for _ in range(repeats)]))
+
+
 def robust_accuracy_curve(result: AttackResult, budgets: Iterable[int] | None = None) -> dict[int, float]:
     """Robust accuracy at each budget (default: every query 1..budget), all read from one run."""
     budgets = range(1, result.budget + 1) if budgets is None else budgets

@@ -24,6 +24,8 @@ from workbench.data import quantize8
 from workbench.losses import cross_entropy, margin
 from workbench.oracle import Oracle, rank_within_repeats
 
+LOSSES = ("margin", "ce", "probability")
+
 
 @dataclass
 class AttackResult:
@@ -37,6 +39,7 @@ class AttackResult:
         clean_correct: (N,) whether the clean image was classified correctly (by the first query).
         budget: the per-image budget of the run.
         seconds: wall time of the run; forward_seconds: the part spent in the model's forward passes.
+        queries_per_point: queries averaged per candidate point (EOT; 1 otherwise).
     """
 
     x_adv: torch.Tensor
@@ -47,6 +50,7 @@ class AttackResult:
     budget: int
     seconds: float
     forward_seconds: float
+    queries_per_point: int = 1
 
     def robust_accuracy(self, budget: int | None = None) -> float:
         """Fraction of images not misclassified within ``budget`` queries (default: the run's budget)."""
@@ -72,6 +76,7 @@ class Run:
         self.success = torch.zeros(n, dtype=torch.bool, device=oracle.device)
         self.first_success = torch.full((n,), -1, dtype=torch.long, device=oracle.device)
         self.x_adv = self.x0.clone()
+        self.exhausted = torch.zeros(n, dtype=torch.bool, device=oracle.device)  # set by attacks with no move left
         self.clean_scores: torch.Tensor | None = None
         self.clean_correct: torch.Tensor | None = None
 
@@ -90,6 +95,12 @@ class Run:
         if hit.any():
             self._note_success(x[hit], idx[hit], before[hit], hit.nonzero().flatten())
         return scores
+
+    def admissible(self, x: torch.Tensor) -> torch.Tensor:
+        """All images ``x`` (N, C, H, W) as the oracle would evaluate them: rounded to 8 bits if it quantizes."""
+        if self.oracle.quantize and self.oracle.threat is not None:
+            return quantize8(x, self.x0, self.oracle.threat[1], self.oracle.threat[0])
+        return x
 
     def _note_success(self, x: torch.Tensor, idx: torch.Tensor, before: torch.Tensor, rows: torch.Tensor) -> None:
         q = before + 1 + rank_within_repeats(idx)  # the 1-based query number of every successful row
@@ -118,9 +129,21 @@ class Run:
             return cross_entropy(scores, self.targets[idx], probs)
         return -cross_entropy(scores, self.y[idx], probs)
 
+    def probability_loss(self, scores: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Probability of the true class (untargeted) or minus that of the target (targeted)."""
+        probs = scores if self.oracle.scores == "probabilities" else scores.softmax(1)
+        if self.targets is not None:
+            return -probs.gather(1, self.targets[idx, None]).squeeze(1)
+        return probs.gather(1, self.y[idx, None]).squeeze(1)
+
+    def loss(self, name: str, scores: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The loss ``name`` (one of ``LOSSES``) of ``scores``; every attack minimizes it."""
+        return {"margin": self.margin_loss, "ce": self.ce_loss, "probability": self.probability_loss}[name](
+            scores, idx)
+
     def active(self, cost: int = 1) -> torch.Tensor:
         """Indices of the images still to attack that can afford ``cost`` more queries."""
-        return (~self.success & (self.oracle.remaining() >= cost)).nonzero().flatten()
+        return (~self.success & ~self.exhausted & (self.oracle.remaining() >= cost)).nonzero().flatten()
 
     def uniform(self, *shape: int) -> torch.Tensor:
         return torch.rand(*shape, generator=self.gen, device=self.device)
@@ -139,22 +162,34 @@ class Attack(ABC):
     Args (shared by every attack):
         norm: ``"linf"`` or ``"l2"`` (where the attack supports it).
         eps: radius of the eps-ball (> 0).
+        loss: ``"margin"``, ``"ce"`` or ``"probability"`` (all minimized; None: the attack's default, which
+            may differ for targeted runs).
         seed: seed of the attack's random generator.
         progress: show a progress bar over queries.
     """
 
     name: ClassVar[str] = "attack"
     norms: ClassVar[tuple[str, ...]] = checks.NORMS
-    cost: ClassVar[int] = 1  # queries one step spends per image
+    cost: ClassVar[int] = 1  # the fewest queries one step spends per image
+    default_loss: ClassVar[str] = "margin"  # untargeted runs
+    targeted_loss: ClassVar[str] = "margin"  # targeted runs
 
-    def __init__(self, *, norm: str = "linf", eps: float = 0.3, seed: int = 0, progress: bool = True):
+    def __init__(self, *, norm: str = "linf", eps: float = 0.3, loss: str | None = None, seed: int = 0,
+                 progress: bool = True):
         checks.choice("norm", norm, self.norms)
         checks.positive("eps", eps)
+        if loss is not None:
+            checks.choice("loss", loss, LOSSES)
         checks.at_least("seed", seed, 0)
-        self.norm, self.eps, self.seed, self.progress = norm, float(eps), seed, progress
+        self.norm, self.eps, self.loss_name, self.seed, self.progress = norm, float(eps), loss, seed, progress
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(norm={self.norm!r}, eps={self.eps:g}, seed={self.seed})"
+
+    def loss(self, run: Run, scores: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The attack's loss (to minimize) of ``scores`` for the images ``idx``."""
+        name = self.loss_name or (self.targeted_loss if run.targets is not None else self.default_loss)
+        return run.loss(name, scores, idx)
 
     def run(self, oracle: Oracle, targets: torch.Tensor | None = None) -> AttackResult:
         """Attack every image of ``oracle`` until it is misclassified (or classified as ``targets[i]`` when
@@ -165,11 +200,15 @@ class Attack(ABC):
         with tqdm(total=oracle.budget, desc=f"{self.name} {self.norm}", unit="query", disable=not self.progress,
                   leave=False) as bar:
             bar.update(1)
+            shown = time.perf_counter()
             while len(idx := run.active(self.cost)):
                 self.step(run, state, idx)
-                bar.update(int(oracle.queries.max()) - bar.n)
-                bar.set_postfix(robust=f"{1 - run.success.float().mean().item():.3f}", refresh=False)
-        x_best = self.best(state)
+                if self.progress and time.perf_counter() - shown > 0.2:  # refresh a few times a second
+                    shown = time.perf_counter()
+                    bar.update(int(oracle.queries.max()) - bar.n)
+                    bar.set_postfix(robust=f"{1 - run.success.float().mean().item():.3f}", refresh=False)
+            bar.update(int(oracle.queries.max()) - bar.n)
+        x_best = run.admissible(self.best(state))  # an iterate never queried (NES, Bandits) gets rounded too
         x_adv = torch.where(run.success.view(-1, 1, 1, 1), run.x_adv, x_best)
         return AttackResult(x_adv, oracle.queries.clone(), run.success.clone(), run.first_success.clone(),
                             run.clean_correct, oracle.budget, time.perf_counter() - start,

@@ -13,7 +13,8 @@ Arguments (defaults are the paper's):
     schedule: the number of iterations the p schedule is laid out for (default 10000, the paper's): p halves at
         iterations 10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000 of it. Robust accuracy at several budgets is
         read from one run with the schedule of the largest (the workbench's protocol).
-    loss: "margin" (default for untargeted) or "ce" (default for targeted: cross-entropy of the target).
+    loss: "margin" (default for untargeted), "ce" (default for targeted: cross-entropy of the target) or
+        "probability".
     seed: generator seed (default 0); progress: progress bar (default True).
 
 Every image draws its own square location and signs (the original algorithm; ports that share one location and
@@ -40,7 +41,6 @@ from workbench import checks
 from workbench.attacks.base import Attack, Run
 
 _HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
-LOSSES = ("margin", "ce")
 
 
 def p_schedule(p_init: float, it: int, schedule: int = 10000) -> float:
@@ -59,21 +59,16 @@ class SquareState:
 class Square(Attack):
     __doc__ = __doc__
     name = "square"
+    targeted_loss = "ce"
 
     def __init__(self, *, norm: str = "linf", eps: float = 0.3, p_init: float = 0.05, schedule: int = 10000,
                  loss: str | None = None, seed: int = 0, progress: bool = True):
-        super().__init__(norm=norm, eps=eps, seed=seed, progress=progress)
+        super().__init__(norm=norm, eps=eps, loss=loss, seed=seed, progress=progress)
         checks.positive("p_init", p_init)
         if p_init > 1:
             raise ValueError(f"p_init must be in (0, 1], got {p_init}")
         checks.at_least("schedule", schedule, 1)
-        if loss is not None:
-            checks.choice("loss", loss, LOSSES)
-        self.p_init, self.schedule, self.loss_name = p_init, schedule, loss
-
-    def loss(self, run: Run, scores: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        name = self.loss_name or ("ce" if run.targets is not None else "margin")
-        return run.margin_loss(scores, idx) if name == "margin" else run.ce_loss(scores, idx)
+        self.p_init, self.schedule = p_init, schedule
 
     def accept(self, run: Run, state: SquareState, idx: torch.Tensor, new_loss: torch.Tensor) -> torch.Tensor:
         """Which candidates to keep: strict improvement (adaptive variants override this)."""
@@ -123,15 +118,20 @@ class Square(Attack):
         b, c, h, w = x0.shape
         s = self._side(run, state.it, 1)
         mask = _window_mask(run.randint(h - s, (b,)), run.randint(w - s, (b,)), s, h, w)
-        signs = run.signs(b, c, 1, 1)
-        for _ in range(100):  # re-draw the signs of squares that would leave the image unchanged
-            window = (x0 + self.eps * signs).clamp(0.0, 1.0)
-            same = ((window - x_best).abs() < 1e-7) | ~mask
-            stale = same.flatten(1).all(1)
-            if not stale.any():
-                break
-            signs = torch.where(stale.view(-1, 1, 1, 1), run.signs(b, c, 1, 1), signs)
+        signs = self._signs(run, x0, x_best, mask)
+        window = (x0 + self.eps * signs).clamp(0.0, 1.0)
         return torch.where(mask, window, x_best)
+
+    def _signs(self, run: Run, x0: torch.Tensor, x_best: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """(B, C, 1, 1) per-channel signs, uniform over the sign sets that change the image inside ``mask``
+        (the reference re-draws until the square changes something: the same distribution, in one pass)."""
+        b, c = x0.shape[:2]
+        same = torch.stack([(((x0 + self.eps * s).clamp(0.0, 1.0) - x_best).abs() < 1e-7) | ~mask
+                            for s in (-1.0, 1.0)], -1).flatten(2, 3).all(2)  # (B, C, 2): channel k unchanged
+        combos = (torch.arange(2 ** c, device=x0.device)[:, None] >> torch.arange(c, device=x0.device)) & 1
+        stale = same[:, torch.arange(c, device=x0.device)[None, :], combos].all(-1)  # (B, 2^C)
+        keys = run.uniform(b, 2 ** c) - 2.0 * stale  # stale sets only where every set is stale
+        return (combos[keys.argmax(1)] * 2 - 1).float().view(b, c, 1, 1)
 
     # --------------------------------------------------------------------------------------------------- l2
     def _init_l2(self, run: Run) -> torch.Tensor:

@@ -1,0 +1,43 @@
+"""Attack overhead: every registered attack's wall time divided by the time of the model forward passes it made
+(the Oracle times them), measured in one run on the embedded default. Goal: <= 1.2 on the CPU for each attack.
+
+Undefended MNIST CNN, l-inf eps 0.3 (MNIST presets), the first 500 test images, 1000 queries, seed 0.
+
+    python benchmarks/attack_overhead.py [--n 500] [--budget 1000] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pandas as pd
+import torch
+
+from workbench import data, models
+from workbench.attacks import build, names
+from workbench.oracle import Oracle
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=500)
+    parser.add_argument("--budget", type=int, default=1000)
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = parser.parse_args()
+    x, y = data.load("mnist5k", "test")[:args.n]
+    model = models.load("mnist-cnn", device=args.device)
+    rows = {}
+    for name in names():
+        result = build(name, seed=0, progress=False).run(Oracle(model, x, y, budget=args.budget))
+        rows[name] = {"wall s": result.seconds, "forward s": result.forward_seconds,
+                      "queries": int(result.queries.sum()), "wall / forward": result.seconds / result.forward_seconds,
+                      "robust": result.robust_accuracy()}
+    table = pd.DataFrame(rows).T
+    table["<= 1.2"] = table["wall / forward"] <= 1.2
+    pd.set_option("display.width", 200)
+    print(f"device {args.device}, {args.n} images, budget {args.budget}")
+    print(table.round(3).to_string())
+
+
+if __name__ == "__main__":
+    main()

@@ -186,10 +186,30 @@ class Recipe:
     epochs: int = 0
     lr: float = 1e-3
     batch_size: int = 64
+    base: str | None = None  # fine-tune this zoo model instead of training from scratch
+    step: Callable[[], Callable] | None = None  # makes the loss of one batch (default: cross-entropy)
+
+
+def _adversarial():
+    from workbench.training import adversarial_step
+
+    return adversarial_step(eps=0.3, steps=7)
+
+
+def _gaussian():
+    from workbench.training import gaussian_step
+
+    return gaussian_step(sigma=0.05)
 
 
 ARCHITECTURES: dict[str, Recipe] = {
     "mnist-cnn": Recipe(lambda: Normalized(MnistCNN(), MNIST_MEAN, MNIST_STD), "mnist5k", epochs=6),
+    # PGD-7 adversarial training at eps 0.3, fine-tuned from mnist-cnn (the AT baseline)
+    "mnist-cnn-at": Recipe(lambda: Normalized(MnistCNN(), MNIST_MEAN, MNIST_STD), "mnist5k", epochs=5,
+                           base="mnist-cnn", step=_adversarial),
+    # Gaussian augmentation (nu 0.05, loss of the expectation over 4 draws), fine-tuned from mnist-cnn (RND-GF)
+    "mnist-cnn-gf": Recipe(lambda: Normalized(MnistCNN(), MNIST_MEAN, MNIST_STD), "mnist5k", epochs=2,
+                           base="mnist-cnn", step=_gaussian),
     "preactresnet18": Recipe(lambda: Normalized(PreActResNet18(), CIFAR_MEAN, CIFAR_STD)),
     "wrn-28-10": Recipe(lambda: Normalized(WideResNet(28, 10), CIFAR_MEAN, CIFAR_STD)),
 }
@@ -267,7 +287,11 @@ def _trained(name: str, recipe: Recipe, retrain: bool) -> Path:
     path = paths.data_dir() / f"{name}.pt"
     with FileLock(str(path) + ".lock"):
         if retrain or not path.is_file():
-            state = train(recipe.build(), recipe, seed=0).state_dict()
+            model = recipe.build()
+            if recipe.base is not None:
+                model.load_state_dict(load(recipe.base).state_dict())
+                model.requires_grad_(True)
+            state = train(model, recipe, seed=0, step=recipe.step() if recipe.step else None).state_dict()
             paths.atomic_write(path, lambda tmp: torch.save(state, tmp))
     return path
 

@@ -18,9 +18,8 @@ Arguments (defaults: Madry et al.'s MNIST setting):
     bpda: name of a submodule of ``model`` (as in ``model.named_modules()``) whose backward pass is replaced by
         the identity, a straight-through estimator (default None: plain gradients).
     seed: seed of the random start (default 0); batch_size: images per forward/backward (default 500).
-
-An image is frozen at its first misclassified iterate (the attack stops on it), so the returned images are
-adversarial wherever any iterate was.
+    freeze: stop at an image's first misclassified iterate (default True, so the returned images are adversarial
+        wherever any iterate was); False runs every step (adversarial training wants the strongest point).
 
 Shape: returns adversarial images of the shape of ``x``, on ``x``'s device.
 
@@ -79,7 +78,7 @@ def _random_start(x: torch.Tensor, eps: float, norm: str, gen: torch.Generator) 
 
 
 def _attack_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str, eps: float, steps: int,
-                  step_size: float, start: torch.Tensor) -> torch.Tensor:
+                  step_size: float, start: torch.Tensor, freeze: bool) -> torch.Tensor:
     x_adv, done = start.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
     for _ in range(steps):
         todo = (~done).nonzero().flatten()
@@ -88,7 +87,7 @@ def _attack_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str,
         xt = x_adv[todo].requires_grad_(True)
         logits = model(xt)
         grad, = torch.autograd.grad(F.cross_entropy(logits, y[todo], reduction="sum"), xt)
-        fooled = logits.argmax(1) != y[todo]  # this iterate is adversarial already: keep it
+        fooled = (logits.argmax(1) != y[todo]) & freeze  # this iterate is adversarial already: keep it
         done[todo[fooled]] = True
         step = project(ascent_step(xt.detach(), grad, step_size, norm), x[todo], eps, norm)
         x_adv[todo[~fooled]] = step[~fooled]
@@ -97,7 +96,7 @@ def _attack_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str,
 
 def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str = "linf", eps: float = 0.3,
         steps: int = 40, step_size: float | None = None, random_start: bool = True, bpda: str | None = None,
-        seed: int = 0, batch_size: int = 500, progress: bool = True) -> torch.Tensor:
+        seed: int = 0, batch_size: int = 500, progress: bool = True, freeze: bool = True) -> torch.Tensor:
     """Projected gradient descent on the cross-entropy (see the module docstring)."""
     checks.images("x", x)
     y = checks.labels("y", y, len(x))
@@ -116,7 +115,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str = "linf
         for i in tqdm(range(0, len(x), batch_size), desc=f"pgd {norm}", disable=not progress, leave=False):
             xb, yb = x[i:i + batch_size], y[i:i + batch_size]
             start = _random_start(xb, eps, norm, gen) if random_start else xb
-            out.append(_attack_batch(model, xb, yb, norm, eps, steps, step_size, start))
+            out.append(_attack_batch(model, xb, yb, norm, eps, steps, step_size, start, freeze))
     return torch.cat(out)
 
 

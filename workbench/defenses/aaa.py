@@ -37,6 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from workbench import checks
+from workbench.defenses.temperature import held_out_logits, tune_temperature
 from workbench.losses import top2_margin
 
 CURVES = ("linear", "sine")
@@ -119,17 +120,9 @@ class AAA(nn.Module):
                   batch_size: int = 1000) -> "AAA":
         """Tune the temperature on held-out data: the grid value (default 41 values log-spaced in [0.25, 4])
         whose AAA output has the lowest 15-bin ECE. Sets ``temperature`` and returns self."""
-        from workbench.metrics import ece
-
-        checks.images("x", x)
-        y = checks.labels("y", y, len(x))
-        grid = np.geomspace(0.25, 4.0, 41) if grid is None else np.asarray(grid, dtype=float)
-        with torch.no_grad():
-            logits = torch.cat([self.model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-        y = y.to(logits.device)
-        errors = [ece(self.post_process(logits, float(t)), y) for t in grid]
-        self.temperature = float(grid[int(np.argmin(errors))])
-        self.calibration_curve = (grid, np.asarray(errors))
+        logits, y = held_out_logits(self.model, x, y, batch_size)
+        self.temperature, *curve = tune_temperature(lambda t: self.post_process(logits, t), y, grid)
+        self.calibration_curve = tuple(curve)
         return self
 
 

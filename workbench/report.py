@@ -1,0 +1,70 @@
+"""The defense report: for each defense on one dataset, what it costs on clean data and what it buys under a
+score-based attack, in one table (pandas DataFrame, one row per defense).
+
+Columns: clean accuracy, agreement with the undefended predictions, logit difference (mean l2 distance of the
+logits), 15-bin ECE, time per query relative to the undefended model (forward passes over the clean images in
+query batches of ``batch_size``), robust accuracy at each budget as the attacker observed it, and for
+randomized or batch-dependent defenses the re-evaluated robust accuracy (fresh queries on the final images,
+averaged over ``repeats``) beside it. Deterministic defenses re-evaluate to the observed value.
+
+Example::
+
+    table = defense_report({"AAA": aaa, "UniG": unig}, model, x, y, attack="square", budgets=(100, 1000))
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from workbench import checks, metrics
+from workbench.attacks import build as build_attack
+from workbench.oracle import Oracle
+
+
+def seconds_per_image(model: nn.Module, x: torch.Tensor, batch_size: int = 100, repeats: int = 1) -> float:
+    """Wall time of ``model``'s forward passes over ``x`` in batches of ``batch_size``, per image."""
+    start = time.perf_counter()
+    for _ in range(repeats):
+        metrics.predict(model, x, batch_size)
+    return (time.perf_counter() - start) / (repeats * len(x))
+
+
+def defense_row(defended: nn.Module, undefended: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
+                attack: str = "square", dataset: str = "mnist", budgets: Sequence[int] = (100, 1000),
+                randomized: bool = False, repeats: int = 10, seed: int = 0, batch_size: int = 100,
+                reference_seconds: float | None = None) -> dict[str, float]:
+    """One row of the report (see the module docstring)."""
+    checks.images("x", x)
+    budgets = sorted(budgets)
+    clean = metrics.predict(undefended, x, batch_size)
+    logits = metrics.predict(defended, x, batch_size)
+    reference_seconds = reference_seconds or seconds_per_image(undefended, x, batch_size)
+    row = {"clean acc": metrics.accuracy(logits, y), "agreement": metrics.agreement(logits, clean),
+           "logit diff": metrics.logit_difference(logits, clean), "ECE": metrics.ece(logits, y),
+           "time / query (x undefended)": seconds_per_image(defended, x, batch_size) / reference_seconds}
+    result = build_attack(attack, dataset=dataset, seed=seed, progress=False).run(
+        Oracle(defended, x, y, budget=budgets[-1]))
+    for b in budgets:
+        row[f"robust@{b}"] = result.robust_accuracy(b)
+    row[f"re-evaluated@{budgets[-1]}"] = (metrics.reevaluated_accuracy(defended, result.x_adv, y, repeats)
+                                         if randomized else row[f"robust@{budgets[-1]}"])
+    row["attack seconds"] = result.seconds
+    return row
+
+
+def defense_report(defenses: Mapping[str, nn.Module], undefended: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                   *, randomized: Sequence[str] = (), **kwargs) -> pd.DataFrame:
+    """The report for every named defense (``randomized`` names get re-evaluated); ``kwargs`` go to
+    ``defense_row``."""
+    reference = seconds_per_image(undefended, x, kwargs.get("batch_size", 100), repeats=3)
+    rows = {}
+    for name, defended in tqdm(defenses.items(), desc="defenses", unit="defense"):
+        rows[name] = defense_row(defended, undefended, x, y, randomized=name in randomized,
+                                 reference_seconds=reference, **kwargs)
+    return pd.DataFrame(rows).T

@@ -33,15 +33,16 @@ import torch
 import torch.nn as nn
 
 from workbench import checks
+from workbench.defenses.seeded import Seeded
 from workbench.oracle import model_device
 
 
-class InputNoise(nn.Module):
+class InputNoise(Seeded):
     __doc__ = __doc__
 
     def __init__(self, model: nn.Module, *, sigma: float = 0.02, logit_noise: float = 0.0,
                  beta: tuple[float, float] | None = None, clip: bool = True, seed: int = 0):
-        super().__init__()
+        super().__init__(seed)
         for name, value in [("sigma", sigma), ("logit_noise", logit_noise)]:
             if value != 0:
                 checks.positive(name, value)
@@ -50,24 +51,10 @@ class InputNoise(nn.Module):
                 raise ValueError(f"beta must be a pair (a, b) of numbers > 0, got {beta!r}")
             checks.positive("beta[0]", beta[0])
             checks.positive("beta[1]", beta[1])
-        checks.at_least("seed", seed, 0)
         self.model, self.sigma, self.logit_noise, self.beta, self.clip = model, sigma, logit_noise, beta, clip
-        self.seed = seed
-        self._gen: torch.Generator | None = None
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma:g}, logit_noise={self.logit_noise:g}, beta={self.beta}, seed={self.seed}"
-
-    def reseed(self, seed: int | None = None) -> InputNoise:
-        """Restart the noise stream (at ``seed``, or the constructor's)."""
-        self.seed = self.seed if seed is None else seed
-        self._gen = None
-        return self
-
-    def _generator(self, device: torch.device) -> torch.Generator:
-        if self._gen is None or self._gen.device != device:
-            self._gen = torch.Generator(device=device).manual_seed(self.seed)
-        return self._gen
 
     def _scale(self, n: int, device: torch.device, gen: torch.Generator) -> torch.Tensor:
         if self.beta is None:

@@ -45,6 +45,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from workbench import checks
+from workbench.defenses.seeded import Seeded
 from workbench.oracle import model_device
 
 
@@ -62,12 +63,12 @@ def unification_loss(g: torch.Tensor) -> torch.Tensor:
     return (g[1:] - g[:-1]).pow(2).sum()
 
 
-class UniG(nn.Module):
+class UniG(Seeded):
     __doc__ = __doc__
 
     def __init__(self, model: nn.Module, *, delta: float = 0.5, p: int = 1, alpha: float = 10.0,
                  init_std: float = 0.5, reference: torch.Tensor | None = None, seed: int = 0):
-        super().__init__()
+        super().__init__(seed)
         checks.positive("delta", delta)
         checks.at_least("p", p, 0)
         checks.positive("alpha", alpha)
@@ -75,22 +76,15 @@ class UniG(nn.Module):
             checks.positive("init_std", init_std)
         if reference is not None:
             checks.images("reference", reference)
-        checks.at_least("seed", seed, 0)
         self.model, self.linear = model, last_linear(model)
-        self.delta, self.p, self.alpha, self.init_std, self.seed = float(delta), p, float(alpha), init_std, seed
+        self.delta, self.p, self.alpha, self.init_std = float(delta), p, float(alpha), init_std
         self.reference = reference
-        self._gen: torch.Generator | None = None
         self.last_A: torch.Tensor | None = None
         self.last_losses: list[float] = []
 
     def extra_repr(self) -> str:
         return f"delta={self.delta:g}, p={self.p}, alpha={self.alpha:g}, init_std={self.init_std:g}, seed={self.seed}"
 
-    def reseed(self, seed: int | None = None) -> UniG:
-        """Restart the random stream of A's initialization (at ``seed``, or the constructor's)."""
-        self.seed = self.seed if seed is None else seed
-        self._gen = None
-        return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = len(x)
@@ -109,10 +103,6 @@ class UniG(nn.Module):
             handle.remove()
         return out[:n]
 
-    def _generator(self, device: torch.device) -> torch.Generator:
-        if self._gen is None or self._gen.device != device:
-            self._gen = torch.Generator(device=device).manual_seed(self.seed)
-        return self._gen
 
     def _defended_output(self, f: torch.Tensor) -> torch.Tensor:
         gen = self._generator(model_device(self.model))

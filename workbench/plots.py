@@ -11,6 +11,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 import seaborn as sns
 import torch
 
@@ -104,4 +105,44 @@ def adversarial_examples(x: torch.Tensor, x_adv: torch.Tensor, titles: list[str]
     for i, title in enumerate(titles or []):
         axes[0, i].set_title(title, fontsize=9)
     fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------ grid results
+def robustness_heatmap(table: pd.DataFrame, value: str, ax: plt.Axes | None = None) -> plt.Figure:
+    """Defense x attack heatmap of ``value`` (a robust-accuracy column of an experiment table; the mean over
+    seeds where there are several), in percent."""
+    fig, ax = _axes(ax, (1.2 * table["attack"].nunique() + 2.5, 0.45 * table["defense"].nunique() + 1.5))
+    pivot = table.pivot_table(index="defense", columns="attack", values=value, aggfunc="mean", sort=False)
+    sns.heatmap(100 * pivot, annot=True, fmt=".0f", cmap="rocket_r", vmin=0, vmax=100, ax=ax,
+                cbar_kws={"label": f"{value} (%)"})
+    ax.set(xlabel="attack", ylabel="defense")
+    return fig
+
+
+def robustness_vs_budget(table: pd.DataFrame, attack: str, ax: plt.Axes | None = None) -> plt.Figure:
+    """Robust accuracy at each budget of the table (the ``robust@b`` columns), one line per defense."""
+    fig, ax = _axes(ax, (6, 4))
+    columns = [c for c in table.columns if c.startswith("robust@") and table[c].notna().any()]
+    budgets = [int(c.split("@")[1]) for c in columns]
+    rows = table[table["attack"] == attack].groupby("defense", sort=False)[columns].mean()
+    for defense, row in rows.iterrows():
+        ax.plot(budgets, 100 * row.to_numpy(), marker="o", label=defense)
+    ax.set(xscale="log", xlabel="queries per image", ylabel="robust accuracy (%)", ylim=(-2, 102),
+           title=f"{attack}")
+    ax.legend(fontsize="small", ncol=2)
+    return fig
+
+
+def cost_vs_robustness(table: pd.DataFrame, cost: str = "logit diff", robust: str | None = None,
+                       ax: plt.Axes | None = None) -> plt.Figure:
+    """The trade-off of UniG Fig. 1b: each defense's clean-side cost (``"logit diff"`` or ``"ECE"``) against
+    its robust accuracy (default: the last ``robust@`` column), averaged over the table's attacks and seeds."""
+    fig, ax = _axes(ax, (6, 4))
+    robust = robust or [c for c in table.columns if c.startswith("robust@")][-1]
+    points = table.groupby("defense", sort=False)[[cost, robust]].mean()
+    ax.scatter(points[cost], 100 * points[robust])
+    for defense, (x, y) in points.iterrows():
+        ax.annotate(defense, (x, 100 * y), textcoords="offset points", xytext=(4, 4), fontsize="small")
+    ax.set(xlabel=cost, ylabel=f"{robust} (%)")
     return fig

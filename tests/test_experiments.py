@@ -1,0 +1,129 @@
+"""Experiment grids: validation before anything runs, caching (nothing recomputed), resuming after a killed
+process, the Ray executor, presets and the command line."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from workbench import experiments
+from workbench.experiments import cell, grid, preset, run, validate
+
+VOLATILE = ["seconds"]  # wall time differs between runs; everything else must match
+
+
+def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(a.drop(columns=VOLATILE), b.drop(columns=VOLATILE), check_exact=False, rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def smoke_table(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("smoke")
+    return folder, run(preset("smoke"), cache_dir=folder, progress=False)
+
+
+def test_smoke_grid_gives_one_tidy_row_per_cell(smoke_table):
+    _, table = smoke_table
+    assert len(table) == 4 and list(table["defense"]) == ["none", "none", "aaa-linear", "aaa-linear"]
+    for column in ("clean acc", "agreement", "logit diff", "ECE", "robust@10", "robust@50", "re-evaluated",
+                   "mean queries", "median queries", "seconds", "config", "workbench", "torch", "device",
+                   "git commit"):
+        assert column in table.columns
+    assert (table["robust@50"] <= table["robust@10"]).all()
+    assert (table.loc[table.defense == "aaa-linear", "agreement"] == 1.0).all()
+    assert json.loads(table["config"][0])["budgets"] == [10, 50]
+
+
+def test_a_second_run_recomputes_nothing(smoke_table, monkeypatch):
+    folder, first = smoke_table
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a cached cell was recomputed")
+
+    monkeypatch.setattr(experiments, "run_cell", refuse)
+    _same(run(preset("smoke"), cache_dir=folder, progress=False), first)
+
+
+def test_a_killed_run_resumes_without_losing_or_recomputing_cells(smoke_table, tmp_path):
+    _, uninterrupted = smoke_table
+    folder = tmp_path / "cache"
+    command = [sys.executable, "-m", "workbench.experiments", "smoke", "--cache-dir", str(folder),
+               "--csv", str(tmp_path / "smoke.csv")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(list(folder.glob("*.json"))) < 2 and proc.poll() is None:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    finished = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.json")}
+    assert 1 <= len(finished) < 4, "the run should have been killed part-way"
+    resumed = run(preset("smoke"), cache_dir=folder, progress=False)
+    for name, mtime in finished.items():  # finished cells were read back, not recomputed
+        assert (folder / name).stat().st_mtime_ns == mtime
+    assert len(list(folder.glob("*.json"))) == 4
+    _same(resumed, uninterrupted)
+
+
+def test_ray_executor_matches_the_local_one(smoke_table, tmp_path):
+    pytest.importorskip("ray", reason="Ray is not installed (pip install 'ray[default]')")
+    import ray
+
+    _, local = smoke_table
+    try:
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
+        _same(run(preset("smoke"), executor="ray", cache_dir=tmp_path, progress=False), local)
+    finally:
+        ray.shutdown()
+
+
+@pytest.mark.parametrize("fields, field", [
+    ({"attack": "squares"}, "attack"), ({"defense": "aaa"}, "defense"), ({"eps": 0.0}, "eps"),
+    ({"eps": -0.1}, "eps"), ({"budgets": (100, 100)}, "budgets"), ({"budgets": (1000, 100)}, "budgets"),
+    ({"n": 1001}, "n="), ({"dataset": "svhn"}, "dataset"), ({"attack_kwargs": {"tau": 1}}, "tau"),
+    ({"norm": "l1"}, "norm")])
+def test_bad_grids_fail_before_anything_runs_naming_cell_and_field(fields, field, tmp_path, monkeypatch):
+    monkeypatch.setattr(experiments, "run_cell", lambda *a, **k: pytest.fail("ran despite a bad grid"))
+    cells = [cell(n=10, budgets=(5, 10)), cell(**{"n": 10, "budgets": (5, 10), **fields})]
+    with pytest.raises(ValueError, match=rf"cell 1 .*{field}"):
+        run(cells, cache_dir=tmp_path, progress=False)
+
+
+def test_presets_are_valid_and_keys_are_stable():
+    for name in experiments.presets():
+        validate(preset(name))
+    assert len(preset("mnist-seeds")) == 20 and len({c.key() for c in preset("mnist-table")}) == len(
+        preset("mnist-table"))
+    assert cell(attack_kwargs={"p_init": 0.1}).key() == cell(attack_kwargs={"p_init": 0.1}).key()
+    assert cell(seed=1).key() != cell(seed=2).key()
+    with pytest.raises(ValueError, match="name"):
+        preset("mnist")
+    assert len(grid(defenses=["none", "rnd"], attacks=["square"], seeds=[0, 1])) == 4
+
+
+def test_seed_summaries_are_mean_plus_minus_std():
+    table = pd.DataFrame({"defense": ["a", "a", "b", "b"], "attack": ["s"] * 4, "robust@100": [0.1, 0.3, 0.5, 0.5]})
+    summary = experiments.summarize(table, "robust@100")
+    assert summary.loc["a", "s"] == "0.200 ± 0.141" and summary.loc["b", "s"] == "0.500 ± 0.000"
+
+
+def test_grid_plots_draw_what_the_table_holds(smoke_table):
+    from workbench import plots
+
+    _, table = smoke_table
+    heat = plots.robustness_heatmap(table, "robust@50")
+    values = heat.axes[0].collections[0].get_array().reshape(2, 2)
+    expected = 100 * table.pivot_table(index="defense", columns="attack", values="robust@50", sort=False)
+    assert (abs(values - expected.to_numpy()) < 1e-6).all()
+    curves = plots.robustness_vs_budget(table, "square")
+    assert len(curves.axes[0].lines) == 2 and list(curves.axes[0].lines[0].get_xdata()) == [10, 50]
+    scatter = plots.cost_vs_robustness(table, "logit diff")
+    assert len(scatter.axes[0].collections[0].get_offsets()) == 2

@@ -1,0 +1,347 @@
+"""Experiment grids: defense x attack x budget x seed cells, run once each, cached on disk, resumable, returned
+as one tidy pandas DataFrame (one row per cell).
+
+A :class:`Cell` names everything a run depends on (dataset, model, defense and its arguments, attack and its
+arguments, norm, eps, budgets, number of images, seed). Its cache key is a hash of that configuration; a finished
+cell is written to ``<cache_dir>/<key>.json`` atomically, so running the same grid again recomputes nothing and
+a run killed at any point resumes where it stopped without losing or recomputing a finished cell.
+
+Every budget of a cell comes from one attack run with the largest budget (the workbench's protocol). Each row
+holds clean accuracy, agreement with the undefended predictions, logit difference, ECE (all on the attacked
+images), robust accuracy at every budget as the attacker saw it, the re-evaluated robust accuracy (fresh queries
+on the final images) for randomized or batch-dependent defenses, mean / median queries of the successes, wall
+time, and provenance (configuration, seed, package version, git commit, torch version, device).
+
+Cells run in this process by default; ``executor="ray"`` runs them as Ray tasks (optional dependency) so a
+cluster or several GPUs share a big grid.
+
+Command line::
+
+    python -m workbench.experiments smoke            # prints the table as markdown, writes smoke.csv
+    python -m workbench.experiments mnist-table --csv results/mnist-table.csv
+
+Example::
+
+    >>> cells = grid(defenses=["none", "aaa-linear"], attacks=["square"], n=100, budgets=(100, 1000))
+    >>> table = run(cells)
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import importlib.metadata
+import itertools
+import json
+import subprocess
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from workbench import checks, data, metrics, paths
+
+EXECUTORS = ("local", "ray")
+DATASETS = {"mnist": "mnist5k", "cifar10": "cifar10", "imagenet": "imagenet"}
+SPLIT_SIZES = {"mnist": 1000, "cifar10": 10000, "imagenet": 1000}  # test split sizes (ImageNet: one per class)
+CALIBRATION = 500  # calibrated defenses are tuned on the last images of the test split, disjoint from the attacked
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One run of a grid. ``eps=None`` takes the dataset's preset; ``weights`` is a local checkpoint for models
+    that do not train on first use (CIFAR-10 / ImageNet)."""
+
+    dataset: str = "mnist"
+    model: str = "mnist-cnn"
+    defense: str = "none"
+    defense_kwargs: tuple[tuple[str, Any], ...] = ()
+    attack: str = "square"
+    attack_kwargs: tuple[tuple[str, Any], ...] = ()
+    norm: str = "linf"
+    eps: float | None = None
+    budgets: tuple[int, ...] = (100, 1000, 2500)
+    n: int = 500
+    seed: int = 0
+    targeted: bool = False
+    weights: str | None = None
+
+    def config(self) -> dict[str, Any]:
+        """The cell as plain JSON-able data."""
+        cfg = dataclasses.asdict(self)
+        cfg["defense_kwargs"] = dict(self.defense_kwargs)
+        cfg["attack_kwargs"] = dict(self.attack_kwargs)
+        cfg["budgets"] = list(self.budgets)
+        return cfg
+
+    def key(self) -> str:
+        """Cache key: a hash of the configuration."""
+        text = json.dumps(self.config(), sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def cell(**fields: Any) -> Cell:
+    """A :class:`Cell` from keyword arguments; dict-valued ``defense_kwargs`` / ``attack_kwargs`` and list
+    budgets are turned into their hashable forms."""
+    for name in ("defense_kwargs", "attack_kwargs"):
+        if isinstance(fields.get(name), dict):
+            fields[name] = tuple(sorted(fields[name].items()))
+    if "budgets" in fields:
+        fields["budgets"] = tuple(fields["budgets"])
+    return Cell(**fields)
+
+
+def grid(*, defenses: Sequence[str], attacks: Sequence[str], seeds: Sequence[int] = (0,), **common: Any) -> list[Cell]:
+    """The cross product defenses x attacks x seeds, with ``common`` fields shared by every cell."""
+    return [cell(defense=d, attack=a, seed=s, **common) for d, a, s in itertools.product(defenses, attacks, seeds)]
+
+
+# ------------------------------------------------------------------------------------------------- checks
+def validate(cells: Sequence[Cell]) -> None:
+    """Fail before anything runs, naming the cell (its index) and the field."""
+    from workbench.attacks import registry as attacks
+    from workbench.defenses import registry as defenses
+
+    if not cells:
+        raise ValueError("the grid has no cells")
+    for i, c in enumerate(cells):
+        where = f"cell {i} ({c.defense} x {c.attack})"
+        _field(where, "dataset", lambda: checks.choice("dataset", c.dataset, tuple(DATASETS)))
+        _field(where, "defense", lambda: checks.choice("defense", c.defense, defenses.names()))
+        _field(where, "attack", lambda: checks.choice("attack", c.attack, attacks.names()))
+        _field(where, "norm", lambda: checks.choice("norm", c.norm, checks.NORMS))
+        if c.eps is not None:
+            _field(where, "eps", lambda: checks.positive("eps", c.eps))
+        _field(where, "n", lambda: checks.at_least("n", c.n, 1))
+        _field(where, "seed", lambda: checks.at_least("seed", c.seed, 0))
+        if c.n > SPLIT_SIZES[c.dataset]:
+            raise ValueError(f"{where}: n={c.n} is larger than the {c.dataset} test split "
+                             f"({SPLIT_SIZES[c.dataset]} images)")
+        if not c.budgets or any(not isinstance(b, int) or b < 1 for b in c.budgets) or \
+                any(b >= a for b, a in zip(c.budgets, c.budgets[1:])):
+            raise ValueError(f"{where}: budgets={list(c.budgets)} must be positive integers, strictly increasing")
+        allowed = attacks.parameters(c.attack) + ("eot",)
+        for key, _ in c.attack_kwargs:
+            if key not in allowed or key in ("norm", "eps", "seed", "progress"):
+                raise ValueError(f"{where}: attack_kwargs has {key!r}, not an argument of attack {c.attack!r} "
+                                 f"(norm, eps and seed are cell fields)")
+
+
+def _field(where: str, name: str, check) -> None:
+    try:
+        check()
+    except ValueError as err:
+        raise ValueError(f"{where}: field {name}: {err}") from None
+
+
+# ---------------------------------------------------------------------------------------------- one cell
+def _provenance(device: torch.device) -> dict[str, str]:
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                                cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    try:
+        version = importlib.metadata.version("workbench")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    return {"workbench": version, "git commit": commit or "none", "torch": torch.__version__, "device": str(device)}
+
+
+def run_cell(c: Cell, device: str | torch.device | None = None, progress: bool = False) -> dict[str, Any]:
+    """Run one cell and return its row (see the module docstring)."""
+    from workbench import models
+    from workbench.attacks import build as build_attack
+    from workbench.defenses.registry import RANDOMIZED
+    from workbench.defenses.registry import build as build_defense
+    from workbench.oracle import Oracle
+
+    start = time.perf_counter()
+    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    torch.manual_seed(c.seed)
+    test = data.load(DATASETS[c.dataset], "test")
+    x, y = test[:c.n]
+    model = models.load(c.model, weights=c.weights, device=device)
+    variant = c.defense in ("at", "rnd-gf")
+    defense_kwargs = dict(c.defense_kwargs)
+    if c.defense == "unig" and "reference" not in defense_kwargs:
+        defense_kwargs.setdefault("dataset", DATASETS[c.dataset])  # pads single images with this training split
+    defended = build_defense(c.defense, c.model if variant else model, **defense_kwargs).to(device)
+    if hasattr(defended, "reseed"):
+        defended.reseed(c.seed)
+    if hasattr(defended, "calibrate"):
+        defended.calibrate(*(t.to(device) for t in test[len(test.x) - CALIBRATION:]))
+    clean = metrics.predict(model, x, 100)
+    logits = metrics.predict(defended, x, 100)
+    targets = None
+    if c.targeted:
+        gen = torch.Generator().manual_seed(c.seed)
+        targets = (y + torch.randint(1, logits.shape[1], y.shape, generator=gen)) % logits.shape[1]
+    kwargs = dict(c.attack_kwargs)
+    if c.eps is not None:
+        kwargs["eps"] = c.eps
+    attack = build_attack(c.attack, dataset=c.dataset, norm=c.norm, seed=c.seed, progress=progress, **kwargs)
+    if hasattr(defended, "reseed"):
+        defended.reseed(c.seed)
+    result = attack.run(Oracle(defended, x, y, budget=c.budgets[-1], batch_size=500), targets)
+    row = {"dataset": c.dataset, "model": c.model, "defense": c.defense, "attack": c.attack, "norm": c.norm,
+           "eps": attack.eps, "n": c.n, "seed": c.seed, "targeted": c.targeted,
+           "clean acc": metrics.accuracy(logits, y), "agreement": metrics.agreement(logits, clean),
+           "logit diff": metrics.logit_difference(logits, clean), "ECE": metrics.ece(logits, y)}
+    for b in c.budgets:
+        row[f"robust@{b}"] = result.robust_accuracy(b)
+    randomized = c.defense in RANDOMIZED
+    row["re-evaluated"] = (metrics.reevaluated_accuracy(defended, result.x_adv, y, 10) if randomized
+                           else row[f"robust@{c.budgets[-1]}"])
+    stats = metrics.query_stats(result)
+    row.update({"mean queries": stats["mean_queries"], "median queries": stats["median_queries"],
+                "seconds": time.perf_counter() - start, "key": c.key(),
+                "config": json.dumps(c.config(), sort_keys=True, default=str), **_provenance(device)})
+    return row
+
+
+# --------------------------------------------------------------------------------------------- the grid
+def cache_dir_default() -> Path:
+    return paths.data_dir() / "experiments"
+
+
+def _cached(path: Path) -> dict[str, Any] | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _store(path: Path, row: dict[str, Any]) -> None:
+    paths.atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(row, default=float)))
+
+
+def _run_and_store(c: Cell, folder: Path, device: str | None, progress: bool) -> dict[str, Any]:
+    row = run_cell(c, device, progress)
+    _store(folder / f"{c.key()}.json", row)
+    return row
+
+
+def run(cells: Sequence[Cell], *, executor: str = "local", cache_dir: str | Path | None = None,
+        device: str | None = None, progress: bool = True) -> pd.DataFrame:
+    """Run every cell not in the cache, in order, and return all rows as a DataFrame (in the cells' order)."""
+    checks.choice("executor", executor, EXECUTORS)
+    cells = list(cells)
+    validate(cells)
+    folder = Path(cache_dir) if cache_dir is not None else cache_dir_default()
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = {c.key(): _cached(folder / f"{c.key()}.json") for c in cells}
+    todo = [c for c in {c.key(): c for c in cells}.values() if rows[c.key()] is None]
+    with tqdm(total=len(cells), initial=len(cells) - len(todo), desc="cells", unit="cell",
+              disable=not progress) as bar:
+        if executor == "ray":
+            _run_ray(todo, folder, device, rows, bar)
+        for c in todo if executor == "local" else ():
+            bar.set_postfix_str(f"{c.defense} x {c.attack} seed {c.seed}", refresh=True)
+            rows[c.key()] = _run_and_store(c, folder, device, progress)
+            bar.update(1)
+    return pd.DataFrame([rows[c.key()] for c in cells])
+
+
+def _run_ray(todo: list[Cell], folder: Path, device: str | None, rows: dict, bar) -> None:
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("executor='ray' needs Ray: pip install 'ray[default]' (or use executor='local')") from None
+    if not ray.is_initialized():
+        ray.init(include_dashboard=False, log_to_driver=False)
+    task = ray.remote(_run_and_store)
+    pending = {task.remote(c, folder, device, False): c for c in todo}
+    while pending:
+        done, _ = ray.wait(list(pending), num_returns=1)
+        c = pending.pop(done[0])
+        rows[c.key()] = ray.get(done[0])
+        bar.update(1)
+
+
+# ---------------------------------------------------------------------------------------------- presets
+SQAS = ("square", "simba", "signhunter", "nes", "bandits")
+
+
+def _presets() -> dict[str, list[Cell]]:
+    from workbench.defenses.registry import names as defense_names
+
+    every = [d for d in defense_names()]
+    mnist = {"dataset": "mnist", "model": "mnist-cnn"}
+    return {
+        "smoke": grid(defenses=["none", "aaa-linear"], attacks=["square", "signhunter"], n=20, budgets=(10, 50),
+                      **mnist),
+        # DENT costs ~20 forward passes per query on a CPU: its row uses 20 images to keep the table under 30 min
+        "mnist-table": [c if c.defense != "dent" else dataclasses.replace(c, n=20)
+                        for c in grid(defenses=every, attacks=SQAS, n=100, budgets=(100, 1000, 2500), **mnist)],
+        "mnist-generalization": (
+            grid(defenses=every, attacks=["square"], n=100, budgets=(100, 1000), targeted=True, **mnist)
+            + grid(defenses=every, attacks=["square"], n=100, budgets=(100, 1000), norm="l2", **mnist)),
+        "mnist-adaptive": (
+            grid(defenses=["aaa-linear", "aaa-sine"], attacks=["square", "square-op", "square-bi"], n=100,
+                 budgets=(100, 1000), **mnist)
+            + [cell(defense=d, attack="square", attack_kwargs={"eot": m}, n=100, budgets=(100 * m, 300 * m), **mnist)
+               for d in ("rnd", "snd") for m in (1, 5)]),
+        "mnist-seeds": grid(defenses=["none", "aaa-linear", "unig", "rnd"], attacks=["square"], seeds=range(5),
+                            n=100, budgets=(100, 1000), **mnist),
+        # UniG's CIFAR-10 setting (delta 0.5, alpha 10); the MNIST default equals ImageNet's (delta 0.1, alpha 1)
+        "cifar10-table": [c if c.defense != "unig" else dataclasses.replace(
+                              c, defense_kwargs=(("alpha", 10.0), ("delta", 0.5)))
+                          for c in grid(defenses=["none", "aaa-linear", "unig", "rnd", "dent"], attacks=SQAS,
+                                        n=1000, budgets=(100, 2500), dataset="cifar10", model="wrn-28-10")],
+        "imagenet-table": grid(defenses=["none", "aaa-linear", "unig", "rnd"], attacks=SQAS, n=1000,
+                               budgets=(100, 2500), dataset="imagenet", model="resnet50"),
+    }
+
+
+def presets() -> tuple[str, ...]:
+    """The preset names."""
+    return tuple(_presets())
+
+
+def preset(name: str) -> list[Cell]:
+    """The cells of a preset grid."""
+    table = _presets()
+    checks.choice("name", name, tuple(table))
+    return table[name]
+
+
+def summarize(table: pd.DataFrame, value: str, index: str = "defense", columns: str = "attack") -> pd.DataFrame:
+    """A defense x attack pivot of ``value``; over several seeds each entry is "mean ± std"."""
+    grouped = table.groupby([index, columns], sort=False)[value]
+    if grouped.size().max() == 1:
+        return grouped.first().unstack(columns)
+    stats = grouped.agg(["mean", "std"])
+    text = stats.apply(lambda r: f"{r['mean']:.3f} ± {r['std']:.3f}", axis=1)
+    return text.unstack(columns)
+
+
+def main(argv: Iterable[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m workbench.experiments", description=__doc__.splitlines()[0])
+    parser.add_argument("preset", choices=presets())
+    parser.add_argument("--csv", default=None, help="where to write the table (default: <preset>.csv)")
+    parser.add_argument("--executor", choices=EXECUTORS, default="local")
+    parser.add_argument("--cache-dir", default=None)
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--weights", default=None, help="local checkpoint of the model (CIFAR-10 / ImageNet)")
+    args = parser.parse_args(None if argv is None else list(argv))
+    start = time.perf_counter()
+    cells = preset(args.preset)
+    if args.weights:
+        cells = [dataclasses.replace(c, weights=args.weights) for c in cells]
+    table = run(cells, executor=args.executor, cache_dir=args.cache_dir, device=args.device)
+    columns = ["defense", "attack", "norm", "targeted", "seed", "clean acc", "logit diff", "ECE"] + \
+        [c for c in table.columns if c.startswith("robust@")] + ["re-evaluated", "mean queries", "seconds"]
+    print(table[columns].to_markdown(index=False, floatfmt=".3f"))
+    out = Path(args.csv or f"{args.preset}.csv")
+    paths.atomic_write(out, lambda tmp: table.to_csv(tmp, index=False))
+    print(f"\n{len(table)} cells in {time.perf_counter() - start:.0f} s; table written to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import settings
+
+# The same examples on every run, so that CI is reproducible (a property that fails, fails every time).
+settings.register_profile("workbench", derandomize=True)
+settings.load_profile("workbench")
 
 from workbench import data, models
 

@@ -5,6 +5,11 @@ per-image success bookkeeping (the query at which each image was first misclassi
 per-image early stopping, exact budgets and the progress bar. An attack only proposes candidates and decides which
 to keep, in ``init`` (optional, after the clean query) and ``step`` (one round for the images still active).
 
+Early stopping: an image is not queried after the step in which it was first misclassified. An attack whose
+step sends several queries of one image in one batch (NES's probe pairs, Bandits' two probes) spends the rest of
+that batch even when an earlier query of it succeeded, as the reference codes do; ``first_success`` is the
+earliest successful query all the same.
+
 Query counting: every call of the Oracle on an image counts, the clean query included (query 1). Reference codes
 that leave the clean check uncounted report one query fewer per image.
 """

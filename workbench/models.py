@@ -287,7 +287,9 @@ def _trained(name: str, recipe: Recipe, retrain: bool) -> Path:
     path = paths.data_dir() / f"{name}.pt"
     with FileLock(str(path) + ".lock"):
         if retrain or not path.is_file():
-            model = recipe.build()
+            with torch.random.fork_rng():
+                torch.manual_seed(0)  # the initial weights too: the same model whatever ran before in the process
+                model = recipe.build()
             if recipe.base is not None:
                 model.load_state_dict(load(recipe.base).state_dict())
                 model.requires_grad_(True)

@@ -109,6 +109,17 @@ def test_presets_are_valid_and_keys_are_stable():
     assert len(grid(defenses=["none", "rnd"], attacks=["square"], seeds=[0, 1])) == 4
 
 
+def test_the_cache_key_covers_the_model_weights(tmp_path):
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"one")
+    c = cell(model="preactresnet18", dataset="cifar10", weights=str(weights))
+    first = experiments.weights_fingerprint(c)
+    weights.write_bytes(b"two")
+    assert experiments.weights_fingerprint(c) != first
+    a, b = (experiments.dataclasses.replace(c, fingerprint=f) for f in ("x", "y"))
+    assert a.key() != b.key()
+
+
 def test_seed_summaries_are_mean_plus_minus_std():
     table = pd.DataFrame({"defense": ["a", "a", "b", "b"], "attack": ["s"] * 4, "robust@100": [0.1, 0.3, 0.5, 0.5]})
     summary = experiments.summarize(table, "robust@100")

@@ -6,7 +6,8 @@ arguments, norm, eps, budgets, number of images, seed). Its cache key is a hash 
 cell is written to ``<cache_dir>/<key>.json`` atomically, so running the same grid again recomputes nothing and
 a run killed at any point resumes where it stopped without losing or recomputing a finished cell.
 
-Every budget of a cell comes from one attack run with the largest budget (the workbench's protocol). Each row
+The key also covers a fingerprint of the model's weights files, so cells computed with a retrained model are
+never mixed with older ones. Every budget of a cell comes from one attack run with the largest budget (the workbench's protocol). Each row
 holds clean accuracy, agreement with the undefended predictions, logit difference, ECE (all on the attacked
 images), robust accuracy at every budget as the attacker saw it, the re-evaluated robust accuracy (fresh queries
 on the final images) for randomized or batch-dependent defenses, mean / median queries of the successes, wall
@@ -70,6 +71,7 @@ class Cell:
     seed: int = 0
     targeted: bool = False
     weights: str | None = None
+    fingerprint: str = ""  # of the weights files, filled in by ``run``: a retrained model never reuses old cells
 
     def config(self) -> dict[str, Any]:
         """The cell as plain JSON-able data."""
@@ -227,12 +229,40 @@ def _run_and_store(c: Cell, folder: Path, device: str | None, progress: bool) ->
     return row
 
 
+def weights_fingerprint(c: Cell) -> str:
+    """A hash of the weights files the cell's model (and its fine-tuned variant, for ``at`` / ``rnd-gf``) load
+    from; trainable zoo models are trained first if they are not cached yet."""
+    from workbench import models
+
+    files = [Path(c.weights) if c.weights else models.weights_path(c.model)]
+    if c.defense in ("at", "rnd-gf"):
+        files.append(models.weights_path(f"{c.model}-{'at' if c.defense == 'at' else 'gf'}"))
+    digest = hashlib.sha256()
+    for path in files:
+        if not path.is_file():
+            raise ValueError(f"weights={str(path)!r} is not an existing file")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _fingerprinted(cells: list[Cell]) -> list[Cell]:
+    prints: dict[tuple, str] = {}
+    out = []
+    for c in cells:
+        which = (c.model, c.weights, c.defense if c.defense in ("at", "rnd-gf") else "")
+        if which not in prints:
+            prints[which] = weights_fingerprint(c)
+        out.append(dataclasses.replace(c, fingerprint=prints[which]))
+    return out
+
+
 def run(cells: Sequence[Cell], *, executor: str = "local", cache_dir: str | Path | None = None,
         device: str | None = None, progress: bool = True) -> pd.DataFrame:
     """Run every cell not in the cache, in order, and return all rows as a DataFrame (in the cells' order)."""
     checks.choice("executor", executor, EXECUTORS)
     cells = list(cells)
     validate(cells)
+    cells = _fingerprinted(cells)
     folder = Path(cache_dir) if cache_dir is not None else cache_dir_default()
     folder.mkdir(parents=True, exist_ok=True)
     rows = {c.key(): _cached(folder / f"{c.key()}.json") for c in cells}

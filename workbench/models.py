@@ -258,6 +258,17 @@ def load(name: str, *, weights: str | Path | None = None, device: str | torch.de
     return model.to(device) if device is not None else model
 
 
+def weights_path(name: str) -> Path:
+    """The file the weights of a zoo or torchvision model load from (a trainable zoo model is trained first)."""
+    recipe = ARCHITECTURES.get(name)
+    if recipe is not None and recipe.dataset is not None:
+        return _trained(name, recipe, False)
+    if recipe is not None:
+        raise ValueError(f"weights is required for name={name!r}: pass the path of a local checkpoint")
+    checks.choice("name", name, names())
+    return _torchvision_cache(name)
+
+
 def _load_state(model: nn.Module, path: Path, arg: str) -> None:
     if not path.is_file():
         raise ValueError(f"{arg}={str(path)!r} is not an existing file")

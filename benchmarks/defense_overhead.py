@@ -12,7 +12,7 @@ import pandas as pd
 import torch
 
 from workbench import data, models
-from workbench.defenses.registry import build, names
+from workbench.defenses.registry import build, names, variant
 from workbench.report import seconds_per_image
 
 BATCHES = (1, 100, 1000)
@@ -33,7 +33,7 @@ def main() -> None:
     base = {b: _best(model, small if b == 1 else x, b) for b in BATCHES}
     rows = {}
     for name in names():
-        defended = build(name, "mnist-cnn" if name in ("at", "rnd-gf") else model).to(args.device)
+        defended = build(name, "mnist-cnn" if variant(name) else model).to(args.device)
         rows[name] = {f"batch {b}": _best(defended, small if b == 1 else x, b) / base[b] for b in BATCHES}
     print(f"device {args.device}; undefended seconds per image: "
           + ", ".join(f"batch {b}: {s * 1e3:.3f} ms" for b, s in base.items()))

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from workbench import data, models
-from workbench.defenses.registry import RANDOMIZED, build, names
+from workbench.defenses.registry import RANDOMIZED, build, names, variant
 from workbench.report import defense_report
 
 SLOW = ("dent",)
@@ -33,7 +33,7 @@ def main() -> None:
     model = models.load("mnist-cnn")
     defenses = {}
     for name in args.only.split(","):
-        defended = build(name, "mnist-cnn" if name in ("at", "rnd-gf") else model)
+        defended = build(name, "mnist-cnn" if variant(name) else model)
         if hasattr(defended, "calibrate"):
             defended.calibrate(*test[500:])
         defenses[name] = defended

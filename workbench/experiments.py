@@ -159,9 +159,10 @@ def run_cell(c: Cell, device: str | torch.device | None = None, progress: bool =
     """Run one cell and return its row (see the module docstring)."""
     from workbench import models
     from workbench.attacks import build as build_attack
-    from workbench.defenses.registry import RANDOMIZED
+    from workbench.defenses.registry import RANDOMIZED, variant
     from workbench.defenses.registry import build as build_defense
     from workbench.oracle import Oracle
+    from workbench.report import clean_metrics, robust_metrics
 
     start = time.perf_counter()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -169,21 +170,20 @@ def run_cell(c: Cell, device: str | torch.device | None = None, progress: bool =
     test = data.load(DATASETS[c.dataset], "test")
     x, y = test[:c.n]
     model = models.load(c.model, weights=c.weights, device=device)
-    variant = c.defense in ("at", "rnd-gf")
     defense_kwargs = dict(c.defense_kwargs)
     if c.defense == "unig" and "reference" not in defense_kwargs:
         defense_kwargs.setdefault("dataset", DATASETS[c.dataset])  # pads single images with this training split
-    defended = build_defense(c.defense, c.model if variant else model, **defense_kwargs).to(device)
+    defended = build_defense(c.defense, c.model if variant(c.defense) else model, **defense_kwargs).to(device)
     if hasattr(defended, "reseed"):
         defended.reseed(c.seed)
     if hasattr(defended, "calibrate"):
         defended.calibrate(*(t.to(device) for t in test[len(test.x) - CALIBRATION:]))
-    clean = metrics.predict(model, x, 100)
-    logits = metrics.predict(defended, x, 100)
+    clean = clean_metrics(defended, model, x, y)
     targets = None
     if c.targeted:
         gen = torch.Generator().manual_seed(c.seed)
-        targets = (y + torch.randint(1, logits.shape[1], y.shape, generator=gen)) % logits.shape[1]
+        k = test.num_classes
+        targets = (y + torch.randint(1, k, y.shape, generator=gen)) % k
     kwargs = dict(c.attack_kwargs)
     if c.eps is not None:
         kwargs["eps"] = c.eps
@@ -192,14 +192,8 @@ def run_cell(c: Cell, device: str | torch.device | None = None, progress: bool =
         defended.reseed(c.seed)
     result = attack.run(Oracle(defended, x, y, budget=c.budgets[-1], batch_size=500), targets)
     row = {"dataset": c.dataset, "model": c.model, "defense": c.defense, "attack": c.attack, "norm": c.norm,
-           "eps": attack.eps, "n": c.n, "seed": c.seed, "targeted": c.targeted,
-           "clean acc": metrics.accuracy(logits, y), "agreement": metrics.agreement(logits, clean),
-           "logit diff": metrics.logit_difference(logits, clean), "ECE": metrics.ece(logits, y)}
-    for b in c.budgets:
-        row[f"robust@{b}"] = result.robust_accuracy(b)
-    randomized = c.defense in RANDOMIZED
-    row["re-evaluated"] = (metrics.reevaluated_accuracy(defended, result.x_adv, y, 10) if randomized
-                           else row[f"robust@{c.budgets[-1]}"])
+           "eps": attack.eps, "n": c.n, "seed": c.seed, "targeted": c.targeted, **clean,
+           **robust_metrics(result, defended, y, c.budgets, c.defense in RANDOMIZED)}
     stats = metrics.query_stats(result)
     row.update({"mean queries": stats["mean_queries"], "median queries": stats["median_queries"],
                 "seconds": time.perf_counter() - start, "key": c.key(),
@@ -233,10 +227,11 @@ def weights_fingerprint(c: Cell) -> str:
     """A hash of the weights files the cell's model (and its fine-tuned variant, for ``at`` / ``rnd-gf``) load
     from; trainable zoo models are trained first if they are not cached yet."""
     from workbench import models
+    from workbench.defenses.registry import variant
 
     files = [Path(c.weights) if c.weights else models.weights_path(c.model)]
-    if c.defense in ("at", "rnd-gf"):
-        files.append(models.weights_path(f"{c.model}-{'at' if c.defense == 'at' else 'gf'}"))
+    if suffix := variant(c.defense):
+        files.append(models.weights_path(f"{c.model}-{suffix}"))
     digest = hashlib.sha256()
     for path in files:
         if not path.is_file():
@@ -246,10 +241,12 @@ def weights_fingerprint(c: Cell) -> str:
 
 
 def _fingerprinted(cells: list[Cell]) -> list[Cell]:
+    from workbench.defenses.registry import variant
+
     prints: dict[tuple, str] = {}
     out = []
     for c in cells:
-        which = (c.model, c.weights, c.defense if c.defense in ("at", "rnd-gf") else "")
+        which = (c.model, c.weights, variant(c.defense))
         if which not in prints:
             prints[which] = weights_fingerprint(c)
         out.append(dataclasses.replace(c, fingerprint=prints[which]))

@@ -245,24 +245,17 @@ def load(name: str, *, weights: str | Path | None = None, device: str | torch.de
         retrain: train a trainable zoo model again even if a cached copy exists.
     """
     model = build(name)
-    recipe = ARCHITECTURES.get(name)
-    if weights is not None:
-        _load_state(model, Path(weights), "weights")
-    elif recipe is not None and recipe.dataset is not None:
-        _load_state(model, _trained(name, recipe, retrain), "weights")
-    elif recipe is not None:
-        raise ValueError(f"weights is required for name={name!r}: pass the path of a local checkpoint")
-    else:
-        _load_state(model, _torchvision_cache(name), "weights")
+    _load_state(model, Path(weights) if weights is not None else weights_path(name, retrain=retrain), "weights")
     model.eval().requires_grad_(False)
     return model.to(device) if device is not None else model
 
 
-def weights_path(name: str) -> Path:
-    """The file the weights of a zoo or torchvision model load from (a trainable zoo model is trained first)."""
+def weights_path(name: str, *, retrain: bool = False) -> Path:
+    """The file the weights of a zoo or torchvision model load from (a trainable zoo model is trained first, or
+    again with ``retrain``)."""
     recipe = ARCHITECTURES.get(name)
     if recipe is not None and recipe.dataset is not None:
-        return _trained(name, recipe, False)
+        return _trained(name, recipe, retrain)
     if recipe is not None:
         raise ValueError(f"weights is required for name={name!r}: pass the path of a local checkpoint")
     checks.choice("name", name, names())

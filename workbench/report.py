@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 
 from workbench import checks, metrics
 from workbench.attacks import build as build_attack
+from workbench.attacks.base import AttackResult
 from workbench.oracle import Oracle
 
 
@@ -35,6 +36,27 @@ def seconds_per_image(model: nn.Module, x: torch.Tensor, batch_size: int = 100, 
     return (time.perf_counter() - start) / (repeats * len(x))
 
 
+def clean_metrics(defended: nn.Module, undefended: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  batch_size: int = 100) -> dict[str, float]:
+    """Clean accuracy, agreement with the undefended predictions, logit difference and ECE of ``defended`` on
+    ``x`` (query batches of ``batch_size``)."""
+    clean = metrics.predict(undefended, x, batch_size)
+    logits = metrics.predict(defended, x, batch_size)
+    return {"clean acc": metrics.accuracy(logits, y), "agreement": metrics.agreement(logits, clean),
+            "logit diff": metrics.logit_difference(logits, clean), "ECE": metrics.ece(logits, y)}
+
+
+def robust_metrics(result: AttackResult, defended: nn.Module, y: torch.Tensor, budgets: Sequence[int],
+                   randomized: bool, repeats: int = 10) -> dict[str, float]:
+    """Robust accuracy at each of ``budgets`` (increasing) as the attacker saw it, and ``"re-evaluated"``: the
+    accuracy of the final images under ``repeats`` fresh queries for a randomized defense, else the last budget's
+    robust accuracy."""
+    row = {f"robust@{b}": result.robust_accuracy(b) for b in budgets}
+    row["re-evaluated"] = (metrics.reevaluated_accuracy(defended, result.x_adv, y, repeats) if randomized
+                           else row[f"robust@{budgets[-1]}"])
+    return row
+
+
 def defense_row(defended: nn.Module, undefended: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
                 attack: str = "square", dataset: str = "mnist", budgets: Sequence[int] = (100, 1000),
                 randomized: bool = False, repeats: int = 10, seed: int = 0, batch_size: int = 100,
@@ -42,18 +64,14 @@ def defense_row(defended: nn.Module, undefended: nn.Module, x: torch.Tensor, y: 
     """One row of the report (see the module docstring)."""
     checks.images("x", x)
     budgets = sorted(budgets)
-    clean = metrics.predict(undefended, x, batch_size)
-    logits = metrics.predict(defended, x, batch_size)
     reference_seconds = reference_seconds or seconds_per_image(undefended, x, batch_size)
-    row = {"clean acc": metrics.accuracy(logits, y), "agreement": metrics.agreement(logits, clean),
-           "logit diff": metrics.logit_difference(logits, clean), "ECE": metrics.ece(logits, y),
+    row = {**clean_metrics(defended, undefended, x, y, batch_size),
            "time / query (x undefended)": seconds_per_image(defended, x, batch_size) / reference_seconds}
     result = build_attack(attack, dataset=dataset, seed=seed, progress=False).run(
         Oracle(defended, x, y, budget=budgets[-1]))
-    for b in budgets:
-        row[f"robust@{b}"] = result.robust_accuracy(b)
-    row[f"re-evaluated@{budgets[-1]}"] = (metrics.reevaluated_accuracy(defended, result.x_adv, y, repeats)
-                                         if randomized else row[f"robust@{budgets[-1]}"])
+    robust = robust_metrics(result, defended, y, budgets, randomized, repeats)
+    robust[f"re-evaluated@{budgets[-1]}"] = robust.pop("re-evaluated")
+    row.update(robust)
     row["attack seconds"] = result.seconds
     return row
 

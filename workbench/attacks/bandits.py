@@ -39,18 +39,13 @@ import torch.nn.functional as F
 
 from workbench import checks
 from workbench.attacks.base import Attack, Run
-from workbench.attacks.nes import ascent_step
-from workbench.attacks.project import project
+from workbench.attacks.project import ascent_step, project, unit
 
 
 @dataclass
 class BanditsState:
     x: torch.Tensor  # (N, C, H, W) current iterate
     prior: torch.Tensor  # (N, C, P, P) the online estimate of the gradient (of the loss to increase)
-
-
-def _unit(t: torch.Tensor) -> torch.Tensor:
-    return t / t.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
 
 
 def eg_step(prior: torch.Tensor, g: torch.Tensor, lr: float) -> torch.Tensor:
@@ -93,7 +88,7 @@ class Bandits(Attack):
         dim = prior[0].numel()
         noise = self.exploration * torch.randn(prior.shape, generator=run.gen, device=run.device) / math.sqrt(dim)
         q1, q2 = self._up(prior + noise, x), self._up(prior - noise, x)
-        probes = torch.cat([x + self.fd_eta * _unit(q1), x + self.fd_eta * _unit(q2)])
+        probes = torch.cat([x + self.fd_eta * unit(q1), x + self.fd_eta * unit(q2)])
         owner = idx.repeat(2)
         probes = project(probes, run.x0[owner], self.eps, self.norm)
         gain = -self.loss(run, run.evaluate(probes, owner), owner)  # the reference ascends its loss

@@ -92,8 +92,9 @@ class Run:
     def evaluate(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Query the oracle with candidates ``x`` for images ``idx`` and note which ones are misclassified.
         When the oracle quantizes, ``x`` is rounded in place first, so the attack keeps what was evaluated."""
-        if self.oracle.quantize and self.oracle.threat is not None:
-            x.copy_(quantize8(x, self.x0[idx], self.oracle.threat[1], self.oracle.threat[0]))
+        rounded = self.admissible(x, idx)
+        if rounded is not x:
+            x.copy_(rounded)
         before = self.oracle.queries[idx].clone()
         scores = self.oracle.query(x, idx)
         hit = self.fooled(scores, idx) & ~self.success[idx]
@@ -101,11 +102,13 @@ class Run:
             self._note_success(x[hit], idx[hit], before[hit], hit.nonzero().flatten())
         return scores
 
-    def admissible(self, x: torch.Tensor) -> torch.Tensor:
-        """All images ``x`` (N, C, H, W) as the oracle would evaluate them: rounded to 8 bits if it quantizes."""
-        if self.oracle.quantize and self.oracle.threat is not None:
-            return quantize8(x, self.x0, self.oracle.threat[1], self.oracle.threat[0])
-        return x
+    def admissible(self, x: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Candidates ``x`` of the images ``idx`` (default: all) as the oracle would evaluate them: rounded to 8
+        bits inside the eps-ball if it quantizes, else ``x`` itself."""
+        if not (self.oracle.quantize and self.oracle.threat is not None):
+            return x
+        x0 = self.x0 if idx is None else self.x0[idx]
+        return quantize8(x, x0, self.oracle.threat[1], self.oracle.threat[0])
 
     def _note_success(self, x: torch.Tensor, idx: torch.Tensor, before: torch.Tensor, rows: torch.Tensor) -> None:
         q = before + 1 + rank_within_repeats(idx)  # the 1-based query number of every successful row
@@ -195,6 +198,19 @@ class Attack(ABC):
         """The attack's loss (to minimize) of ``scores`` for the images ``idx``."""
         name = self.loss_name or (self.targeted_loss if run.targets is not None else self.default_loss)
         return run.loss(name, scores, idx)
+
+    def start_from(self, run: Run, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Query the starting points ``x`` (N, C, H, W) of the images still to attack. Returns the points as
+        evaluated (8-bit oracles round them; the clean image for images already done) and every image's loss
+        there (the clean loss for images already done)."""
+        todo = run.active()
+        start = run.x0.clone()
+        loss = self.loss(run, run.clean_scores, torch.arange(len(start), device=run.device))
+        if len(todo):
+            queried = x[todo]  # evaluate may round it in place: keep what was evaluated
+            loss[todo] = self.loss(run, run.evaluate(queried, todo), todo)
+            start[todo] = queried
+        return start, loss
 
     def run(self, oracle: Oracle, targets: torch.Tensor | None = None) -> AttackResult:
         """Attack every image of ``oracle`` until it is misclassified (or classified as ``targets[i]`` when

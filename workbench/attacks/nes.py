@@ -33,19 +33,12 @@ import torch
 
 from workbench import checks
 from workbench.attacks.base import Attack, Run
-from workbench.attacks.project import project
+from workbench.attacks.project import ascent_step, project
 
 
 @dataclass
 class IterateState:
     x: torch.Tensor  # (N, C, H, W) the current iterate of every image
-
-
-def ascent_step(x: torch.Tensor, g: torch.Tensor, lr: float, norm: str) -> torch.Tensor:
-    """Move ``x`` by ``lr`` along ``g``: its sign (l-inf) or its direction (l2)."""
-    if norm == "linf":
-        return x + lr * g.sign()
-    return x + lr * g / g.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
 
 
 class NES(Attack):

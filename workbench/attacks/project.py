@@ -1,4 +1,5 @@
-"""The eps-balls of the threat models: projection onto them and membership tests (batched, per image)."""
+"""The eps-balls of the threat models: projection onto them, membership tests, and the steps taken inside them
+(unit directions, sign or normalized ascent steps), batched per image."""
 
 from __future__ import annotations
 
@@ -10,6 +11,16 @@ TOLERANCE = 1e-6  # float32 slack when testing membership
 def _norms(delta: torch.Tensor, norm: str) -> torch.Tensor:
     flat = delta.flatten(1)
     return flat.abs().amax(1) if norm == "linf" else flat.norm(dim=1)
+
+
+def unit(t: torch.Tensor) -> torch.Tensor:
+    """Each image of ``t`` scaled to l2 norm 1 (an all-zero image stays zero)."""
+    return t / t.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *([1] * (t.ndim - 1)))
+
+
+def ascent_step(x: torch.Tensor, g: torch.Tensor, lr: float, norm: str) -> torch.Tensor:
+    """Move ``x`` by ``lr`` along ``g``: its sign (l-inf) or its direction (l2)."""
+    return x + lr * (g.sign() if norm == "linf" else unit(g))
 
 
 def project(x: torch.Tensor, x0: torch.Tensor, eps: float, norm: str) -> torch.Tensor:

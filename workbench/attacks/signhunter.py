@@ -55,16 +55,8 @@ class SignHunter(Attack):
 
     def init(self, run: Run) -> SignHunterState:
         n = len(run.x0)
-        idx = torch.arange(n, device=run.device)
         signs = torch.ones(n, run.x0[0].numel(), device=run.device)
-        loss = self.loss(run, run.clean_scores, idx)
-        x = run.x0.clone()
-        todo = run.active()
-        if len(todo):
-            x[todo] = self.point(run, signs[todo], todo)
-            queried = x[todo]
-            loss[todo] = self.loss(run, run.evaluate(queried, todo), todo)
-            x[todo] = queried
+        x, loss = self.start_from(run, self.point(run, signs, torch.arange(n, device=run.device)))
         return SignHunterState(signs, x, loss)
 
     def step(self, run: Run, state: SignHunterState, idx: torch.Tensor) -> None:

@@ -76,16 +76,7 @@ class Square(Attack):
 
     # ------------------------------------------------------------------------------------------ the algorithm
     def init(self, run: Run) -> SquareState:
-        idx = torch.arange(len(run.x0), device=run.device)
-        x = self._init_linf(run) if self.norm == "linf" else self._init_l2(run)
-        todo = torch.zeros_like(run.success)
-        todo[run.active()] = True  # images misclassified at the clean query, or out of budget, are done
-        x = torch.where(todo.view(-1, 1, 1, 1), x, run.x0)
-        loss = self.loss(run, run.clean_scores, idx)
-        if todo.any():
-            queried = x[todo]  # evaluate may round it in place (8-bit oracles): keep what was evaluated
-            loss[todo] = self.loss(run, run.evaluate(queried, idx[todo]), idx[todo])
-            x[todo] = queried
+        x, loss = self.start_from(run, self._init_linf(run) if self.norm == "linf" else self._init_l2(run))
         return SquareState(x, loss)
 
     def step(self, run: Run, state: SquareState, idx: torch.Tensor) -> None:

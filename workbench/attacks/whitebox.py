@@ -40,8 +40,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from workbench import checks
-from workbench.attacks.nes import ascent_step
-from workbench.attacks.project import project
+from workbench.attacks.project import ascent_step, project, unit
 from workbench.oracle import model_device
 
 
@@ -69,11 +68,11 @@ def straight_through(model: nn.Module, layer: str) -> Iterator[None]:
 
 
 def _random_start(x: torch.Tensor, eps: float, norm: str, gen: torch.Generator) -> torch.Tensor:
-    noise = torch.rand(x.shape, generator=gen, device=x.device) * 2 - 1
-    if norm == "l2":
-        noise = torch.randn(x.shape, generator=gen, device=x.device)
-        radius = torch.rand(len(x), generator=gen, device=x.device).view(-1, 1, 1, 1) * eps
-        noise = noise / noise.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1) * radius / eps
+    if norm == "linf":
+        noise = torch.rand(x.shape, generator=gen, device=x.device) * 2 - 1  # uniform in the l-inf ball
+    else:  # a random direction at a uniform fraction of the radius
+        direction = unit(torch.randn(x.shape, generator=gen, device=x.device))
+        noise = direction * torch.rand(len(x), generator=gen, device=x.device).view(-1, 1, 1, 1)
     return project(x + eps * noise, x, eps, norm)
 
 

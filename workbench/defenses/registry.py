@@ -70,6 +70,12 @@ def names() -> tuple[str, ...]:
     return tuple(DEFENSES)
 
 
+def variant(name: str) -> str | None:
+    """The zoo variant suffix the defense ``name`` serves (``"at"``, ``"gf"``), or None for plain wrappers."""
+    checks.choice("name", name, names())
+    return DEFENSES[name][1]
+
+
 def build(name: str, model: nn.Module | str, **kwargs: Any) -> nn.Module:
     """The defense ``name`` around ``model`` (a module, or a zoo name that is loaded)."""
     from workbench import models

@@ -34,12 +34,11 @@ def tune_temperature(output: Callable[[float], torch.Tensor], y: torch.Tensor,
 
 
 def held_out_logits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000):
-    """Checked held-out data and the model's logits on it (on the model's device)."""
-    checks.images("x", x)
-    y = checks.labels("y", y, len(x))
-    with torch.no_grad():
-        logits = torch.cat([model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-    return logits, y.to(logits.device)
+    """Checked held-out labels and the model's logits on the held-out images (both on the CPU)."""
+    from workbench.metrics import predict
+
+    logits = predict(model, x, batch_size)  # checks x
+    return logits, checks.labels("y", y, len(x)).cpu()
 
 
 class TemperatureScaling(nn.Module):

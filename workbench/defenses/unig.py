@@ -93,6 +93,7 @@ class UniG(Seeded):
                 raise ValueError("UniG needs a batch of at least 2 images, or reference images to pad a single "
                                  "one with (UniG(..., reference=train_images[:10]))")
             x = torch.cat([x, self.reference.to(x.device, x.dtype)])
+
         def hook(module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor:
             return self._defended_output(inputs[0].detach())
 
@@ -102,7 +103,6 @@ class UniG(Seeded):
         finally:
             handle.remove()
         return out[:n]
-
 
     def _defended_output(self, f: torch.Tensor) -> torch.Tensor:
         gen = self._generator(model_device(self.model))

@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from tests.toy import linear_model
 from workbench.attacks.project import inside
-from workbench.attacks.whitebox import fgsm, pgd, straight_through
+from workbench.attacks.whitebox import fgsm, input_gradient, pgd, straight_through
 from workbench.defenses.gcm import GCM, Concealment
 
 
@@ -72,9 +72,7 @@ def test_gcm_gradients_are_dominated_by_the_sine_term(cnn, test_set):
     x_raw, x = x, x * 0.96 + 0.01 + jitter  # the same images, every pixel a different value
 
     def grad(model):
-        xr = x.clone().requires_grad_(True)
-        g, = torch.autograd.grad(F.cross_entropy(model(xr), y), xr)
-        return g.flatten(1)
+        return input_gradient(model, x, y).flatten(1)
 
     plain, concealed = grad(cnn), grad(defended)
     cosine = F.cosine_similarity(plain, concealed, dim=1)

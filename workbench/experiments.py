@@ -348,10 +348,32 @@ def summarize(table: pd.DataFrame, value: str, index: str = "defense", columns: 
     return text.unstack(columns)
 
 
+def with_kwargs(table: pd.DataFrame) -> pd.DataFrame:
+    """The table with one column per attack / defense keyword argument that any cell set (from the ``config``
+    column), e.g. ``eot`` for EOT cells; cells that did not set it get the attack's default (empty)."""
+    configs = table["config"].map(json.loads)
+    extra = pd.DataFrame([{**c["defense_kwargs"], **c["attack_kwargs"]} for c in configs], index=table.index)
+    return table.join(extra)
+
+
+def recorded(name: str) -> pd.DataFrame:
+    """The table of preset ``name`` as last recorded by ``python -m workbench.experiments NAME --record`` (a
+    measurement with its provenance columns: commit, versions, device, seconds per cell), for notebooks that show
+    a grid too long to rerun in ``make figures``."""
+    checks.choice("name", name, presets())
+    path = paths.tables_dir() / f"{name}.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"no recorded table for preset {name!r} at {path}; make it with "
+                                f"`python -m workbench.experiments {name} --record`")
+    return pd.read_csv(path)
+
+
 def main(argv: Iterable[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m workbench.experiments", description=__doc__.splitlines()[0])
     parser.add_argument("preset", choices=presets())
     parser.add_argument("--csv", default=None, help="where to write the table (default: <preset>.csv)")
+    parser.add_argument("--record", action="store_true",
+                        help="also record the table as data/tables/<preset>.csv (what the notebooks show)")
     parser.add_argument("--executor", choices=EXECUTORS, default="local")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--device", default=None)
@@ -367,6 +389,8 @@ def main(argv: Iterable[str] | None = None) -> None:
     print(table[columns].to_markdown(index=False, floatfmt=".3f"))
     out = Path(args.csv or f"{args.preset}.csv")
     paths.atomic_write(out, lambda tmp: table.to_csv(tmp, index=False))
+    if args.record:
+        paths.atomic_write(paths.tables_dir() / f"{args.preset}.csv", lambda tmp: table.to_csv(tmp, index=False))
     print(f"\n{len(table)} cells in {time.perf_counter() - start:.0f} s; table written to {out}")
 
 

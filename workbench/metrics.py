@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn as nn
 
@@ -102,3 +103,41 @@ def summary(result: AttackResult, budgets: Sequence[int]) -> dict[str, float]:
     row.update(query_stats(result))
     row.update({"seconds": result.seconds})
     return row
+
+
+def accepted_points(observed: torch.Tensor, start: int = 1) -> np.ndarray:
+    """For one image's recorded losses (budget,), the index of the point a greedy attacker holds after every
+    query: the running minimum of what it observed from query ``start`` on (Square accepts its initialization,
+    query 2, unconditionally: ``start=2``). Entries past the last query are dropped."""
+    seen = observed.detach().cpu().numpy()
+    n = int((~np.isnan(seen)).sum())
+    best = np.arange(n)
+    for i in range(start, n):
+        best[i] = i if i == start or seen[i] < seen[best[i - 1]] else best[i - 1]
+    return best
+
+
+def mean_pairwise_cosine(deltas: torch.Tensor) -> float:
+    """Mean cosine similarity over all pairs of different rows of ``deltas`` (N, ...) (N >= 2): how alike the
+    perturbations of different images are (1: one universal perturbation; ~0: unrelated ones)."""
+    flat = deltas.flatten(1).float()
+    if len(flat) < 2:
+        raise ValueError(f"deltas must hold at least 2 perturbations, got {len(flat)}")
+    unit = flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    sim = unit @ unit.T
+    n = len(flat)
+    return ((sim.sum() - sim.diagonal().sum()) / (n * (n - 1))).item()
+
+
+def confidence_by_rank(probs: torch.Tensor, y: torch.Tensor, order: torch.Tensor, bins: int = 100) -> pd.DataFrame:
+    """AAA Fig. 3 (left): samples sorted by ``order`` (e.g. the undefended model's true-class probability,
+    ascending), split into ``bins`` equal bins; per bin the mean confidence (max probability) and accuracy."""
+    checks.at_least("bins", bins, 1)
+    if bins > len(y):
+        raise ValueError(f"bins={bins} exceeds the number of samples ({len(y)})")
+    idx = torch.argsort(order.cpu(), stable=True)
+    conf, pred = probs.float().cpu()[idx].max(1)
+    correct = (pred == y.cpu()[idx]).float()
+    groups = torch.arange(len(idx)) * bins // len(idx)
+    frame = pd.DataFrame({"bin": groups.numpy(), "confidence": conf.numpy(), "accuracy": correct.numpy()})
+    return frame.groupby("bin").mean().reset_index()

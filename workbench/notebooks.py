@@ -4,7 +4,7 @@
 Usage::
 
     python -m workbench.notebooks --full            # every notebooks/NN_*.ipynb, figures into figures/
-    python -m workbench.notebooks --fast 01         # one notebook in fast mode
+    python -m workbench.notebooks --fast 01         # one notebook in fast mode (figures into figures/_fast/)
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import time
 from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from workbench import paths
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
@@ -34,6 +36,8 @@ def execute(path: Path, fast: bool, timeout: int = 1800) -> float:
     from nbclient import NotebookClient
 
     os.environ["WORKBENCH_FAST"] = "1" if fast else "0"
+    if fast and "WORKBENCH_FIGURES" not in os.environ:  # fast-mode figures never overwrite the committed ones
+        os.environ["WORKBENCH_FIGURES"] = str(paths.figures_dir() / "_fast")
     os.environ.setdefault("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()

@@ -52,13 +52,18 @@ class Oracle:
         record: keep, per image and query, the margin the attacker observed (``observed``) and, if a
             ``reference`` model is given, that model's margin at the same input (``reference_margin``).
         reference: the undefended model, for analysis only: it is never shown to the attacker.
+        keep_images: also keep every queried image of the first ``keep_images`` images (``kept``: (k, budget, C,
+            H, W), NaN where not queried) for replays; needs ``record=True``.
         batch_size: largest batch sent through the model at once (None: everything at once).
     """
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, budget: int,
                  scores: str = "logits", quantize: bool = False, record: bool = False,
-                 reference: nn.Module | None = None, batch_size: int | None = None):
+                 reference: nn.Module | None = None, batch_size: int | None = None, keep_images: int = 0):
         checks.images("x", x)
+        checks.at_least("keep_images", keep_images, 0)
+        if keep_images and not record:
+            raise ValueError(f"keep_images={keep_images} needs record=True")
         checks.at_least("budget", budget, 1)
         checks.choice("scores", scores, SCORES)
         if batch_size is not None:
@@ -74,6 +79,8 @@ class Oracle:
         self.forward_seconds = 0.0
         self.observed = self._trace() if record else None
         self.reference_margin = self._trace() if record and reference is not None else None
+        k = min(keep_images, len(x))
+        self.kept = torch.full((k, budget, *x.shape[1:]), float("nan"), device=self.device) if k else None
 
     def _trace(self) -> torch.Tensor:
         return torch.full((len(self.x), self.budget), float("nan"), device=self.device)
@@ -144,6 +151,9 @@ class Oracle:
         self.observed[idx, pos] = margin(out, y)
         if self.reference_margin is not None:
             self.reference_margin[idx, pos] = margin(self._forward(self.reference, x), y)
+        if self.kept is not None:
+            keep = idx < len(self.kept)
+            self.kept[idx[keep], pos[keep]] = x[keep]
 
 
 def rank_within_repeats(idx: torch.Tensor) -> torch.Tensor:

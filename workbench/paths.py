@@ -32,6 +32,12 @@ def figures_dir() -> Path:
     return path
 
 
+def tables_dir() -> Path:
+    """Where recorded grid tables live: ``data/tables/`` of the checkout (committed: the measured tables the
+    notebooks show), else ``<data_dir>/tables``."""
+    return _REPO / "data" / "tables" if _in_checkout() else data_dir() / "tables"
+
+
 def fast_mode() -> bool:
     """True when ``WORKBENCH_FAST`` is set to a non-empty value other than 0: notebooks shrink sizes and budgets."""
     return os.environ.get("WORKBENCH_FAST", "0") not in ("", "0")
@@ -47,10 +53,17 @@ def atomic_path(target: Path):
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write(target: Path, write: Callable[[Path], None]) -> Path:

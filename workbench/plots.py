@@ -6,7 +6,7 @@ atomically and deterministically: fixed DPI, no timestamp or software tag in the
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -18,7 +18,7 @@ import torch
 from workbench import paths
 from workbench.attacks.base import AttackResult
 from workbench.defenses.aaa import CURVES, target_margin
-from workbench.metrics import robust_accuracy_curve
+from workbench.metrics import accepted_points, robust_accuracy_curve
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -45,22 +45,25 @@ def robust_accuracy_vs_queries(results: Mapping[str, AttackResult], ax: plt.Axes
 
 
 def margin_trajectory(observed: torch.Tensor, reference: torch.Tensor | None = None, title: str = "",
-                      start: int = 1, ax: plt.Axes | None = None) -> plt.Figure:
+                      start: int = 1, ax: plt.Axes | None = None, greedy: bool = True) -> plt.Figure:
     """AAA Fig. 2 for one image: the margin at the attacker's accepted point after every query (the running
     minimum of what it observed, from query ``start`` on; Square accepts its initialization, query 2,
     unconditionally), and, for analysis, the undefended model's margin at that same point. Every observed query
-    is drawn faintly behind."""
+    is drawn faintly behind. ``greedy=False`` (attacks that do not keep the running minimum, e.g. op/bi-Square,
+    NES): every query's observed and undefended margin instead."""
     fig, ax = _axes(ax, (7, 3.5))
     seen = observed.cpu().numpy()
-    n = int((~np.isnan(seen)).sum())
-    q = np.arange(1, n + 1)
-    ax.plot(q, seen[:n], color="tab:blue", lw=0.5, alpha=0.25, label="every query (observed)")
-    best = np.arange(n)
-    for i in range(start, n):  # index of the accepted point after query i + 1
-        best[i] = i if i == start or seen[i] < seen[best[i - 1]] else best[i - 1]
-    ax.plot(q, seen[best], color="tab:blue", lw=1.5, label="accepted, as the attacker sees it")
+    best = accepted_points(observed, start)
+    q = np.arange(1, len(best) + 1)
+    ax.plot(q, seen[:len(best)], color="tab:blue", lw=0.5 if greedy else 1.0, alpha=0.25 if greedy else 0.8,
+            label="every query (observed)")
+    if greedy:
+        ax.plot(q, seen[best], color="tab:blue", lw=1.5, label="accepted, as the attacker sees it")
+    else:
+        best = q - 1
     if reference is not None:
-        ax.plot(q, reference.cpu().numpy()[best], color="tab:orange", lw=1.5, label="accepted, undefended margin")
+        ax.plot(q, reference.cpu().numpy()[best], color="tab:orange", lw=1.5 if greedy else 1.0,
+                label="accepted, undefended margin" if greedy else "every query (undefended margin)")
     ax.axhline(0, color="k", lw=0.8, ls=":")
     ax.set(xlabel="query", ylabel="margin loss", title=title)
     ax.legend(fontsize=8)
@@ -98,7 +101,7 @@ def adversarial_examples(x: torch.Tensor, x_adv: torch.Tensor, titles: list[str]
     rows = (x.cpu(), x_adv.cpu(), 0.5 + 0.5 * delta / scale)
     for r, (images, label) in enumerate(zip(rows, ("clean", "adversarial", "perturbation"))):
         for i in range(n):
-            img = images[i].permute(1, 2, 0).squeeze(-1).numpy()
+            img = to_image(images[i])
             axes[r, i].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
             axes[r, i].set_xticks([]), axes[r, i].set_yticks([])
         axes[r, 0].set_ylabel(label)
@@ -134,6 +137,20 @@ def robustness_vs_budget(table: pd.DataFrame, attack: str, ax: plt.Axes | None =
     return fig
 
 
+def budget_curves(table: pd.DataFrame, attacks: Sequence[str] | None = None) -> plt.Figure:
+    """``robustness_vs_budget`` for every attack of the table (or ``attacks``), one panel each, one legend."""
+    attacks = list(attacks or table["attack"].unique())
+    fig, axes = plt.subplots(1, len(attacks), figsize=(3.6 * len(attacks), 3.6), squeeze=False, sharey=True)
+    for ax, attack in zip(axes[0], attacks):
+        robustness_vs_budget(table, attack, ax=ax)
+        ax.get_legend().remove()
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.tight_layout()
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize="small",
+               bbox_to_anchor=(0.5, 1.0))
+    return fig
+
+
 def cost_vs_robustness(table: pd.DataFrame, cost: str = "logit diff", robust: str | None = None,
                        ax: plt.Axes | None = None) -> plt.Figure:
     """The trade-off of UniG Fig. 1b: each defense's clean-side cost (``"logit diff"`` or ``"ECE"``) against
@@ -145,4 +162,245 @@ def cost_vs_robustness(table: pd.DataFrame, cost: str = "logit diff", robust: st
     for defense, (x, y) in points.iterrows():
         ax.annotate(defense, (x, 100 * y), textcoords="offset points", xytext=(4, 4), fontsize="small")
     ax.set(xlabel=cost, ylabel=f"{robust} (%)")
+    return fig
+
+
+# ------------------------------------------------------------------------------------- attack replays
+def changed_box(before: torch.Tensor, after: torch.Tensor) -> tuple[int, int, int, int] | None:
+    """Bounding box (row, col, height, width) of the pixels that differ between two images (C, H, W), or None
+    where nothing changed."""
+    rows, cols = ((after - before).abs().amax(0) > 0).nonzero(as_tuple=True)
+    if not len(rows):
+        return None
+    r0, c0 = int(rows.min()), int(cols.min())
+    return r0, c0, int(rows.max()) - r0 + 1, int(cols.max()) - c0 + 1
+
+
+def query_snapshots(kept: torch.Tensor, observed: torch.Tensor, queries: Sequence[int], eps: float,
+                    start: int = 2) -> plt.Figure:
+    """One image under a greedy attack (Square): the image the attacker holds after each of ``queries`` (top),
+    its perturbation (bottom) with the squares accepted since the previous snapshot outlined. ``kept`` and
+    ``observed`` are one image's ``Oracle.kept`` and ``Oracle.observed`` rows."""
+    best = accepted_points(observed, start)
+    queries = [q for q in queries if 1 <= q <= len(best)]
+    if not queries:
+        raise ValueError(f"queries must hold values in 1..{len(best)} (the queries recorded), got none")
+    fig, axes = plt.subplots(2, len(queries), figsize=(1.9 * len(queries), 4.2), squeeze=False)
+    x0, seen = kept[0].cpu(), observed.cpu().numpy()
+    boxes = _accepted_boxes(kept.cpu(), best)
+    for col, q in enumerate(queries):
+        image = kept[best[q - 1]].cpu()
+        axes[0, col].imshow(to_image(image), cmap="gray", vmin=0, vmax=1)
+        axes[0, col].set_title(f"query {q}\nmargin {seen[best[q - 1]]:.2f}", fontsize=9)
+        axes[1, col].imshow(to_image(0.5 + 0.5 * (image - x0) / eps), cmap="coolwarm", vmin=0, vmax=1)
+        since = queries[col - 1] if col else 0
+        for _, (r, c, h, w) in [(i, box) for i, box in boxes if since <= i < q]:
+            axes[1, col].add_patch(plt.Rectangle((c - 0.5, r - 0.5), w, h, fill=False, lw=1.2, edgecolor="k"))
+    for ax in axes.flat:
+        ax.set_xticks([]), ax.set_yticks([])
+    axes[0, 0].set_ylabel("accepted image"), axes[1, 0].set_ylabel("perturbation")
+    fig.tight_layout()
+    return fig
+
+
+def _accepted_boxes(kept: torch.Tensor, best: np.ndarray) -> list[tuple[int, tuple[int, int, int, int]]]:
+    """(query index, box) of every accepted change smaller than the whole image (Square's squares)."""
+    boxes, size = [], kept.shape[-2:]
+    for i in range(1, len(best)):
+        if best[i] != best[i - 1]:
+            box = changed_box(kept[best[i - 1]], kept[best[i]])
+            if box is not None and (box[2], box[3]) != tuple(size):
+                boxes.append((i, box))
+    return boxes
+
+
+def to_image(image: torch.Tensor) -> np.ndarray:
+    """A (C, H, W) tensor as an array imshow takes: (H, W) for one channel, (H, W, C) otherwise, in [0, 1]."""
+    return image.permute(1, 2, 0).squeeze(-1).clamp(0, 1).numpy()
+
+
+def margin_trajectories(observed: torch.Tensor, reference: torch.Tensor | None, indices: Sequence[int],
+                        start: int = 1, titles: Sequence[str] | None = None) -> plt.Figure:
+    """AAA Fig. 2 / 6: ``margin_trajectory`` for several images side by side (rows of an Oracle's records)."""
+    fig, axes = plt.subplots(1, len(indices), figsize=(4.2 * len(indices), 3.4), squeeze=False)
+    for k, (ax, i) in enumerate(zip(axes[0], indices)):
+        margin_trajectory(observed[i], None if reference is None else reference[i], start=start, ax=ax,
+                          title=titles[k] if titles else f"image {i}")
+        if k:
+            ax.get_legend().remove()
+            ax.set_ylabel("")
+    fig.tight_layout()
+    return fig
+
+
+def trajectories_plotly(observed: torch.Tensor, reference: torch.Tensor | None, indices: Sequence[int],
+                        start: int = 1):
+    """Hover-able plotly version of ``margin_trajectories`` (one line per image and view) for notebooks."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for i in indices:
+        best = accepted_points(observed[i], start)
+        q = np.arange(1, len(best) + 1)
+        fig.add_trace(go.Scatter(x=q, y=observed[i].cpu().numpy()[best], name=f"image {i}: observed",
+                                 mode="lines"))
+        if reference is not None:
+            fig.add_trace(go.Scatter(x=q, y=reference[i].cpu().numpy()[best], name=f"image {i}: undefended",
+                                     mode="lines", line={"dash": "dot"}))
+    fig.update_layout(xaxis_title="query", yaxis_title="margin at the accepted point", height=380,
+                      margin={"t": 30, "b": 40, "l": 50, "r": 10})
+    return fig
+
+
+# --------------------------------------------------------------------------------------- calibration
+def confidence_by_rank(frames: Mapping[str, pd.DataFrame], ax: plt.Axes | None = None) -> plt.Figure:
+    """AAA Fig. 3 (left): per bin of samples (sorted by the undefended true-class probability), confidence
+    (solid) and accuracy (dotted) of each model; ``frames`` from ``metrics.confidence_by_rank``."""
+    fig, ax = _axes(ax, (7, 4))
+    for (label, frame), color in zip(frames.items(), sns.color_palette()):
+        ax.plot(frame["bin"], frame["confidence"], color=color, lw=1.4, label=f"{label} confidence")
+        ax.plot(frame["bin"], frame["accuracy"], color=color, lw=1.2, ls=":", label=f"{label} accuracy")
+    ax.set(xlabel="bin (samples sorted by the undefended true-class probability)", ylabel="confidence / accuracy")
+    ax.legend(fontsize="x-small", ncol=2)
+    return fig
+
+
+def reliability_diagram(logits: Mapping[str, torch.Tensor], y: torch.Tensor, bins: int = 15,
+                        ax: plt.Axes | None = None) -> plt.Figure:
+    """Accuracy against mean confidence per confidence bin (15 equal-width bins), one line per model, with each
+    model's ECE in the legend; the diagonal is perfect calibration."""
+    from workbench.metrics import ece, reliability
+
+    fig, ax = _axes(ax, (4.8, 4.5))
+    ax.plot([0, 1], [0, 1], color="k", lw=0.8, ls=":")
+    for label, z in logits.items():
+        r = reliability(z, y, bins)
+        full = r["count"] > 0
+        ax.plot(r["confidence"][full], r["accuracy"][full], marker="o", ms=3,
+                label=f"{label} (ECE {100 * ece(z, y, bins):.2f}%)")
+    ax.set(xlabel="mean confidence in bin", ylabel="accuracy in bin", xlim=(0, 1.02), ylim=(0, 1.02))
+    ax.legend(fontsize="small")
+    return fig
+
+
+# ----------------------------------------------------------------------------------- parameter sweeps
+def sweep_panels(table: pd.DataFrame, left: Sequence[str], right: Sequence[str] = (), by: str = "parameter",
+                 x: str = "value", logx: bool | Sequence[str] = False) -> plt.Figure:
+    """One panel per value of ``by`` (e.g. AAA Fig. 4: tau, alpha, beta): the ``left`` columns against ``x`` on
+    the left axis, the ``right`` columns on a second axis (dashed). ``logx``: all panels, or those named."""
+    groups = list(table.groupby(by, sort=False))
+    fig, axes = plt.subplots(1, len(groups), figsize=(4.3 * len(groups), 3.5), squeeze=False)
+    colors = sns.color_palette(n_colors=len(left) + len(right))
+    for ax, (name, rows) in zip(axes[0], groups):
+        rows = rows.sort_values(x)
+        for col, color in zip(left, colors):
+            ax.plot(rows[x], rows[col], marker="o", color=color, label=col)
+        twin = ax.twinx() if right else None
+        for col, color in zip(right, colors[len(left):]):
+            twin.plot(rows[x], rows[col], marker="s", ls="--", color=color, label=col)
+        if logx is True or (not isinstance(logx, bool) and name in logx):
+            ax.set_xscale("log")
+            ax.set_xticks(rows[x].to_numpy(), [f"{v:g}" for v in rows[x]])
+            ax.minorticks_off()
+        ax.set(xlabel=str(name), ylabel=left[0] if len(left) == 1 else "")
+        if twin is not None:
+            twin.set_ylabel(right[0] if len(right) == 1 else "")
+            twin.grid(False)
+    handles = {h.get_label(): h for a in fig.axes for h in a.get_lines() if not h.get_label().startswith("_")}
+    fig.tight_layout()
+    fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize="small",
+               bbox_to_anchor=(0.5, 1.0))
+    return fig
+
+
+def value_heatmap(table: pd.DataFrame, index: str, columns: str, value: str, fmt: str = ".0f",
+                  percent: bool = True, ax: plt.Axes | None = None) -> plt.Figure:
+    """A heatmap of ``value`` over two swept parameters (e.g. RND's attack failure rate over the defender's nu
+    and the attacker's mu)."""
+    pivot = table.pivot_table(index=index, columns=columns, values=value, aggfunc="mean")
+    fig, ax = _axes(ax, (1.1 * pivot.shape[1] + 2.5, 0.6 * pivot.shape[0] + 1.5))
+    scale = 100 if percent else 1
+    sns.heatmap(scale * pivot, annot=True, fmt=fmt, cmap="rocket_r", ax=ax,
+                cbar_kws={"label": f"{value}{' (%)' if percent else ''}"}, vmin=0, vmax=scale if percent else None)
+    ax.invert_yaxis()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------ UniG
+def unification_loss_curve(losses: Mapping[str, Sequence[float]], ax: plt.Axes | None = None) -> plt.Figure:
+    """UniG Fig. 2a: the unification loss (eq. 4) before each optimization step of A and after the last."""
+    fig, ax = _axes(ax, (5.5, 3.6))
+    for label, values in losses.items():
+        ax.plot(range(len(values)), values, marker="o", ms=3, label=label)
+    ax.set(xlabel="optimization step of A", ylabel="unification loss")
+    ax.legend(fontsize="small")
+    return fig
+
+
+def perturbation_rows(deltas: Mapping[str, torch.Tensor], eps: float,
+                      notes: Mapping[str, str] | None = None) -> plt.Figure:
+    """UniG Fig. 3a: one row of perturbations per model (the same images in every row), scaled by eps."""
+    rows = list(deltas.items())
+    n = len(rows[0][1])
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n, 1.5 * len(rows) + 0.3), squeeze=False)
+    for r, (label, delta) in enumerate(rows):
+        for i in range(n):
+            axes[r, i].imshow(to_image(0.5 + 0.5 * delta[i].cpu() / eps), cmap="coolwarm", vmin=0, vmax=1)
+            axes[r, i].set_xticks([]), axes[r, i].set_yticks([])
+        axes[r, 0].set_ylabel(label, fontsize=9)
+        if notes and label in notes:
+            axes[r, n - 1].yaxis.set_label_position("right")
+            axes[r, n - 1].set_ylabel(notes[label], fontsize=8, rotation=0, ha="left", va="center")
+    fig.tight_layout()
+    return fig
+
+
+def matrix_values(a: torch.Tensor, features: int = 64, ax: plt.Axes | None = None) -> plt.Figure:
+    """UniG Fig. 3b: the first ``features`` entries of A, one row per input of a query batch."""
+    fig, ax = _axes(ax, (8, 0.35 * len(a) + 1.2))
+    sns.heatmap(a[:, :features].cpu().numpy(), cmap="vlag", center=1.0, ax=ax, cbar_kws={"label": "A"},
+                xticklabels=8, yticklabels=True)
+    ax.set(xlabel="feature", ylabel="input in the batch")
+    return fig
+
+
+# ------------------------------------------------------------------------------------------------- GCM
+def gradient_signs(grads: Mapping[str, torch.Tensor]) -> plt.Figure:
+    """GCM Fig. 4: the sign of the input gradient (white +, black -, gray 0), one row per model."""
+    rows = list(grads.items())
+    n = len(rows[0][1])
+    fig, axes = plt.subplots(len(rows), n, figsize=(1.5 * n, 1.6 * len(rows)), squeeze=False)
+    for r, (label, g) in enumerate(rows):
+        for i in range(n):
+            axes[r, i].imshow(to_image(0.5 + 0.5 * torch.sign(g[i].cpu())), cmap="gray", vmin=0, vmax=1)
+            axes[r, i].set_xticks([]), axes[r, i].set_yticks([])
+        axes[r, 0].set_ylabel(label, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+# ------------------------------------------------------------------------------------------- generic
+def lines(table: pd.DataFrame, x: str, y: str, hue: str, logx: bool = False, percent: bool = True,
+          ax: plt.Axes | None = None) -> plt.Figure:
+    """``y`` against ``x``, one line per ``hue``; repeated rows (seeds) give the mean and a +-1 std band."""
+    fig, ax = _axes(ax, (6, 4))
+    data = table.assign(**{y: table[y] * (100 if percent else 1)})
+    sns.lineplot(data=data, x=x, y=y, hue=hue, marker="o", errorbar="sd", ax=ax)
+    if logx:
+        ax.set_xscale("symlog", linthresh=float(table[x][table[x] > 0].min()))
+    ax.set(ylabel=f"{y}{' (%)' if percent else ''}")
+    return fig
+
+
+def bars(table: pd.DataFrame, x: str, values: Sequence[str], percent: bool = True,
+         ax: plt.Axes | None = None) -> plt.Figure:
+    """Grouped bars: for each ``x`` (e.g. EOT's M) one bar per column of ``values`` (e.g. observed and
+    re-evaluated robust accuracy); repeated rows (seeds) give the mean with a +-1 std error bar."""
+    fig, ax = _axes(ax, (6, 4))
+    long = table.melt(id_vars=[x], value_vars=list(values), var_name="measure", value_name="value")
+    long["value"] *= 100 if percent else 1
+    sns.barplot(data=long, x=x, y="value", hue="measure", errorbar="sd", ax=ax)
+    ax.set(ylabel="%" if percent else "")
+    for container in ax.containers:
+        ax.bar_label(container, fmt="%.0f" if percent else "%.3g", fontsize="small", label_type="center")
     return fig

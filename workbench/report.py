@@ -60,15 +60,16 @@ def robust_metrics(result: AttackResult, defended: nn.Module, y: torch.Tensor, b
 def defense_row(defended: nn.Module, undefended: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
                 attack: str = "square", dataset: str = "mnist", budgets: Sequence[int] = (100, 1000),
                 randomized: bool = False, repeats: int = 10, seed: int = 0, batch_size: int = 100,
-                reference_seconds: float | None = None) -> dict[str, float]:
-    """One row of the report (see the module docstring)."""
+                reference_seconds: float | None = None, query_batch: int | None = None) -> dict[str, float]:
+    """One row of the report (see the module docstring). ``query_batch``: the most images the attacker sends
+    in one query batch (default: all active images at once; matters for batch-dependent defenses like UniG)."""
     checks.images("x", x)
     budgets = sorted(budgets)
     reference_seconds = reference_seconds or seconds_per_image(undefended, x, batch_size)
     row = {**clean_metrics(defended, undefended, x, y, batch_size),
            "time / query (x undefended)": seconds_per_image(defended, x, batch_size) / reference_seconds}
     result = build_attack(attack, dataset=dataset, seed=seed, progress=False).run(
-        Oracle(defended, x, y, budget=budgets[-1]))
+        Oracle(defended, x, y, budget=budgets[-1], batch_size=query_batch))
     robust = robust_metrics(result, defended, y, budgets, randomized, repeats)
     robust[f"re-evaluated@{budgets[-1]}"] = robust.pop("re-evaluated")
     row.update(robust)

@@ -123,3 +123,16 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str = "lin
     """Fast gradient (sign) method: one step of size eps from the clean image (see the module docstring)."""
     return pgd(model, x, y, norm=norm, eps=eps, steps=1, step_size=eps, random_start=False, bpda=bpda,
                batch_size=batch_size, progress=False)
+
+
+def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, bpda: str | None = None) -> torch.Tensor:
+    """Gradient of the summed cross-entropy with respect to the input images (what FGSM's sign is taken of;
+    GCM Fig. 4 shows its sign), optionally with BPDA through the layer ``bpda``."""
+    checks.images("x", x)
+    y = checks.labels("y", y, len(x))
+    device = model_device(model)
+    xr = x.to(device).clone().requires_grad_(True)
+    context = straight_through(model, bpda) if bpda is not None else contextlib.nullcontext()
+    with context:
+        grad, = torch.autograd.grad(F.cross_entropy(model(xr), y.to(device), reduction="sum"), xr)
+    return grad

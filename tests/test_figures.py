@@ -1,0 +1,108 @@
+"""The pieces behind the notebooks' figures: kept queries, accepted points, similarity and calibration bins,
+and the figure helper's deterministic, atomic output."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from workbench import metrics, plots
+from workbench.attacks.square import Square
+from workbench.attacks.whitebox import input_gradient
+from workbench.oracle import Oracle
+from tests.toy import Recorder, linear_model
+
+
+def test_the_oracle_keeps_exactly_the_queried_images_of_the_first_k():
+    model = Recorder(linear_model(side=4))
+    x = torch.rand(5, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.zeros(5, dtype=torch.long)
+    oracle = Oracle(model, x, y, budget=20, record=True, keep_images=2)
+    Square(eps=0.1, seed=0, progress=False).run(oracle)
+    sent = torch.cat(model.calls)
+    for i in range(2):
+        n = int(oracle.queries[i])
+        assert torch.isnan(oracle.kept[i, n:]).all()
+        for q in range(n):  # every kept query is one of the batches the model really saw
+            assert (sent == oracle.kept[i, q]).flatten(1).all(1).any()
+    assert oracle.kept.shape == (2, 20, 1, 4, 4)
+    with pytest.raises(ValueError, match="keep_images=2 needs record=True"):
+        Oracle(model, x, y, budget=5, keep_images=2)
+
+
+def test_accepted_points_are_the_running_minimum_from_start():
+    seen = torch.tensor([5.0, 6.0, 4.0, 4.5, 3.0, float("nan")])
+    assert metrics.accepted_points(seen, start=1).tolist() == [0, 1, 2, 2, 4]
+    assert metrics.accepted_points(seen, start=0).tolist() == [0, 0, 2, 2, 4]
+    assert metrics.accepted_points(seen, start=2).tolist() == [0, 1, 2, 2, 4]
+    assert metrics.accepted_points(torch.tensor([5.0, 6.0, 7.0, 6.5]), start=2).tolist() == [0, 1, 2, 3]
+
+
+def test_mean_pairwise_cosine():
+    v = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    assert metrics.mean_pairwise_cosine(torch.stack([v[0], 2 * v[0], 0.5 * v[0]])) == pytest.approx(1.0)
+    assert metrics.mean_pairwise_cosine(torch.stack([v[0], -v[0]])) == pytest.approx(-1.0)
+    assert metrics.mean_pairwise_cosine(torch.eye(4)) == pytest.approx(0.0)
+    manual = np.mean([torch.nn.functional.cosine_similarity(v[i].flatten(), v[j].flatten(), dim=0).item()
+                      for i in range(3) for j in range(3) if i != j])
+    assert metrics.mean_pairwise_cosine(v) == pytest.approx(manual, abs=1e-6)
+    with pytest.raises(ValueError, match="at least 2"):
+        metrics.mean_pairwise_cosine(v[:1])
+
+
+def test_confidence_by_rank_sorts_then_bins():
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4], [0.3, 0.7]])
+    y = torch.tensor([0, 0, 0, 1])
+    order = probs[torch.arange(4), y]  # true-class probability: 0.9, 0.2, 0.6, 0.7
+    frame = metrics.confidence_by_rank(probs, y, order, bins=2)
+    # sorted: rows 1 (0.8 conf, wrong), 2 (0.6, right) | 3 (0.7, right), 0 (0.9, right)
+    assert frame["confidence"].tolist() == pytest.approx([0.7, 0.8])
+    assert frame["accuracy"].tolist() == pytest.approx([0.5, 1.0])
+    with pytest.raises(ValueError, match="bins=5"):
+        metrics.confidence_by_rank(probs, y, order, bins=5)
+
+
+def test_changed_box_and_square_snapshots():
+    a = torch.zeros(1, 8, 8)
+    b = a.clone()
+    b[:, 2:5, 3:7] = 0.3
+    assert plots.changed_box(a, b) == (2, 3, 3, 4)
+    assert plots.changed_box(a, a) is None
+    kept = torch.stack([a, a + 0.1, b + 0.1])  # query 2 changes everything (no box), query 3 one square
+    boxes = plots._accepted_boxes(kept, np.array([0, 1, 2]))
+    assert boxes == [(2, (2, 3, 3, 4))]
+    fig = plots.query_snapshots(kept, torch.tensor([3.0, 2.0, 1.0]), [1, 3], eps=0.3)
+    assert len(fig.axes) == 4 and len(fig.axes[3].patches) == 1
+    plt.close(fig)
+    with pytest.raises(ValueError, match="queries must hold values in 1..3"):
+        plots.query_snapshots(kept, torch.tensor([3.0, 2.0, 1.0]), [7], eps=0.3)
+
+
+def test_input_gradient_matches_autograd_and_bpda_restores_it():
+    from workbench.defenses.gcm import GCM
+
+    model = linear_model(side=4)
+    x = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(1)) * 0.9 + 0.05
+    y = torch.tensor([0, 1, 2])
+    g = input_gradient(model, x, y)
+    xr = x.clone().requires_grad_(True)
+    expected, = torch.autograd.grad(torch.nn.functional.cross_entropy(model(xr), y, reduction="sum"), xr)
+    assert torch.allclose(g, expected)
+    gcm = GCM(model)
+    assert not torch.allclose(input_gradient(gcm, x, y), expected, rtol=1e-2)
+    assert torch.allclose(input_gradient(gcm, x, y, bpda=gcm.concealment_name), expected, atol=1e-6)
+
+
+def test_savefig_is_deterministic_and_rejects_bad_names(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_FIGURES", str(tmp_path))
+    fig = plots.aaa_target_curves()
+    first = plots.savefig(fig, "99_check").read_bytes()
+    second = plots.savefig(fig, "99_check").read_bytes()
+    assert first == second and first[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not list(tmp_path.glob(".*.tmp"))
+    for bad in ["", "a/b", "x.png"]:
+        with pytest.raises(ValueError, match="name must be"):
+            plots.savefig(fig, bad)
+    plt.close(fig)

@@ -1,0 +1,251 @@
+"""Interactive panels for the notebooks: ipywidgets built on ``plots`` and the library, one line each.
+
+Every builder returns a :class:`Panel` and displays nothing on import or construction (the notebook shows it by
+leaving it as the cell's value). A panel holds its ``controls`` (name -> widget), the latest ``result`` (a dict
+of the numbers behind the picture) and a ``cache`` of past results, so moving a slider back costs nothing.
+Sliders that trigger an attack use ``continuous_update=False`` or a run button.
+
+Builders:
+    aaa_explorer(model, x, y)          AAA's target curve and its real output for tau, alpha, beta (AAA Fig. 1b)
+    attack_replay(oracle, image)       slide over the queries of a recorded attack: image, perturbation, margins
+    unig_explorer(model, x, y)         UniG for delta, p, alpha and batch size: accuracy, loss curve, A
+    noise_explorer(model, x, y)        RND / SND with sigma and EOT's M against an attack, observed vs re-evaluated
+    eps_explorer(model, x, y)          an attack's adversarial examples and robust accuracy as eps grows
+
+Example::
+
+    panel = widgets.eps_explorer(model, x[:20], y[:20])
+    panel                                   # shows it in a notebook
+    panel.controls["eps"].value = 0.2; panel.controls["run"].click(); panel.result["robust accuracy"]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as W
+import matplotlib.pyplot as plt
+import torch
+import torch.nn as nn
+from IPython.display import display
+
+from workbench import checks, metrics, plots
+from workbench.attacks import registry as attacks
+from workbench.defenses.aaa import AAA, target_margin
+from workbench.defenses.noise import InputNoise
+from workbench.defenses.unig import UniG
+from workbench.losses import top2_margin
+from workbench.oracle import Oracle, model_device
+
+
+class Panel(W.VBox):
+    """Controls above an output area. ``compute(values) -> result`` runs when a control changes (``auto``) or
+    the run button is clicked; ``draw(result)`` returns a matplotlib figure (or None) shown in the output."""
+
+    def __init__(self, controls: dict[str, W.Widget], compute: Callable[[dict[str, Any]], dict[str, Any]],
+                 draw: Callable[[dict[str, Any]], plt.Figure | None], *, auto: bool):
+        self.controls, self.compute, self.draw = controls, compute, draw
+        self.cache: dict[tuple, dict[str, Any]] = {}
+        self.result: dict[str, Any] = {}
+        self.figure: plt.Figure | None = None
+        self.output = W.Output()
+        if auto:
+            for widget in controls.values():
+                widget.observe(lambda change: self.refresh(), names="value")
+        else:
+            controls["run"] = W.Button(description="run", button_style="primary")
+            controls["run"].on_click(lambda button: self.refresh())
+        super().__init__([W.HBox(list(controls.values()), layout=W.Layout(flex_flow="row wrap")), self.output])
+        if auto:
+            self.refresh()
+
+    def values(self) -> dict[str, Any]:
+        return {k: w.value for k, w in self.controls.items() if hasattr(w, "value") and k != "run"}
+
+    def refresh(self) -> dict[str, Any]:
+        """Compute (or take from the cache) the result for the current values and redraw."""
+        values = self.values()
+        key = tuple(sorted(values.items()))
+        if key not in self.cache:
+            self.cache[key] = self.compute(values)
+        self.result = self.cache[key]
+        if self.figure is not None:
+            plt.close(self.figure)
+        self.figure = self.draw(self.result)
+        self.output.clear_output(wait=True)
+        with self.output:
+            if self.figure is not None:
+                display(self.figure)
+            print(_text(self.result))
+        return self.result
+
+
+def _text(result: dict[str, Any]) -> str:
+    return "   ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in result.items()
+                      if isinstance(v, (int, float, str)))
+
+
+def _slider(kind: type, value: float, low: float, high: float, step: float, description: str, live: bool = True):
+    return kind(value=value, min=low, max=high, step=step, description=description, continuous_update=live,
+                style={"description_width": "initial"})
+
+
+# --------------------------------------------------------------------------------------------- AAA
+def aaa_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, curve: str = "linear",
+                 temperature: float = 1.0) -> Panel:
+    """AAA's target margin (Fig. 1b) and what its optimization really outputs on the images ``x`` for tau,
+    alpha, beta; reports the 15-bin ECE and the prediction agreement of the defended output."""
+    logits = metrics.predict(model, x)
+    controls = {
+        "curve": W.ToggleButtons(options=["linear", "sine"], value=curve, description="curve"),
+        "tau": _slider(W.FloatSlider, 6.0, 0.5, 12.0, 0.5, "tau", live=False),
+        "alpha": _slider(W.FloatSlider, 1.0 if curve == "linear" else 0.7, 0.0, 2.0, 0.1, "alpha", live=False),
+        "beta": _slider(W.FloatLogSlider, 5.0, -1, 2, 0.25, "beta", live=False),
+    }
+
+    def compute(v: dict[str, Any]) -> dict[str, Any]:
+        aaa = AAA(model, v["curve"], tau=v["tau"], alpha=v["alpha"], beta=v["beta"], temperature=temperature)
+        out = aaa.post_process(logits)
+        return {"original": top2_margin(logits), "achieved": top2_margin(out),
+                "target": target_margin(top2_margin(logits), v["curve"], v["tau"], v["alpha"]),
+                "ECE": metrics.ece(out, y), "ECE undefended": metrics.ece(logits, y),
+                "agreement": metrics.agreement(out, logits), **v}
+
+    def draw(r: dict[str, Any]) -> plt.Figure:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
+        plots.aaa_target_curves(r["tau"], {r["curve"]: r["alpha"]}, ax=left)
+        right.scatter(r["original"], r["achieved"], s=6, label="AAA output")
+        right.scatter(r["original"], r["target"], s=3, label="target", alpha=0.5)
+        right.set(xlabel="original margin", ylabel="margin of the output", title="on the images")
+        right.invert_xaxis()
+        right.legend()
+        return fig
+
+    return Panel(controls, compute, draw, auto=True)
+
+
+# ------------------------------------------------------------------------------------------ replay
+def attack_replay(oracle: Oracle, image: int = 0, start: int = 2) -> Panel:
+    """Slide over the queries of a finished attack recorded with ``Oracle(..., record=True, keep_images=k)``:
+    the image the attacker holds, its perturbation, and the observed (and undefended) margin with the current
+    query marked. ``start``: the first query the attacker accepts unconditionally (2 for Square)."""
+    if oracle.kept is None or image >= len(oracle.kept):
+        kept = 0 if oracle.kept is None else len(oracle.kept)
+        raise ValueError(f"image={image}: the oracle kept the queries of {kept} images; build it with "
+                         f"record=True, keep_images > {image}")
+    observed = oracle.observed[image]
+    best = metrics.accepted_points(observed, start)
+    kept, x0 = oracle.kept[image].cpu(), oracle.x[image].cpu()
+    reference = None if oracle.reference_margin is None else oracle.reference_margin[image].cpu().numpy()
+    eps = oracle.threat[1] if oracle.threat else float((kept[: len(best)] - x0).abs().amax())
+    controls = {"query": W.IntSlider(value=1, min=1, max=len(best), description="query")}
+
+    def compute(v: dict[str, Any]) -> dict[str, Any]:
+        held = int(best[v["query"] - 1])
+        r = {"query": v["query"], "held": held + 1, "margin": float(observed[held]),
+             "perturbation linf": float((kept[held] - x0).abs().amax())}
+        if reference is not None:
+            r["undefended margin"] = float(reference[held])
+        return r
+
+    def draw(r: dict[str, Any]) -> plt.Figure:
+        fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), gridspec_kw={"width_ratios": [1, 1, 3]})
+        held = kept[r["held"] - 1]
+        axes[0].imshow(plots.to_image(held), cmap="gray", vmin=0, vmax=1)
+        axes[1].imshow(plots.to_image(0.5 + 0.5 * (held - x0) / eps), cmap="coolwarm", vmin=0, vmax=1)
+        for ax, title in zip(axes[:2], ("held image", "perturbation")):
+            ax.set(xticks=[], yticks=[], title=title)
+        plots.margin_trajectory(observed, None if reference is None else torch.as_tensor(reference),
+                                start=start, ax=axes[2])
+        axes[2].axvline(r["query"], color="k", lw=0.8)
+        fig.tight_layout()
+        return fig
+
+    return Panel(controls, compute, draw, auto=True)
+
+
+# -------------------------------------------------------------------------------------------- UniG
+def unig_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int = 0) -> Panel:
+    """UniG with delta, p, alpha and the query batch size: clean accuracy and logit difference over ``x`` (sent
+    in batches of that size), the unification loss over the steps and the values of A for the first batch."""
+    logits = metrics.predict(model, x)
+    controls = {
+        "delta": _slider(W.FloatSlider, 0.1, 0.05, 1.0, 0.05, "delta", live=False),
+        "p": W.IntSlider(value=1, min=0, max=20, description="p", continuous_update=False),
+        "alpha": _slider(W.FloatLogSlider, 1.0, -1, 2, 0.25, "alpha", live=False),
+        "batch": W.IntSlider(value=min(50, len(x)), min=2, max=len(x), description="batch size",
+                             continuous_update=False),
+    }
+
+    def compute(v: dict[str, Any]) -> dict[str, Any]:
+        unig = UniG(model, delta=v["delta"], p=v["p"], alpha=v["alpha"], seed=seed)
+        out = metrics.predict(unig, x, batch_size=v["batch"])
+        unig.reseed()
+        unig(x[: v["batch"]].to(model_device(model)))
+        return {"clean accuracy": metrics.accuracy(out, y), "logit diff": metrics.logit_difference(out, logits),
+                "agreement": metrics.agreement(out, logits), "losses": list(unig.last_losses),
+                "A": unig.last_A.cpu(), **v}
+
+    def draw(r: dict[str, Any]) -> plt.Figure:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [1, 2]})
+        plots.unification_loss_curve({"first batch": r["losses"]}, ax=left)
+        plots.matrix_values(r["A"][:12], ax=right)
+        fig.tight_layout()
+        return fig
+
+    return Panel(controls, compute, draw, auto=True)
+
+
+# ------------------------------------------------------------------------------------------- noise
+def noise_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack: str = "square",
+                   budget: int = 300, dataset: str = "mnist", seed: int = 0) -> Panel:
+    """Input noise (RND / SND: sigma) against ``attack`` with EOT's M: clean accuracy under noise, the robust
+    accuracy the attacker observes and the one re-evaluated with fresh noisy queries (run button)."""
+    checks.choice("attack", attack, attacks.names())
+    controls = {
+        "sigma": W.SelectionSlider(options=[0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1], value=0.02,
+                                   description="sigma", continuous_update=False),
+        "M": W.Dropdown(options=[1, 2, 5, 10], value=1, description="EOT M"),
+    }
+
+    def compute(v: dict[str, Any]) -> dict[str, Any]:
+        defended = InputNoise(model, sigma=v["sigma"], seed=seed) if v["sigma"] > 0 else model
+        clean = metrics.reevaluated_accuracy(defended, x, y, repeats=5)
+        runner = attacks.build(attack, dataset=dataset, eot=v["M"], seed=seed)
+        result = runner.run(Oracle(defended, x, y, budget=budget * v["M"]))
+        return {"clean accuracy": clean, "observed robust": result.robust_accuracy(),
+                "re-evaluated robust": metrics.reevaluated_accuracy(defended, result.x_adv, y),
+                "queries": int(result.queries.sum()), "result": result, **v}
+
+    def draw(r: dict[str, Any]) -> plt.Figure:
+        return plots.robust_accuracy_vs_queries({f"sigma {r['sigma']}, M {r['M']} (observed)": r["result"]})
+
+    return Panel(controls, compute, draw, auto=False)
+
+
+# --------------------------------------------------------------------------------------------- eps
+def eps_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack: str = "square",
+                 norm: str = "linf", budget: int = 300, dataset: str = "mnist", shown: int = 6,
+                 seed: int = 0) -> Panel:
+    """``attack`` at the eps of the slider (run button): robust accuracy, median queries of successes and the
+    first ``shown`` clean / adversarial images with their perturbations."""
+    checks.choice("attack", attack, attacks.names())
+    checks.choice("norm", norm, checks.NORMS)
+    high, step, start = (0.5, 0.01, 0.3) if norm == "linf" else (5.0, 0.1, 2.0)
+    controls = {"eps": _slider(W.FloatSlider, start, step, high, step, f"eps ({norm})", live=False)}
+
+    def compute(v: dict[str, Any]) -> dict[str, Any]:
+        result = attacks.build(attack, dataset=dataset, norm=norm, eps=v["eps"], seed=seed).run(
+            Oracle(model, x, y, budget=budget))
+        delta = (result.x_adv - x.to(result.x_adv.device)).flatten(1)
+        size = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
+        return {"robust accuracy": result.robust_accuracy(), **metrics.query_stats(result),
+                "largest perturbation": float(size.max()), "x_adv": result.x_adv.cpu(), **v}
+
+    def draw(r: dict[str, Any]) -> plt.Figure:
+        k = min(shown, len(x))
+        return plots.adversarial_examples(x[:k], r["x_adv"][:k])
+
+    return Panel(controls, compute, draw, auto=False)
+

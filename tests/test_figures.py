@@ -106,3 +106,15 @@ def test_savefig_is_deterministic_and_rejects_bad_names(tmp_path, monkeypatch):
         with pytest.raises(ValueError, match="name must be"):
             plots.savefig(fig, bad)
     plt.close(fig)
+
+
+def test_figures_readme_lists_exactly_the_committed_figures():
+    from pathlib import Path
+    import re
+
+    folder = Path(__file__).resolve().parents[1] / "figures"
+    listed = set(re.findall(r"^\| `([0-9]{2}_[a-z0-9_]+\.png)` \|", (folder / "README.md").read_text(), re.M))
+    committed = {p.name for p in folder.glob("[0-9][0-9]_*.png")}
+    assert listed == committed, f"only listed: {sorted(listed - committed)}; only on disk: {sorted(committed - listed)}"
+    notebooks = {p.name[:2] for p in (folder.parent / "notebooks").glob("[0-9][0-9]_*.ipynb")}
+    assert {name[:2] for name in committed} == notebooks  # every notebook has its figures committed

@@ -204,8 +204,9 @@ def _gaussian():
 
 ARCHITECTURES: dict[str, Recipe] = {
     "mnist-cnn": Recipe(lambda: Normalized(MnistCNN(), MNIST_MEAN, MNIST_STD), "mnist5k", epochs=6),
-    # PGD-7 adversarial training at eps 0.3, fine-tuned from mnist-cnn (the AT baseline)
-    "mnist-cnn-at": Recipe(lambda: Normalized(MnistCNN(), MNIST_MEAN, MNIST_STD), "mnist5k", epochs=5,
+    # PGD-7 adversarial training at eps 0.3, fine-tuned from mnist-cnn (the AT baseline). 10 epochs: after 5 the
+    # clean accuracy was still climbing and varied from 0.74 to 0.89 between epochs; it settles near 0.93 by 9-10
+    "mnist-cnn-at": Recipe(lambda: Normalized(MnistCNN(), MNIST_MEAN, MNIST_STD), "mnist5k", epochs=10,
                            base="mnist-cnn", step=_adversarial),
     # Gaussian augmentation (nu 0.05, loss of the expectation over 4 draws), fine-tuned from mnist-cnn (RND-GF)
     "mnist-cnn-gf": Recipe(lambda: Normalized(MnistCNN(), MNIST_MEAN, MNIST_STD), "mnist5k", epochs=2,

@@ -30,8 +30,9 @@ def notebooks(prefix: str = "") -> list[Path]:
     return found
 
 
-def execute(path: Path, fast: bool, timeout: int = 1800) -> float:
-    """Run a notebook top to bottom in its own folder (outputs are not written back); return seconds taken."""
+def execute(path: Path, fast: bool, timeout: int = 1800, save_to: Path | None = None) -> float:
+    """Run a notebook top to bottom in its own folder and return the seconds taken. Outputs are never written
+    back into ``notebooks/`` (stored stripped); ``save_to``: a folder to write the executed copy into."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -42,7 +43,10 @@ def execute(path: Path, fast: bool, timeout: int = 1800) -> float:
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()
     NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}).execute()
-    return time.perf_counter() - start
+    seconds = time.perf_counter() - start
+    if save_to is not None:
+        paths.atomic_write(Path(save_to) / path.name, lambda tmp: nbformat.write(nb, str(tmp)))
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,10 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--full", action="store_true", help="full sizes and budgets (make figures)")
     mode.add_argument("--fast", action="store_true", help="fast mode (tests)")
     parser.add_argument("prefix", nargs="?", default="", help="only notebooks whose name starts with this")
+    parser.add_argument("--save-executed", default=None, metavar="DIR",
+                        help="also write each executed notebook (with its outputs) into DIR")
     args = parser.parse_args(argv)
     total = 0.0
     for path in tqdm(notebooks(args.prefix), desc="notebooks", unit="notebook"):
-        seconds = execute(path, fast=args.fast)
+        seconds = execute(path, fast=args.fast, save_to=args.save_executed)
         total += seconds
         print(f"{path.name}: {seconds:.1f} s", flush=True)
     print(f"all notebooks: {total:.1f} s", flush=True)

@@ -129,8 +129,9 @@ def robustness_vs_budget(table: pd.DataFrame, attack: str, ax: plt.Axes | None =
     columns = [c for c in table.columns if c.startswith("robust@") and table[c].notna().any()]
     budgets = [int(c.split("@")[1]) for c in columns]
     rows = table[table["attack"] == attack].groupby("defense", sort=False)[columns].mean()
-    for defense, row in rows.iterrows():
-        ax.plot(budgets, 100 * row.to_numpy(), marker="o", label=defense)
+    colors = sns.color_palette("tab10" if len(rows) <= 10 else "tab20", len(rows))
+    for (defense, row), color, marker in zip(rows.iterrows(), colors, "osD^v<>ph*XP" * 2):
+        ax.plot(budgets, 100 * row.to_numpy(), marker=marker, color=color, label=defense)
     ax.set(xscale="log", xlabel="queries per image", ylabel="robust accuracy (%)", ylim=(-2, 102),
            title=f"{attack}")
     ax.legend(fontsize="small", ncol=2)
@@ -403,4 +404,5 @@ def bars(table: pd.DataFrame, x: str, values: Sequence[str], percent: bool = Tru
     ax.set(ylabel="%" if percent else "")
     for container in ax.containers:
         ax.bar_label(container, fmt="%.0f" if percent else "%.3g", fontsize="small", label_type="center")
+    sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1), title=None, frameon=False)
     return fig

@@ -70,13 +70,12 @@ class Panel(W.VBox):
         if key not in self.cache:
             self.cache[key] = self.compute(values)
         self.result = self.cache[key]
-        if self.figure is not None:
-            plt.close(self.figure)
         self.figure = self.draw(self.result)
         self.output.clear_output(wait=True)
         with self.output:
             if self.figure is not None:
                 display(self.figure)
+                plt.close(self.figure)  # shown once, in the panel (the inline backend would show it again)
             print(_text(self.result))
         return self.result
 

@@ -301,7 +301,7 @@ def sweep_panels(table: pd.DataFrame, left: Sequence[str], right: Sequence[str] 
             twin.plot(rows[x], rows[col], marker="s", ls="--", color=color, label=col)
         if logx is True or (not isinstance(logx, bool) and name in logx):
             ax.set_xscale("log")
-            ax.set_xticks(rows[x].to_numpy(), [f"{v:g}" for v in rows[x]])
+            ax.set_xticks(rows[x].to_numpy(), [_tick(v) for v in rows[x]])
             ax.minorticks_off()
         ax.set(xlabel=str(name), ylabel=left[0] if len(left) == 1 else "")
         if twin is not None:
@@ -312,6 +312,12 @@ def sweep_panels(table: pd.DataFrame, left: Sequence[str], right: Sequence[str] 
     fig.legend(handles.values(), handles.keys(), loc="lower center", ncol=len(handles), fontsize="small",
                bbox_to_anchor=(0.5, 1.0))
     return fig
+
+
+def _tick(v: float) -> str:
+    """A short tick label: powers of ten far from 1 as 10^k, anything else as %g."""
+    k = np.log10(v) if v > 0 else 0.5
+    return f"$10^{{{int(round(k))}}}$" if abs(k - round(k)) < 1e-9 and abs(k) >= 3 else f"{v:g}"
 
 
 def value_heatmap(table: pd.DataFrame, index: str, columns: str, value: str, fmt: str = ".0f",
@@ -387,8 +393,10 @@ def lines(table: pd.DataFrame, x: str, y: str, hue: str, logx: bool = False, per
     fig, ax = _axes(ax, (6, 4))
     data = table.assign(**{y: table[y] * (100 if percent else 1)})
     sns.lineplot(data=data, x=x, y=y, hue=hue, marker="o", errorbar="sd", ax=ax)
-    if logx:
+    if logx:  # symlog: linear up to the smallest positive value, so that x = 0 (no defense) can be shown
         ax.set_xscale("symlog", linthresh=float(table[x][table[x] > 0].min()))
+        if (table[x] >= 0).all():
+            ax.set_xlim(left=0, right=float(table[x].max()) * 1.3)
     ax.set(ylabel=f"{y}{' (%)' if percent else ''}")
     return fig
 

@@ -298,7 +298,7 @@ SQAS = ("square", "simba", "signhunter", "nes", "bandits")
 def _presets() -> dict[str, list[Cell]]:
     from workbench.defenses.registry import names as defense_names
 
-    every = [d for d in defense_names()]
+    every = list(defense_names())
     mnist = {"dataset": "mnist", "model": "mnist-cnn"}
     return {
         "smoke": grid(defenses=["none", "aaa-linear"], attacks=["square", "signhunter"], n=20, budgets=(10, 50),
@@ -388,9 +388,8 @@ def main(argv: Iterable[str] | None = None) -> None:
         [c for c in table.columns if c.startswith("robust@")] + ["re-evaluated", "mean queries", "seconds"]
     print(table[columns].to_markdown(index=False, floatfmt=".3f"))
     out = Path(args.csv or f"{args.preset}.csv")
-    paths.atomic_write(out, lambda tmp: table.to_csv(tmp, index=False))
-    if args.record:
-        paths.atomic_write(paths.tables_dir() / f"{args.preset}.csv", lambda tmp: table.to_csv(tmp, index=False))
+    for target in [out] + ([paths.tables_dir() / f"{args.preset}.csv"] if args.record else []):
+        paths.atomic_write(target, lambda tmp: table.to_csv(tmp, index=False))
     print(f"\n{len(table)} cells in {time.perf_counter() - start:.0f} s; table written to {out}")
 
 

@@ -19,6 +19,7 @@ import torch.nn as nn
 
 from workbench import checks
 from workbench.attacks.base import AttackResult
+from workbench.attacks.project import unit
 from workbench.oracle import model_device
 
 
@@ -123,8 +124,8 @@ def mean_pairwise_cosine(deltas: torch.Tensor) -> float:
     flat = deltas.flatten(1).float()
     if len(flat) < 2:
         raise ValueError(f"deltas must hold at least 2 perturbations, got {len(flat)}")
-    unit = flat / flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    sim = unit @ unit.T
+    rows = unit(flat)
+    sim = rows @ rows.T
     n = len(flat)
     return ((sim.sum() - sim.diagonal().sum()) / (n * (n - 1))).item()
 

@@ -94,21 +94,28 @@ def _axes(ax: plt.Axes | None, size: tuple[float, float]) -> tuple[plt.Figure, p
 
 def adversarial_examples(x: torch.Tensor, x_adv: torch.Tensor, titles: list[str] | None = None) -> plt.Figure:
     """Clean images, adversarial images and their perturbations (scaled to the largest one), one column each."""
-    n = len(x)
-    fig, axes = plt.subplots(3, n, figsize=(1.6 * n, 5), squeeze=False)
     delta = (x_adv - x).cpu()
     scale = delta.abs().max().clamp_min(1e-12)
-    rows = (x.cpu(), x_adv.cpu(), 0.5 + 0.5 * delta / scale)
-    for r, (images, label) in enumerate(zip(rows, ("clean", "adversarial", "perturbation"))):
-        for i in range(n):
-            img = to_image(images[i])
-            axes[r, i].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
-            axes[r, i].set_xticks([]), axes[r, i].set_yticks([])
-        axes[r, 0].set_ylabel(label)
+    fig, axes = image_rows({"clean": x.cpu(), "adversarial": x_adv.cpu(), "perturbation": 0.5 + 0.5 * delta / scale},
+                           cell=(1.6, 5 / 3))
     for i, title in enumerate(titles or []):
         axes[0, i].set_title(title, fontsize=9)
     fig.tight_layout()
     return fig
+
+
+def image_rows(rows: Mapping[str, torch.Tensor], cmap: str = "gray", cell: tuple[float, float] = (1.5, 1.6),
+               fontsize: float | None = None) -> tuple[plt.Figure, np.ndarray]:
+    """A grid of images in [0, 1], one labelled row per entry of ``rows`` (each (n, C, H, W), the same n), no
+    ticks; ``cell`` is the size of one image in inches. Returns the figure and its (rows, n) axes."""
+    n = len(next(iter(rows.values())))
+    fig, axes = plt.subplots(len(rows), n, figsize=(cell[0] * n, cell[1] * len(rows)), squeeze=False)
+    for r, (label, images) in enumerate(rows.items()):
+        for i in range(n):
+            axes[r, i].imshow(to_image(images[i].cpu()), cmap=cmap, vmin=0, vmax=1)  # cmap is ignored for RGB
+            axes[r, i].set_xticks([]), axes[r, i].set_yticks([])
+        axes[r, 0].set_ylabel(label, fontsize=fontsize)
+    return fig, axes
 
 
 # ------------------------------------------------------------------------------------------ grid results
@@ -347,14 +354,10 @@ def unification_loss_curve(losses: Mapping[str, Sequence[float]], ax: plt.Axes |
 def perturbation_rows(deltas: Mapping[str, torch.Tensor], eps: float,
                       notes: Mapping[str, str] | None = None) -> plt.Figure:
     """UniG Fig. 3a: one row of perturbations per model (the same images in every row), scaled by eps."""
-    rows = list(deltas.items())
-    n = len(rows[0][1])
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.3 * n, 1.5 * len(rows) + 0.3), squeeze=False)
-    for r, (label, delta) in enumerate(rows):
-        for i in range(n):
-            axes[r, i].imshow(to_image(0.5 + 0.5 * delta[i].cpu() / eps), cmap="coolwarm", vmin=0, vmax=1)
-            axes[r, i].set_xticks([]), axes[r, i].set_yticks([])
-        axes[r, 0].set_ylabel(label, fontsize=9)
+    n = len(next(iter(deltas.values())))
+    fig, axes = image_rows({label: 0.5 + 0.5 * delta / eps for label, delta in deltas.items()}, cmap="coolwarm",
+                           cell=(1.3, 1.5 + 0.3 / len(deltas)), fontsize=9)
+    for r, label in enumerate(deltas):
         if notes and label in notes:
             axes[r, n - 1].yaxis.set_label_position("right")
             axes[r, n - 1].set_ylabel(notes[label], fontsize=8, rotation=0, ha="left", va="center")
@@ -374,14 +377,7 @@ def matrix_values(a: torch.Tensor, features: int = 64, ax: plt.Axes | None = Non
 # ------------------------------------------------------------------------------------------------- GCM
 def gradient_signs(grads: Mapping[str, torch.Tensor]) -> plt.Figure:
     """GCM Fig. 4: the sign of the input gradient (white +, black -, gray 0), one row per model."""
-    rows = list(grads.items())
-    n = len(rows[0][1])
-    fig, axes = plt.subplots(len(rows), n, figsize=(1.5 * n, 1.6 * len(rows)), squeeze=False)
-    for r, (label, g) in enumerate(rows):
-        for i in range(n):
-            axes[r, i].imshow(to_image(0.5 + 0.5 * torch.sign(g[i].cpu())), cmap="gray", vmin=0, vmax=1)
-            axes[r, i].set_xticks([]), axes[r, i].set_yticks([])
-        axes[r, 0].set_ylabel(label, fontsize=9)
+    fig, _ = image_rows({label: 0.5 + 0.5 * torch.sign(g) for label, g in grads.items()}, fontsize=9)
     fig.tight_layout()
     return fig
 

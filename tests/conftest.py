@@ -1,4 +1,4 @@
-"""Shared fixtures: the embedded data, the zoo CNN (trained once, cached under data/), figures into a tmp dir."""
+"""Shared fixtures: the embedded data, the shipped zoo CNN, figures into a tmp dir."""
 
 from __future__ import annotations
 

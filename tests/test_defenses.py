@@ -12,7 +12,7 @@ from workbench.defenses.dent import DENT
 from workbench.defenses.registry import build, names, variant
 from workbench.defenses.temperature import TemperatureScaling
 
-PLAIN = [n for n in names() if variant(n) is None]  # the two fine-tuned variants train on first use
+PLAIN = [n for n in names() if variant(n) is None]  # the two fine-tuned variants need a zoo name
 
 
 @pytest.mark.parametrize("name", PLAIN)

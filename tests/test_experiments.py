@@ -138,3 +138,17 @@ def test_grid_plots_draw_what_the_table_holds(smoke_table):
     assert len(curves.axes[0].lines) == 2 and list(curves.axes[0].lines[0].get_xdata()) == [10, 50]
     scatter = plots.cost_vs_robustness(table, "logit diff")
     assert len(scatter.axes[0].collections[0].get_offsets()) == 2
+
+
+def test_recorded_tables_come_from_the_shipped_weights():
+    """Every row of every recorded table (data/tables) was computed with the zoo weights that ship now: its
+    config's weights fingerprint equals the one the shipped files give, so a table can never silently come from
+    another model."""
+    recorded = [name for name in experiments.presets() if (experiments.paths.tables_dir() / f"{name}.csv").is_file()]
+    assert recorded
+    for name in recorded:
+        for config in experiments.recorded(name)["config"]:
+            stored = json.loads(config)
+            fields = {k: v for k, v in stored.items() if k in experiments.Cell.__dataclass_fields__}
+            expected = experiments.weights_fingerprint(cell(**fields))
+            assert stored["fingerprint"] == expected, f"{name}: a row was computed with other weights"

@@ -4,12 +4,15 @@ accuracy while resisting Square."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
 from workbench import metrics, models
 from workbench.attacks import build as build_attack
-from workbench.defenses.unig import UniG, last_linear, unification_loss
+from workbench.defenses.registry import build as defend
+from workbench.defenses.unig import UniG, last_linear, unification_loss, unify
 from workbench.oracle import Oracle
 
 
@@ -28,6 +31,54 @@ def test_the_unification_step_lowers_the_loss_and_keeps_a_in_its_box(cnn, test_s
 def test_unification_loss_is_zero_for_identical_gradients():
     g = torch.rand(1, 8).repeat(5, 1)
     assert unification_loss(g) == 0 and unification_loss(torch.rand(5, 8)) > 0
+    a = torch.ones(5, 8, requires_grad=True)  # the un-squared norm has a finite (zero) gradient at equal rows
+    grad, = torch.autograd.grad(unification_loss(g * a), a)
+    assert torch.isfinite(grad).all()
+
+
+def _algorithm_1_by_hand(a0, f, w, b, labels, alpha, delta, steps):
+    """Algorithm 1 written out independently: closed-form feature gradients of the cross-entropy of a linear
+    classifier, g_i = a_i * W^T (softmax(W (a_i * f_i) + b) - onehot(label_i)); min and max of the normalization
+    from the gradients at a0, held constant; the loss sum_i ||g~_i - g~_{i+1}||; its gradient in A by central
+    finite differences (float64); a plain step of size alpha; the clip to [1 - delta, 1 + delta]."""
+    onehot = torch.nn.functional.one_hot(labels, w.shape[0]).double()
+
+    def grads(a):
+        return a * ((torch.softmax((a * f) @ w.T + b, 1) - onehot) @ w)
+
+    low, high = grads(a0).min(), grads(a0).max()
+
+    def loss(a):
+        g = (grads(a) - low) / (high - low)
+        return sum(torch.linalg.norm(g[i] - g[i + 1]) for i in range(len(g) - 1))
+
+    a, h = a0.clone(), 1e-6
+    for _ in range(steps):
+        fd = torch.zeros_like(a)
+        for idx in itertools.product(*map(range, a.shape)):
+            e = torch.zeros_like(a)
+            e[idx] = h
+            fd[idx] = (loss(a + e) - loss(a - e)) / (2 * h)
+        a = (a - alpha * fd).clamp(1 - delta, 1 + delta)
+    return a, loss(a0)
+
+
+@pytest.mark.parametrize("steps", [1, 2])
+def test_unification_steps_match_algorithm_1_written_by_hand(steps):
+    gen = torch.Generator().manual_seed(0)
+    f = torch.rand(4, 5, generator=gen, dtype=torch.float64) * 2
+    linear = torch.nn.Linear(5, 3).double()
+    with torch.no_grad():
+        linear.weight.copy_(torch.randn(3, 5, generator=gen, dtype=torch.float64))
+        linear.bias.copy_(torch.randn(3, generator=gen, dtype=torch.float64))
+    labels = torch.tensor([0, 2, 1, 2])
+    a0 = (1 + 0.5 * torch.randn(4, 5, generator=gen, dtype=torch.float64)).clamp(0.5, 1.5)
+    a, losses = unify(a0, f, linear, labels, p=steps, alpha=0.3, delta=0.5)
+    expected, first = _algorithm_1_by_hand(a0, f, linear.weight.detach(), linear.bias.detach(), labels, 0.3, 0.5,
+                                           steps)
+    assert losses[0] == pytest.approx(first.item(), rel=1e-9)
+    assert torch.allclose(a, expected, atol=1e-7), (a - expected).abs().max()
+    assert not torch.allclose(a, a0)  # the step moved A
 
 
 def test_seeded_random_and_batch_dependent(cnn, test_set):
@@ -62,13 +113,22 @@ def test_unig_finds_the_classifier_of_every_architecture(name, shape, features):
     assert out.shape[0] == 2 and unig.last_A.shape == (2, features) and out.dtype == torch.float32
 
 
-def test_clean_accuracy_kept_and_square_resisted(cnn, test_set):
-    """Acceptance: clean accuracy within 0.5 points of the undefended CNN on the 1000 test images; Square (l-inf
-    0.3, 100 images, 300 queries) re-evaluated robust accuracy far above the undefended model's."""
-    unig = UniG(cnn, delta=0.1, p=1, alpha=1.0, reference=test_set[:10][0])
-    clean = metrics.accuracy(metrics.predict(cnn, test_set.x, 100), test_set.y)
-    defended = metrics.accuracy(metrics.predict(unig, test_set.x, 100), test_set.y)
-    assert abs(defended - clean) <= 0.005
+def test_registry_default_keeps_clean_predictions(cnn, test_set):
+    """Acceptance: the registry default (delta 0.1, p 1, alpha 1) agrees with the undefended CNN on >= 99.5% of
+    the 1000 test images (batches of 100) and keeps clean accuracy within 0.5 points. Measured over UniG seeds 0-4:
+    agreement 1.0000 ± 0.0000, accuracy 0.974 ± 0.000 (= the CNN's); with min/max back-propagated (the defect this
+    guards against) the agreement was 0.9886 ± 0.0009."""
+    unig = defend("unig", cnn)
+    clean = metrics.predict(cnn, test_set.x, 100)
+    defended = metrics.predict(unig, test_set.x, 100)
+    assert metrics.agreement(defended, clean) >= 0.995
+    assert abs(metrics.accuracy(defended, test_set.y) - metrics.accuracy(clean, test_set.y)) <= 0.005
+
+
+def test_square_is_resisted(cnn, test_set):
+    """Square (l-inf 0.3, 100 images, 300 queries): UniG's re-evaluated robust accuracy far above the undefended
+    model's. SPREAD"""
+    unig = defend("unig", cnn)
     x, y = test_set[:100]
     plain = build_attack("square", progress=False).run(Oracle(cnn, x, y, budget=300)).robust_accuracy()
     result = build_attack("square", progress=False).run(Oracle(unig, x, y, budget=300))

@@ -1,4 +1,4 @@
-"""The zoo's fine-tuned variants (trained on first use, cached): adversarial training resists PGD, Gaussian
+"""The zoo's fine-tuned variants (shipped weights): adversarial training resists PGD, Gaussian
 augmentation keeps clean accuracy under its serving noise; AAA and UniG compose with the AT model."""
 
 from __future__ import annotations

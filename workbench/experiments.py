@@ -56,7 +56,7 @@ CALIBRATION = 500  # calibrated defenses are tuned on the last images of the tes
 @dataclasses.dataclass(frozen=True)
 class Cell:
     """One run of a grid. ``eps=None`` takes the dataset's preset; ``weights`` is a local checkpoint for models
-    that do not train on first use (CIFAR-10 / ImageNet)."""
+    without shipped weights (CIFAR-10 / ImageNet)."""
 
     dataset: str = "mnist"
     model: str = "mnist-cnn"

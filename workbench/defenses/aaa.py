@@ -18,8 +18,20 @@ Logits are found by ``kappa`` Adam steps (lr 0.1) on ``|m(z) - m_trg| + beta * |
 - The predicted class never changes: rows whose arg-max moved during optimization (possible where the target
   margin reaches 0) get the original class's logit raised just above the others. ``last_repaired`` counts them.
 
-The loss is summed over rows, so with Adam every row is optimized independently of the rest of the batch: AAA's
-output for an image does not depend on the other images queried with it (it is deterministic).
+Where this differs from the released code (measured side by side on the same logits, see the design notes):
+
+- The loss is **summed** over rows; the released code averages it over the batch. With Adam, averaging scales
+  every gradient by 1/N, which Adam undoes except through its epsilon: the mean loss is the summed loss with
+  Adam's eps multiplied by N. The released output therefore depends on the batch size (mean |margin change| 0.02
+  between batches of 128 and 500); the sum makes every row independent of the rest of its batch, so AAA's output
+  for an image is deterministic whatever it is queried with.
+- Margins at exact multiples of tau (m = k * tau; for float logits essentially only exact ties, m = 0): eq. (4)
+  as printed, ``(floor(m / tau) + 1/2) * tau``, puts m = k * tau in the interval above, whose linear target is
+  (k + 1) * tau; this implementation follows the appendix, ``(ceil(m / tau) - 1/2) * tau``, which puts it in the
+  interval below, whose linear target is (k - 1) * tau (for k = 1 a target margin of 0: the argmax repair keeps
+  the prediction; an exact tie, m = 0, gets attractor -tau/2 and target -tau, i.e. it stays a tie). The released
+  code's ``round(m / tau + 1/2) - 1/2`` rounds half to even and so alternates between the two with k's parity.
+  The three agree at every other margin.
 
 Example::
 

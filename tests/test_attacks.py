@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from workbench.attacks import build, names
 from workbench.attacks.presets import preset
-from workbench.attacks.project import inside
+from workbench.threat import inside
 from workbench.oracle import BudgetExceeded, Oracle
 
 EPS = {"linf": 0.3, "l2": 2.0}

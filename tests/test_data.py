@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from workbench import data
-from workbench.attacks.project import inside
+from workbench.threat import inside, quantize8
 
 
 def test_mnist5k_is_a_deterministic_stratified_4000_1000_split():
@@ -108,7 +108,7 @@ def test_quantize8_rounds_to_levels_inside_the_ball(norm, eps, seed):
     else:
         delta = eps * torch.rand(4, 1, 1, 1, generator=gen) * delta / delta.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
     x = (x0 + delta).clamp(0, 1)
-    q = data.quantize8(x, x0, eps, norm)
+    q = quantize8(x, x0, eps, norm)
     assert inside(q, x0, eps, norm).all()
     assert torch.allclose(q * 255, (q * 255).round(), atol=1e-4)
     assert (q - x).abs().max() <= 1 / 255 + 1e-6

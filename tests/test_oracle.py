@@ -45,16 +45,15 @@ def test_records_observed_and_reference_margins_in_query_order(cnn, test_set):
 def test_refuses_candidates_outside_the_ball(cnn, test_set):
     x, y = test_set[:2]
     oracle = Oracle(cnn, x, y, budget=5)
-    oracle.set_threat("linf", 0.1)
+    handle = oracle.handle("linf", 0.1)
     with pytest.raises(ValueError, match="leave the linf ball"):
-        oracle.query((x + 0.2).clamp(0, 1), torch.arange(2))
+        handle.query((x + 0.2).clamp(0, 1), torch.arange(2))
     assert oracle.queries.sum() == 0
 
 
 def test_quantizes_queries_inside_the_ball(cnn, test_set):
     x, y = test_set[:2]
-    quantized = Oracle(cnn, x, y, budget=1, quantize=True)
-    quantized.set_threat("linf", 0.1)
+    quantized = Oracle(cnn, x, y, budget=1, quantize=True).handle("linf", 0.1)
     exact = Oracle(cnn, x, y, budget=1)
     cand = (x + 0.0987).clamp(0, 1)
     expected = cnn(((cand * 255).round() / 255).clamp(max=(x + 0.1)))

@@ -38,3 +38,30 @@ def test_readme_gives_the_two_commands_and_ci_calls_make_test():
     readme = (ROOT / "README.md").read_text()
     assert "make figures" in readme and "make test" in readme
     assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+LOWER = ("checks", "threat", "results", "losses", "data", "oracle", "metrics", "paths")
+
+
+def _imports(path: Path) -> set[str]:
+    import ast
+
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_imports_run_downward_only():
+    """Nothing below the Oracle imports attacks or defenses (anywhere in the module, lazy imports included), the
+    threat layer imports no other workbench module but checks, and no lazy-import workaround is left."""
+    package = ROOT / "workbench"
+    for name in LOWER:
+        upward = {m for m in _imports(package / f"{name}.py") if m.startswith(("workbench.attacks",
+                                                                             "workbench.defenses"))}
+        assert not upward, f"workbench/{name}.py imports {sorted(upward)}"
+    assert {m for m in _imports(package / "threat.py") if m.startswith("workbench")} <= {"workbench", "workbench.checks"}
+    assert "__getattr__" not in (package / "attacks" / "__init__.py").read_text()

@@ -127,9 +127,11 @@ def test_registry_default_keeps_clean_predictions(cnn, test_set):
 
 def test_square_is_resisted(cnn, test_set):
     """Square (l-inf 0.3, 100 images, 300 queries): UniG's re-evaluated robust accuracy far above the undefended
-    model's. SPREAD"""
+    model's. Measured (benchmarks/threshold_spread.py, seeds 0-4 of the attack and of UniG): +0.435 ± 0.016
+    (min +0.42). The threshold was +0.5 for the earlier UniG that back-propagated through the normalization's
+    min/max; the released code's computation (constants) is weaker on MNIST, and this test follows it."""
     unig = defend("unig", cnn)
     x, y = test_set[:100]
     plain = build_attack("square", progress=False).run(Oracle(cnn, x, y, budget=300)).robust_accuracy()
     result = build_attack("square", progress=False).run(Oracle(unig, x, y, budget=300))
-    assert metrics.reevaluated_accuracy(unig, result.x_adv, y, repeats=5) > plain + 0.5
+    assert metrics.reevaluated_accuracy(unig, result.x_adv, y, repeats=5) > plain + 0.35

@@ -64,7 +64,7 @@ def load(name: str, split: str = "test", *, root: str | Path | None = None, down
     checks.choice("name", name, DATASETS)
     checks.choice("split", split, SPLITS)
     if n is not None:
-        checks.at_least("n", n, 1)
+        n = checks.at_least("n", n, 1)
     if name == "mnist5k":
         ds = _mnist5k(split)
     elif name == "digits":
@@ -74,6 +74,8 @@ def load(name: str, split: str = "test", *, root: str | Path | None = None, down
     else:
         ds = _imagenet(_root(root), n)
     if n is not None:
+        if n > len(ds):
+            raise ValueError(f"n={n} is larger than the {name} {split} split ({len(ds)} images)")
         ds = Dataset(ds.name, ds.split, ds.x[:n], ds.y[:n], ds.classes)
     return ds
 
@@ -139,22 +141,3 @@ def _imagenet(root: Path, n: int | None) -> Dataset:
     prep = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()])
     x = torch.stack([prep(tree.loader(first[c]).convert("RGB")) for c in labels])
     return Dataset("imagenet", "test", x, torch.tensor(labels, dtype=torch.int64), tuple(tree.classes))
-
-
-def quantize8(x: torch.Tensor, x0: torch.Tensor, eps: float, norm: str = "linf") -> torch.Tensor:
-    """Round images to the nearest 8-bit level (k/255) without leaving the eps-ball around ``x0`` or [0, 1].
-
-    Rounding to the nearest level can leave the ball by up to half a level; where it would, the coordinate is
-    rounded towards ``x0`` instead. When ``x0`` lies on the 8-bit grid (as real images do), that never increases
-    ``|x - x0|`` in any coordinate, so the result stays in the l-inf and the l2 ball and on the grid. For an
-    off-grid ``x0`` a final projection keeps the ball exact (those coordinates may then be off-grid).
-    """
-    checks.choice("norm", norm, checks.NORMS)
-    checks.positive("eps", eps)
-    from workbench.attacks.project import inside, project
-
-    q = torch.round(x * 255.0) / 255.0
-    towards = torch.where(x >= x0, torch.floor(x * 255.0), torch.ceil(x * 255.0)) / 255.0
-    outside = ~inside(q, x0, eps, norm)
-    q = torch.where(outside.view(-1, *([1] * (x.ndim - 1))), towards, q).clamp(0.0, 1.0)
-    return project(q, x0, eps, norm)

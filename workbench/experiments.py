@@ -31,12 +31,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import importlib.metadata
 import itertools
 import json
+import math
 import subprocess
+import tempfile
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -82,8 +86,8 @@ class Cell:
         return cfg
 
     def key(self) -> str:
-        """Cache key: a hash of the configuration."""
-        text = json.dumps(self.config(), sort_keys=True, default=str)
+        """Cache key: a hash of the configuration and the workbench version (an upgrade never reuses old cells)."""
+        text = json.dumps({**self.config(), "workbench": _version()}, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -94,7 +98,15 @@ def cell(**fields: Any) -> Cell:
         if isinstance(fields.get(name), dict):
             fields[name] = tuple(sorted(fields[name].items()))
     if "budgets" in fields:
-        fields["budgets"] = tuple(fields["budgets"])
+        fields["budgets"] = checks.sequence("budgets", fields["budgets"])  # validate() checks them
+    for name in ("n", "seed"):
+        if name in fields:
+            fields[name] = checks.integer(name, fields[name])
+    if fields.get("eps") is not None:
+        fields["eps"] = checks.number("eps", fields["eps"])
+    unknown = set(fields) - set(Cell.__dataclass_fields__)
+    if unknown:
+        raise ValueError(f"unknown cell fields {sorted(unknown)}; choose from {', '.join(Cell.__dataclass_fields__)}")
     return Cell(**fields)
 
 
@@ -104,8 +116,10 @@ def grid(*, defenses: Sequence[str], attacks: Sequence[str], seeds: Sequence[int
 
 
 # ------------------------------------------------------------------------------------------------- checks
-def validate(cells: Sequence[Cell]) -> None:
-    """Fail before anything runs, naming the cell (its index) and the field."""
+def validate(cells: Sequence[Cell], cache_dir: str | Path | None = None) -> None:
+    """Fail before anything runs, naming the cell (its index) and the field: every field is checked, every attack
+    and defense is built with its keyword arguments (defenses on a tiny dummy classifier), and the cache folder
+    must be writable."""
     from workbench.attacks import registry as attacks
     from workbench.defenses import registry as defenses
 
@@ -113,6 +127,8 @@ def validate(cells: Sequence[Cell]) -> None:
         raise ValueError("the grid has no cells")
     for i, c in enumerate(cells):
         where = f"cell {i} ({c.defense} x {c.attack})"
+        if not isinstance(c, Cell):
+            raise ValueError(f"cell {i} must be a Cell (experiments.cell(...)), got {type(c).__name__}")
         _field(where, "dataset", lambda: checks.choice("dataset", c.dataset, tuple(DATASETS)))
         _field(where, "defense", lambda: checks.choice("defense", c.defense, defenses.names()))
         _field(where, "attack", lambda: checks.choice("attack", c.attack, attacks.names()))
@@ -121,17 +137,31 @@ def validate(cells: Sequence[Cell]) -> None:
             _field(where, "eps", lambda: checks.positive("eps", c.eps))
         _field(where, "n", lambda: checks.at_least("n", c.n, 1))
         _field(where, "seed", lambda: checks.at_least("seed", c.seed, 0))
+        _field(where, "targeted", lambda: checks.flag("targeted", c.targeted))
         if c.n > SPLIT_SIZES[c.dataset]:
             raise ValueError(f"{where}: n={c.n} is larger than the {c.dataset} test split "
                              f"({SPLIT_SIZES[c.dataset]} images)")
-        if not c.budgets or any(not isinstance(b, int) or b < 1 for b in c.budgets) or \
-                any(b >= a for b, a in zip(c.budgets, c.budgets[1:])):
-            raise ValueError(f"{where}: budgets={list(c.budgets)} must be positive integers, strictly increasing")
+        _field(where, "budgets", lambda: checks.budgets("budgets", c.budgets))
         allowed = attacks.parameters(c.attack) + ("eot",)
         for key, _ in c.attack_kwargs:
             if key not in allowed or key in ("norm", "eps", "seed", "progress"):
                 raise ValueError(f"{where}: attack_kwargs has {key!r}, not an argument of attack {c.attack!r} "
                                  f"(norm, eps and seed are cell fields)")
+        kwargs = {**dict(c.attack_kwargs), **({"eps": c.eps} if c.eps is not None else {})}
+        _field(where, "attack_kwargs", lambda: attacks.build(c.attack, dataset=c.dataset, norm=c.norm, seed=c.seed,
+                                                             progress=False, **kwargs))
+        _field(where, "defense_kwargs", lambda: defenses.check(c.defense, **dict(c.defense_kwargs)))
+    if cache_dir is not None:
+        _writable(Path(cache_dir))
+
+
+def _writable(folder: Path) -> None:
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe."):
+            pass
+    except OSError as err:
+        raise ValueError(f"cache_dir={str(folder)!r} is not a writable folder ({err.strerror or err})") from None
 
 
 def _field(where: str, name: str, check) -> None:
@@ -142,17 +172,22 @@ def _field(where: str, name: str, check) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- one cell
+@functools.lru_cache(maxsize=1)
+def _version() -> str:
+    try:
+        return importlib.metadata.version("workbench")
+    except importlib.metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def _provenance(device: torch.device) -> dict[str, str]:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
                                 cwd=Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
-    try:
-        version = importlib.metadata.version("workbench")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    return {"workbench": version, "git commit": commit or "none", "torch": torch.__version__, "device": str(device)}
+    return {"workbench": _version(), "git commit": commit or "none", "torch": torch.__version__,
+            "device": str(device)}
 
 
 def run_cell(c: Cell, device: str | torch.device | None = None, progress: bool = False) -> dict[str, Any]:
@@ -206,15 +241,56 @@ def cache_dir_default() -> Path:
     return paths.data_dir() / "experiments"
 
 
-def _cached(path: Path) -> dict[str, Any] | None:
+# Columns a row must hold, and those that must be finite numbers (mean / median queries are NaN when nothing fell).
+REQUIRED = ("dataset", "model", "defense", "attack", "norm", "eps", "n", "seed", "targeted", "clean acc",
+            "agreement", "logit diff", "ECE", "re-evaluated", "mean queries", "median queries", "seconds", "key",
+            "config", "workbench", "git commit", "torch", "device")
+FINITE = ("eps", "clean acc", "agreement", "logit diff", "ECE", "re-evaluated", "seconds")
+
+
+def _digest(row: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(row, sort_keys=True, default=float).encode()).hexdigest()
+
+
+def _problem(c: Cell, stored: object) -> str | None:
+    """Why a cache file's content cannot be this cell's row (None when it can)."""
+    if not isinstance(stored, dict) or not isinstance(stored.get("row"), dict):
+        return "not a cache record"
+    row = stored["row"]
+    if stored.get("digest") != _digest(row):
+        return "its digest does not match its row (edited or damaged)"
+    if row.get("key") != c.key() or row.get("config") != json.dumps(c.config(), sort_keys=True, default=str):
+        return "it holds another cell's row"
+    if row.get("workbench") != _version():
+        return f"it was computed by workbench {row.get('workbench')}, this is {_version()}"
+    missing = [k for k in REQUIRED + tuple(f"robust@{b}" for b in c.budgets) if k not in row]
+    if missing:
+        return f"columns {missing} are missing"
+    bad = [k for k in FINITE + tuple(f"robust@{b}" for b in c.budgets)
+           if not isinstance(row[k], (int, float)) or not math.isfinite(row[k])]
+    return f"columns {bad} are not finite numbers" if bad else None
+
+
+def _cached(c: Cell, path: Path) -> dict[str, Any] | None:
+    """The cell's row from its cache file, or None (with a warning when a file exists but is unusable: it is
+    recomputed and rewritten)."""
     try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
+        stored = json.loads(path.read_text())
+    except FileNotFoundError:
         return None
+    except (OSError, ValueError) as err:
+        stored, problem = None, f"unreadable ({type(err).__name__})"
+    else:
+        problem = _problem(c, stored)
+    if problem is None:
+        return stored["row"]
+    warnings.warn(f"cache file {path} is not used ({problem}): the cell is recomputed", stacklevel=3)
+    return None
 
 
 def _store(path: Path, row: dict[str, Any]) -> None:
-    paths.atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(row, default=float)))
+    record = {"row": row, "digest": _digest(row)}
+    paths.atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, default=float)))
 
 
 def _run_and_store(c: Cell, folder: Path, device: str | None, progress: bool) -> dict[str, Any]:
@@ -254,15 +330,17 @@ def _fingerprinted(cells: list[Cell]) -> list[Cell]:
 
 
 def run(cells: Sequence[Cell], *, executor: str = "local", cache_dir: str | Path | None = None,
-        device: str | None = None, progress: bool = True) -> pd.DataFrame:
-    """Run every cell not in the cache, in order, and return all rows as a DataFrame (in the cells' order)."""
+        device: str | None = None, progress: bool = True, recompute: bool = False) -> pd.DataFrame:
+    """Run every cell not in the cache (every cell with ``recompute``), in order, and return all rows as a
+    DataFrame (in the cells' order). Cached rows are validated on read (see ``_problem``); an unusable file is
+    recomputed with a warning and rewritten atomically."""
     checks.choice("executor", executor, EXECUTORS)
+    recompute, progress = checks.flag("recompute", recompute), checks.flag("progress", progress)
     cells = list(cells)
-    validate(cells)
-    cells = _fingerprinted(cells)
     folder = Path(cache_dir) if cache_dir is not None else cache_dir_default()
-    folder.mkdir(parents=True, exist_ok=True)
-    rows = {c.key(): _cached(folder / f"{c.key()}.json") for c in cells}
+    validate(cells, folder)
+    cells = _fingerprinted(cells)
+    rows = {c.key(): None if recompute else _cached(c, folder / f"{c.key()}.json") for c in cells}
     todo = [c for c in {c.key(): c for c in cells}.values() if rows[c.key()] is None]
     with tqdm(total=len(cells), initial=len(cells) - len(todo), desc="cells", unit="cell",
               disable=not progress) as bar:
@@ -378,12 +456,14 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--device", default=None)
     parser.add_argument("--weights", default=None, help="local checkpoint of the model (CIFAR-10 / ImageNet)")
+    parser.add_argument("--recompute", action="store_true", help="ignore the cache: run every cell again")
     args = parser.parse_args(None if argv is None else list(argv))
     start = time.perf_counter()
     cells = preset(args.preset)
     if args.weights:
         cells = [dataclasses.replace(c, weights=args.weights) for c in cells]
-    table = run(cells, executor=args.executor, cache_dir=args.cache_dir, device=args.device)
+    table = run(cells, executor=args.executor, cache_dir=args.cache_dir, device=args.device,
+                recompute=args.recompute)
     columns = ["defense", "attack", "norm", "targeted", "seed", "clean acc", "logit diff", "ECE"] + \
         [c for c in table.columns if c.startswith("robust@")] + ["re-evaluated", "mean queries", "seconds"]
     print(table[columns].to_markdown(index=False, floatfmt=".3f"))

@@ -18,15 +18,25 @@ import torch
 import torch.nn as nn
 
 from workbench import checks
-from workbench.attacks.base import AttackResult
-from workbench.attacks.project import unit
-from workbench.oracle import model_device
+from workbench.results import AttackResult
+from workbench.threat import model_device, unit
+
+
+def _paired(logits: object, other: object, name: str = "y") -> None:
+    """Raise unless ``logits`` is a non-empty (N, K) tensor and ``other`` a tensor with the same N rows."""
+    if not isinstance(logits, torch.Tensor) or logits.ndim != 2 or not len(logits):
+        shape = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ValueError(f"logits must be a non-empty (N, num_classes) tensor, got {shape}")
+    if not isinstance(other, torch.Tensor) or len(other) != len(logits):
+        shape = tuple(other.shape) if isinstance(other, torch.Tensor) else type(other).__name__
+        raise ValueError(f"{name} must be a tensor with one row per row of logits ({len(logits)}), got {shape}")
 
 
 def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
     """Logits of ``model`` on ``x``, in batches, on the model's device (returned on the CPU)."""
+    checks.module("model", model)
     checks.images("x", x)
-    checks.at_least("batch_size", batch_size, 1)
+    batch_size = checks.at_least("batch_size", batch_size, 1)
     device = model_device(model)
     with torch.no_grad():
         return torch.cat([model(x[i:i + batch_size].to(device)).float().cpu()
@@ -35,22 +45,28 @@ def predict(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.
 
 def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction of rows whose arg-max is the label."""
+    _paired(logits, y)
     return (logits.argmax(1).cpu() == y.cpu()).float().mean().item()
 
 
 def agreement(logits: torch.Tensor, reference: torch.Tensor) -> float:
     """Fraction of rows where two models predict the same class."""
+    _paired(logits, reference, "reference")
     return (logits.argmax(1).cpu() == reference.argmax(1).cpu()).float().mean().item()
 
 
 def logit_difference(logits: torch.Tensor, reference: torch.Tensor) -> float:
     """Mean over rows of the l2 distance between defended and undefended logits."""
+    _paired(logits, reference, "reference")
+    if logits.shape != reference.shape:
+        raise ValueError(f"reference must have the shape of logits {tuple(logits.shape)}, got {tuple(reference.shape)}")
     return (logits.float().cpu() - reference.float().cpu()).norm(dim=1).mean().item()
 
 
 def ece(logits: torch.Tensor, y: torch.Tensor, bins: int = 15) -> float:
     """Expected calibration error: 15 equal-width bins over the maximum softmax probability, weighted by count."""
-    checks.at_least("bins", bins, 1)
+    _paired(logits, y)
+    bins = checks.at_least("bins", bins, 1)
     probs = logits.float().softmax(1).cpu()
     conf, pred = probs.max(1)
     correct = (pred == y.cpu()).float()
@@ -62,6 +78,8 @@ def ece(logits: torch.Tensor, y: torch.Tensor, bins: int = 15) -> float:
 
 def reliability(logits: torch.Tensor, y: torch.Tensor, bins: int = 15) -> dict[str, np.ndarray]:
     """Per-bin mean confidence, accuracy and count (the data of a reliability diagram)."""
+    _paired(logits, y)
+    bins = checks.at_least("bins", bins, 1)
     probs = logits.float().softmax(1).cpu()
     conf, pred = probs.max(1)
     correct = (pred == y.cpu()).float()
@@ -77,13 +95,13 @@ def reevaluated_accuracy(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor,
     """Accuracy on the final adversarial images by fresh queries, averaged over ``repeats`` evaluations: for a
     randomized defense the expected accuracy on them (what the attacker saw came from one noisy draw each);
     for a deterministic model simply the accuracy on ``x_adv``."""
-    checks.at_least("repeats", repeats, 1)
+    repeats = checks.at_least("repeats", repeats, 1)
     return float(np.mean([accuracy(predict(model, x_adv, batch_size), y) for _ in range(repeats)]))
 
 
 def robust_accuracy_curve(result: AttackResult, budgets: Iterable[int] | None = None) -> dict[int, float]:
     """Robust accuracy at each budget (default: every query 1..budget), all read from one run."""
-    budgets = range(1, result.budget + 1) if budgets is None else budgets
+    budgets = range(1, result.budget + 1) if budgets is None else checks.budgets("budgets", budgets)
     return {int(b): result.robust_accuracy(int(b)) for b in budgets}
 
 
@@ -98,11 +116,12 @@ def query_stats(result: AttackResult, budget: int | None = None) -> dict[str, fl
 
 
 def summary(result: AttackResult, budgets: Sequence[int]) -> dict[str, float]:
-    """One row for a table: clean accuracy as the attack saw it, robust accuracy per budget, query statistics."""
-    row = {"clean_accuracy": result.clean_correct.float().mean().item()}
-    row.update({f"robust@{b}": acc for b, acc in robust_accuracy_curve(result, budgets).items()})
-    row.update(query_stats(result))
-    row.update({"seconds": result.seconds})
+    """One row for a table: clean accuracy as the attack saw it, robust accuracy per budget, query statistics
+    (rounded for display: accuracies to 4 decimals, queries and seconds to 2)."""
+    row = {"clean_accuracy": round(result.clean_correct.float().mean().item(), 4)}
+    row.update({f"robust@{b}": round(acc, 4) for b, acc in robust_accuracy_curve(result, budgets).items()})
+    row.update({k: round(v, 2) if isinstance(v, float) else v for k, v in query_stats(result).items()})
+    row.update({"seconds": round(result.seconds, 2)})
     return row
 
 

@@ -1,30 +1,36 @@
 """The black box an attack sees.
 
-An :class:`Oracle` wraps a classifier (defended or not) and a fixed set of images with their labels. Attacks call
-``query(x, idx)`` with candidate images for the images ``idx`` and get scores back, never gradients or the model.
-It counts every query per image, refuses queries beyond an image's budget, refuses candidates outside the
-threat model's eps-ball, optionally quantizes queries to 8 bits (staying in the ball), and can record for every
-image and query the margin the attacker observed and, for analysis only, the undefended model's margin at the same
+An :class:`Oracle` is the experimenter's side: it wraps a classifier (defended or not) and a fixed set of images
+with their labels (a copy: editing the caller's tensor afterwards changes nothing), counts every query per image,
+refuses queries beyond an image's budget, refuses candidates outside the threat model's eps-ball, refuses
+non-finite scores, optionally quantizes queries to 8 bits (staying in the ball), and can record for every image
+and query the margin the attacker observed and, for analysis only, the undefended model's margin at the same
 input (the data behind AAA's Fig. 2).
+
+An attack never holds the Oracle. ``oracle.handle(norm, eps)`` fixes the threat model (once) and returns a
+:class:`QueryHandle`: it can query, read the budget, the queries used and left, the clean images and labels
+(copies) and the threat model, and nothing else: no model, reference model, counters to reset or recorded traces.
+(Python cannot stop deliberate introspection of a closure; the handle closes every attribute path.)
 
 Example::
 
     oracle = Oracle(defended, x, y, budget=1000, record=True, reference=undefended)
-    scores = oracle.query(x[:3], torch.arange(3))      # three queries, one per image
-    oracle.queries[:3]                                   # tensor([1, 1, 1])
+    handle = oracle.handle("linf", 0.3)                 # what the attack gets
+    scores = handle.query(x[:3], torch.arange(3))       # three queries, one per image
+    oracle.queries[:3]                                   # tensor([1, 1, 1]) on the experimenter's side
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
 
 from workbench import checks
-from workbench.attacks.project import inside
-from workbench.data import quantize8
 from workbench.losses import margin
+from workbench.threat import inside, model_device, quantize8
 
 SCORES = ("logits", "probabilities")
 
@@ -33,19 +39,60 @@ class BudgetExceeded(RuntimeError):
     """A query would take an image past its budget."""
 
 
-def model_device(model: nn.Module) -> torch.device:
-    """The device of a model's first parameter or buffer (CPU for a model with neither)."""
-    for tensor in list(model.parameters()) + list(model.buffers()):
-        return tensor.device
-    return torch.device("cpu")
+class QueryHandle:
+    """What an attack holds: score queries under a fixed threat model and a per-image budget.
+
+    Attributes (read-only): ``x`` and ``y`` (copies of the clean images and labels), ``budget``, ``norm``,
+    ``eps``, ``threat`` (norm, eps), ``scores`` ("logits" or "probabilities"), ``quantize``, ``device``;
+    ``queries`` (a copy of the per-image counts), ``remaining(idx)``, ``query(x, idx)``, ``len(handle)``.
+    """
+
+    __slots__ = ("_query", "_used", "_x", "_y", "_info")
+
+    def __init__(self, query: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], used: Callable[[], torch.Tensor],
+                 x: torch.Tensor, y: torch.Tensor, *, budget: int, norm: str, eps: float, scores: str,
+                 quantize: bool):
+        for name, value in (("_query", query), ("_used", used), ("_x", x.clone()), ("_y", y.clone()),
+                            ("_info", (budget, norm, eps, scores, quantize))):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"a query handle is read-only (tried to set {name!r})")
+
+    def __repr__(self) -> str:
+        return f"QueryHandle({len(self)} images, budget={self.budget}, {self.norm} eps={self.eps:g})"
+
+    def __len__(self) -> int:
+        return len(self._x)
+
+    budget = property(lambda self: self._info[0], doc="queries allowed per image")
+    norm = property(lambda self: self._info[1], doc="the threat model's norm")
+    eps = property(lambda self: self._info[2], doc="the threat model's radius")
+    threat = property(lambda self: (self._info[1], self._info[2]), doc="(norm, eps)")
+    scores = property(lambda self: self._info[3], doc='"logits" or "probabilities"')
+    quantize = property(lambda self: self._info[4], doc="whether queries are rounded to 8 bits")
+    device = property(lambda self: self._x.device, doc="where the images and scores live")
+    x = property(lambda self: self._x.clone(), doc="a copy of the clean images (N, C, H, W)")
+    y = property(lambda self: self._y.clone(), doc="a copy of the labels (N,)")
+    queries = property(lambda self: self._used().clone(), doc="a copy of the queries used per image")
+
+    def remaining(self, idx: torch.Tensor | None = None) -> torch.Tensor:
+        """Queries left per image (for the images ``idx``, or all)."""
+        left = self.budget - self._used()
+        return left if idx is None else left[idx]
+
+    def query(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """Scores of the candidates ``x`` (B, C, H, W) of the images ``idx`` (B,); an index may repeat."""
+        return self._query(x, idx)
 
 
 class Oracle:
     """Score-only access to ``model`` for the images ``x`` with labels ``y``.
 
     Args:
-        model: any classifier mapping images in [0, 1] to logits, defended or not.
-        x: images (N, C, H, W) in [0, 1]; y: labels (N,).
+        model: any classifier (an ``nn.Module``) mapping images in [0, 1] to logits, defended or not.
+        x: images (N, C, H, W) in [0, 1], N >= 1 (float64 / float16 are converted to float32; copied);
+            y: labels (N,).
         budget: queries allowed per image (>= 1).
         scores: ``"logits"`` or ``"probabilities"`` (softmax of the logits).
         quantize: round every query to 8-bit levels inside the threat model's eps-ball.
@@ -60,21 +107,28 @@ class Oracle:
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, budget: int,
                  scores: str = "logits", quantize: bool = False, record: bool = False,
                  reference: nn.Module | None = None, batch_size: int | None = None, keep_images: int = 0):
+        checks.module("model", model)
+        if reference is not None:
+            checks.module("reference", reference)
         checks.images("x", x)
-        checks.at_least("keep_images", keep_images, 0)
+        if not len(x):
+            raise ValueError("x must hold at least one image, got an empty batch of shape "
+                             f"{tuple(x.shape)}")
+        keep_images = checks.at_least("keep_images", keep_images, 0)
+        quantize, record = checks.flag("quantize", quantize), checks.flag("record", record)
         if keep_images and not record:
             raise ValueError(f"keep_images={keep_images} needs record=True")
-        checks.at_least("budget", budget, 1)
+        budget = checks.at_least("budget", budget, 1)
         checks.choice("scores", scores, SCORES)
         if batch_size is not None:
-            checks.at_least("batch_size", batch_size, 1)
+            batch_size = checks.at_least("batch_size", batch_size, 1)
         self.model, self.reference = model, reference
         self.device = model_device(model)
-        self.x = x.to(self.device)
-        self.y = checks.labels("y", y, len(x)).to(self.device)
+        self._x = x.to(self.device, torch.float32, copy=True)
+        self.y = checks.labels("y", y, len(x)).to(self.device).clone()
         self.budget, self.scores, self.quantize, self.batch_size = budget, scores, quantize, batch_size
-        self.queries = torch.zeros(len(x), dtype=torch.long, device=self.device)
-        self.threat: tuple[str, float] | None = None
+        self._queries = torch.zeros(len(x), dtype=torch.long, device=self.device)
+        self._threat: tuple[str, float] | None = None
         self._labels_checked = False
         self.forward_seconds = 0.0
         self.observed = self._trace() if record else None
@@ -83,50 +137,94 @@ class Oracle:
         self.kept = torch.full((k, budget, *x.shape[1:]), float("nan"), device=self.device) if k else None
 
     def _trace(self) -> torch.Tensor:
-        return torch.full((len(self.x), self.budget), float("nan"), device=self.device)
+        return torch.full((len(self._x), self.budget), float("nan"), device=self.device)
 
     def __len__(self) -> int:
-        return len(self.x)
+        return len(self._x)
 
-    def set_threat(self, norm: str, eps: float) -> None:
-        """Declare the eps-ball the queries must stay in (the attack calls this before its first query)."""
+    @property
+    def x(self) -> torch.Tensor:
+        """A copy of the clean images."""
+        return self._x.clone()
+
+    @property
+    def queries(self) -> torch.Tensor:
+        """A copy of the queries used per image."""
+        return self._queries.clone()
+
+    @property
+    def threat(self) -> tuple[str, float] | None:
+        """The threat model (norm, eps) fixed by ``handle``, or None before."""
+        return self._threat
+
+    def handle(self, norm: str, eps: float) -> QueryHandle:
+        """Fix the threat model (the eps-ball every query must stay in) and return the attacker's handle. The
+        threat model of an Oracle is fixed once: another handle must name the same one."""
         checks.choice("norm", norm, checks.NORMS)
-        checks.positive("eps", eps)
-        self.threat = (norm, float(eps))
+        eps = checks.positive("eps", eps)
+        if self._threat is not None and self._threat != (norm, eps):
+            raise ValueError(f"this Oracle's threat model is fixed as {self._threat}; got ({norm!r}, {eps}): build "
+                             f"a fresh Oracle for another threat model")
+        self._threat = (norm, eps)
+        return QueryHandle(lambda x, idx: self.query(x, idx), lambda: self._queries, self._x, self.y,
+                           budget=self.budget, norm=norm,
+                           eps=eps, scores=self.scores, quantize=self.quantize)
 
     def remaining(self, idx: torch.Tensor | None = None) -> torch.Tensor:
         """Queries left per image (for the images ``idx``, or all)."""
-        left = self.budget - self.queries
+        left = self.budget - self._queries
         return left if idx is None else left[idx]
 
     def query(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Scores of the candidates ``x`` (B, C, H, W), which belong to the images ``idx`` (B,); an index may
         repeat (several queries for one image). Each row counts as one query of its image."""
-        idx = torch.as_tensor(idx, device=self.device).long()
-        if x.ndim != 4 or len(x) != len(idx) or x.shape[1:] != self.x.shape[1:]:
-            raise ValueError(f"x must have shape (len(idx), {', '.join(map(str, self.x.shape[1:]))}), "
-                             f"got {tuple(x.shape)} for {len(idx)} indices")
-        counts = torch.bincount(idx, minlength=len(self.x))
-        over = (self.queries + counts > self.budget).nonzero().flatten()
+        idx = self._indices(idx, x)
+        counts = torch.bincount(idx, minlength=len(self._x))
+        over = (self._queries + counts > self.budget).nonzero().flatten()
         if len(over):
             raise BudgetExceeded(f"images {over[:5].tolist()} would exceed their budget of {self.budget} queries")
-        x = self._admit(x.to(self.device), idx)
+        x = self._admit(x.to(self.device, torch.float32), idx)
         with torch.no_grad():
             logits = self._forward(self.model, x, timed=True)
-            if not self._labels_checked:  # once: the number of classes is known from the first scores
-                checks.labels("y", self.y, len(self.y), logits.shape[1])
-                self._labels_checked = True
+            self._check_scores(logits, idx)
             out = logits.softmax(1) if self.scores == "probabilities" else logits
             if self.observed is not None:
                 self._record(x, idx, out)
-        self.queries += counts
+        self._queries += counts
         return out
 
+    def _indices(self, idx: object, x: object) -> torch.Tensor:
+        idx = torch.as_tensor(idx, device=self.device)
+        if idx.is_floating_point() or idx.dtype == torch.bool or idx.ndim != 1:
+            raise ValueError(f"idx must be a 1-d integer tensor of image indices, got dtype {idx.dtype}, "
+                             f"shape {tuple(idx.shape)}")
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(self._x)):
+            raise ValueError(f"idx must hold image indices in [0, {len(self._x)}), got range "
+                             f"[{idx.min().item()}, {idx.max().item()}]")
+        if not isinstance(x, torch.Tensor) or x.ndim != 4 or len(x) != len(idx) or x.shape[1:] != self._x.shape[1:]:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"x must have shape (len(idx), {', '.join(map(str, self._x.shape[1:]))}), "
+                             f"got {shape} for {len(idx)} indices")
+        return idx.long()
+
+    def _check_scores(self, logits: torch.Tensor, idx: torch.Tensor) -> None:
+        if logits.ndim != 2 or len(logits) != len(idx):
+            raise ValueError(f"the model {type(self.model).__name__} returned scores of shape {tuple(logits.shape)} "
+                             f"for {len(idx)} images; a classifier must return (N, num_classes) logits")
+        bad = (~torch.isfinite(logits).all(1)).nonzero().flatten()
+        if len(bad):
+            raise ValueError(f"the model {type(self.model).__name__} returned non-finite scores (NaN or inf) for "
+                             f"images {idx[bad][:5].tolist()}: check the defense's hyperparameters; nothing was "
+                             f"counted")
+        if not self._labels_checked:  # once: the number of classes is known from the first scores
+            checks.labels("y", self.y, len(self.y), logits.shape[1])
+            self._labels_checked = True
+
     def _admit(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        if self.threat is None:
+        if self._threat is None:
             return checks.images("x", x)
-        norm, eps = self.threat
-        x0 = self.x[idx]
+        norm, eps = self._threat
+        x0 = self._x[idx]
         bad = (~inside(x, x0, eps, norm)).nonzero().flatten()
         if len(bad):
             raise ValueError(f"x: candidates {bad[:5].tolist()} leave the {norm} ball of radius {eps} or [0, 1]")
@@ -146,7 +244,7 @@ class Oracle:
         return out.float()
 
     def _record(self, x: torch.Tensor, idx: torch.Tensor, out: torch.Tensor) -> None:
-        pos = self.queries[idx] + rank_within_repeats(idx)
+        pos = self._queries[idx] + rank_within_repeats(idx)
         y = self.y[idx]
         self.observed[idx, pos] = margin(out, y)
         if self.reference_margin is not None:
@@ -167,4 +265,3 @@ def rank_within_repeats(idx: torch.Tensor) -> torch.Tensor:
     rank = torch.empty_like(pos)
     rank[order] = pos - first
     return rank
-

@@ -16,7 +16,7 @@ import seaborn as sns
 import torch
 
 from workbench import paths
-from workbench.attacks.base import AttackResult
+from workbench.results import AttackResult
 from workbench.defenses.aaa import CURVES, target_margin
 from workbench.metrics import accepted_points, robust_accuracy_curve
 

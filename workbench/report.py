@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from workbench import checks, metrics
 from workbench.attacks import build as build_attack
-from workbench.attacks.base import AttackResult
+from workbench.results import AttackResult
 from workbench.oracle import Oracle
 
 

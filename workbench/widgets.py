@@ -36,7 +36,8 @@ from workbench.defenses.aaa import AAA, target_margin
 from workbench.defenses.noise import InputNoise
 from workbench.defenses.unig import UniG
 from workbench.losses import top2_margin
-from workbench.oracle import Oracle, model_device
+from workbench.oracle import Oracle
+from workbench.threat import model_device
 
 
 class Panel(W.VBox):

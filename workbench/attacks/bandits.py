@@ -39,7 +39,7 @@ import torch.nn.functional as F
 
 from workbench import checks
 from workbench.attacks.base import Attack, Run
-from workbench.attacks.project import ascent_step, project, unit
+from workbench.threat import ascent_step, project, unit
 
 
 @dataclass
@@ -68,12 +68,10 @@ class Bandits(Attack):
         linf = norm == "linf"
         online_lr = (100.0 if linf else 0.1) if online_lr is None else online_lr
         exploration = (1.0 if linf else 0.01) if exploration is None else exploration
-        checks.at_least("prior_size", prior_size, 1)
-        for name, value in [("fd_eta", fd_eta), ("image_lr", image_lr), ("online_lr", online_lr),
-                            ("exploration", exploration)]:
-            checks.positive(name, value)
-        self.prior_size, self.fd_eta, self.image_lr = prior_size, float(fd_eta), float(image_lr)
-        self.online_lr, self.exploration = float(online_lr), float(exploration)
+        self.prior_size = checks.at_least("prior_size", prior_size, 1)
+        self.fd_eta, self.image_lr = checks.positive("fd_eta", fd_eta), checks.positive("image_lr", image_lr)
+        self.online_lr = checks.positive("online_lr", online_lr)
+        self.exploration = checks.positive("exploration", exploration)
 
     def init(self, run: Run) -> BanditsState:
         n, c = run.x0.shape[:2]

@@ -16,72 +16,40 @@ that leave the clean check uncounted report one query fewer per image.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
 from tqdm.auto import tqdm
 
 from workbench import checks
-from workbench.data import quantize8
 from workbench.losses import cross_entropy, margin
-from workbench.oracle import Oracle, rank_within_repeats
+from workbench.oracle import Oracle, QueryHandle, rank_within_repeats
+from workbench.results import AttackResult
+from workbench.threat import quantize8
 
 LOSSES = ("margin", "ce", "probability")
 
 
-@dataclass
-class AttackResult:
-    """What an attack returns; every tensor has one entry per image of the oracle.
-
-    Attributes:
-        x_adv: (N, C, H, W) the first misclassified query for successful images, else the attack's best point.
-        queries: (N,) queries spent per image (the clean query included).
-        success: (N,) whether the image was misclassified at some query (already at the clean query counts).
-        first_success: (N,) the query (1-based) at which that first happened; -1 where it never did.
-        clean_correct: (N,) whether the clean image was classified correctly (by the first query).
-        budget: the per-image budget of the run.
-        seconds: wall time of the run; forward_seconds: the part spent in the model's forward passes.
-        queries_per_point: queries averaged per candidate point (EOT; 1 otherwise).
-    """
-
-    x_adv: torch.Tensor
-    queries: torch.Tensor
-    success: torch.Tensor
-    first_success: torch.Tensor
-    clean_correct: torch.Tensor
-    budget: int
-    seconds: float
-    forward_seconds: float
-    queries_per_point: int = 1
-
-    def robust_accuracy(self, budget: int | None = None) -> float:
-        """Fraction of images not misclassified within ``budget`` queries (default: the run's budget)."""
-        budget = self.budget if budget is None else budget
-        checks.at_least("budget", budget, 1)
-        if budget > self.budget:
-            raise ValueError(f"budget={budget} exceeds the run's budget of {self.budget} queries")
-        fooled = self.success & (self.first_success <= budget)
-        return 1.0 - fooled.float().mean().item()
-
-
 class Run:
-    """The state of one attack run that the base class keeps for an attack: the oracle, the original images, the
-    labels (or targets), the random generator, and per-image success bookkeeping."""
+    """The state of one attack run that the base class keeps for an attack: the query handle (``oracle``: the
+    only way to the model, scores only), the original images, the labels (or targets), the random generator, and
+    per-image success bookkeeping."""
 
-    def __init__(self, oracle: Oracle, targets: torch.Tensor | None, seed: int):
-        self.oracle = oracle
-        self.x0 = oracle.x
-        self.y = oracle.y
+    def __init__(self, handle: QueryHandle, targets: torch.Tensor | None, seed: int):
+        self.oracle = handle
+        self.x0 = handle.x
+        self.y = handle.y
         self.targets = targets
-        n = len(oracle)
-        self.gen = torch.Generator(device=oracle.device).manual_seed(seed)
-        self.success = torch.zeros(n, dtype=torch.bool, device=oracle.device)
-        self.first_success = torch.full((n,), -1, dtype=torch.long, device=oracle.device)
+        n = len(handle)
+        self.gen = torch.Generator(device=handle.device).manual_seed(seed)
+        self.success = torch.zeros(n, dtype=torch.bool, device=handle.device)
+        self.first_success = torch.full((n,), -1, dtype=torch.long, device=handle.device)
         self.x_adv = self.x0.clone()
-        self.exhausted = torch.zeros(n, dtype=torch.bool, device=oracle.device)  # set by attacks with no move left
+        self.exhausted = torch.zeros(n, dtype=torch.bool, device=handle.device)  # set by attacks with no move left
         self.clean_scores: torch.Tensor | None = None
         self.clean_correct: torch.Tensor | None = None
 
@@ -95,7 +63,7 @@ class Run:
         rounded = self.admissible(x, idx)
         if rounded is not x:
             x.copy_(rounded)
-        before = self.oracle.queries[idx].clone()
+        before = self.oracle.queries[idx]
         scores = self.oracle.query(x, idx)
         hit = self.fooled(scores, idx) & ~self.success[idx]
         if hit.any():
@@ -105,7 +73,7 @@ class Run:
     def admissible(self, x: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
         """Candidates ``x`` of the images ``idx`` (default: all) as the oracle would evaluate them: rounded to 8
         bits inside the eps-ball if it quantizes, else ``x`` itself."""
-        if not (self.oracle.quantize and self.oracle.threat is not None):
+        if not self.oracle.quantize:
             return x
         x0 = self.x0 if idx is None else self.x0[idx]
         return quantize8(x, x0, self.oracle.threat[1], self.oracle.threat[0])
@@ -185,11 +153,15 @@ class Attack(ABC):
     def __init__(self, *, norm: str = "linf", eps: float = 0.3, loss: str | None = None, seed: int = 0,
                  progress: bool = True):
         checks.choice("norm", norm, self.norms)
-        checks.positive("eps", eps)
+        eps = checks.positive("eps", eps)
+        if norm == "linf" and eps >= 1:
+            warnings.warn(f"eps={eps:g} (l-inf) covers the whole [0, 1] image range: every image is reachable",
+                          stacklevel=3)
         if loss is not None:
             checks.choice("loss", loss, LOSSES)
-        checks.at_least("seed", seed, 0)
-        self.norm, self.eps, self.loss_name, self.seed, self.progress = norm, float(eps), loss, seed, progress
+        seed = checks.at_least("seed", seed, 0)
+        self.norm, self.eps, self.loss_name, self.seed = norm, eps, loss, seed
+        self.progress = checks.flag("progress", progress)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(norm={self.norm!r}, eps={self.eps:g}, seed={self.seed})"
@@ -214,11 +186,20 @@ class Attack(ABC):
 
     def run(self, oracle: Oracle, targets: torch.Tensor | None = None) -> AttackResult:
         """Attack every image of ``oracle`` until it is misclassified (or classified as ``targets[i]`` when
-        targets are given) or its budget is spent."""
+        targets are given) or its budget is spent. The attack gets only ``oracle.handle(norm, eps)``."""
+        if not isinstance(oracle, Oracle):
+            raise ValueError(f"oracle must be a workbench Oracle, got {type(oracle).__name__}")
+        if int(oracle.queries.sum()):
+            raise ValueError("oracle has been queried already: give every attack run a fresh Oracle")
+        result = self.run_on(oracle.handle(self.norm, self.eps), targets)
+        return dataclasses.replace(result, forward_seconds=oracle.forward_seconds)
+
+    def run_on(self, handle: QueryHandle, targets: torch.Tensor | None = None) -> AttackResult:
+        """The query loop on an attacker's handle (``run`` opens one; EOT passes an averaging one)."""
         start = time.perf_counter()
-        run = self._start(oracle, targets)
+        run = self._start(handle, targets)
         state = self.init(run)
-        with tqdm(total=oracle.budget, desc=f"{self.name} {self.norm}", unit="query", disable=not self.progress,
+        with tqdm(total=handle.budget, desc=f"{self.name} {self.norm}", unit="query", disable=not self.progress,
                   leave=False) as bar:
             bar.update(1)
             shown = time.perf_counter()
@@ -226,29 +207,38 @@ class Attack(ABC):
                 self.step(run, state, idx)
                 if self.progress and time.perf_counter() - shown > 0.2:  # refresh a few times a second
                     shown = time.perf_counter()
-                    bar.update(int(oracle.queries.max()) - bar.n)
+                    bar.update(int(handle.queries.max()) - bar.n)
                     bar.set_postfix(robust=f"{1 - run.success.float().mean().item():.3f}", refresh=False)
-            bar.update(int(oracle.queries.max()) - bar.n)
+            bar.update(int(handle.queries.max()) - bar.n)
+            bar.total = bar.n  # stopped early (every image done): the bar ends complete, not as an error
+            bar.refresh()
         x_best = run.admissible(self.best(state))  # an iterate never queried (NES, Bandits) gets rounded too
         x_adv = torch.where(run.success.view(-1, 1, 1, 1), run.x_adv, x_best)
-        return AttackResult(x_adv, oracle.queries.clone(), run.success.clone(), run.first_success.clone(),
-                            run.clean_correct, oracle.budget, time.perf_counter() - start,
-                            oracle.forward_seconds)
+        return AttackResult(x_adv, handle.queries, run.success.clone(), run.first_success.clone(),
+                            run.clean_correct, handle.budget, time.perf_counter() - start, 0.0)
 
-    def _start(self, oracle: Oracle, targets: torch.Tensor | None) -> Run:
-        if not isinstance(oracle, Oracle):
-            raise ValueError(f"oracle must be a workbench Oracle, got {type(oracle).__name__}")
-        if int(oracle.queries.sum()):
-            raise ValueError("oracle has been queried already: give every attack run a fresh Oracle")
+    def _start(self, handle: QueryHandle, targets: torch.Tensor | None) -> Run:
+        if not isinstance(handle, QueryHandle):
+            raise ValueError(f"handle must be a QueryHandle (Oracle.handle), got {type(handle).__name__}")
+        if int(handle.queries.sum()):
+            raise ValueError("the handle's oracle has been queried already: give every attack run a fresh Oracle")
+        if (handle.norm, handle.eps) != (self.norm, self.eps):
+            raise ValueError(f"the handle's threat model {handle.threat} is not the attack's ({self.norm!r}, "
+                             f"{self.eps})")
         if targets is not None:
-            targets = checks.labels("targets", targets, len(oracle)).to(oracle.device)
-            if (targets == oracle.y).any():
+            targets = checks.labels("targets", targets, len(handle)).to(handle.device)
+            if (targets == handle.y).any():
                 raise ValueError("targets must differ from the true labels for every image")
-        oracle.set_threat(self.norm, self.eps)
-        run = Run(oracle, targets, self.seed)
-        all_idx = torch.arange(len(oracle), device=oracle.device)
-        run.clean_scores = run.evaluate(oracle.x.clone(), all_idx)
-        run.clean_correct = run.clean_scores.argmax(1) == oracle.y
+        run = Run(handle, targets, self.seed)
+        if self.norm == "l2" and self.eps > run.x0[0].numel() ** 0.5:
+            warnings.warn(f"eps={self.eps:g} (l2) exceeds the diameter of the [0, 1] image box "
+                          f"({run.x0[0].numel() ** 0.5:.3g}): every image is reachable", stacklevel=4)
+        all_idx = torch.arange(len(handle), device=handle.device)
+        run.clean_scores = run.evaluate(run.x0.clone(), all_idx)
+        run.clean_correct = run.clean_scores.argmax(1) == run.y
+        if targets is not None and targets.max() >= run.clean_scores.shape[1]:
+            raise ValueError(f"targets must hold class indices in [0, {run.clean_scores.shape[1]}), got "
+                             f"{targets.max().item()}")
         return run
 
     @abstractmethod

@@ -11,7 +11,7 @@ Arguments:
     attack: any workbench attack (its own arguments and defaults are kept).
     m: queries averaged per candidate point (default 5); each of them counts against the budget.
 
-The wrapped attack sees an oracle whose budget is ``budget // m`` points and whose scores are the mean of m
+The wrapped attack sees a query handle (``averaging``: it wraps the attacker's handle, never the model) whose budget is ``budget // m`` points and whose scores are the mean of m
 queries (of logits or probabilities, as the oracle returns). The result is converted back to real queries:
 ``first_success`` is the query that completed the successful point (point * m) and ``queries_per_point`` = m,
 so ``robust_accuracy(b)`` reads the accuracy after b real queries and ``robust_accuracy(p * m)`` after p points.
@@ -33,42 +33,29 @@ import dataclasses
 import torch
 
 from workbench import checks
-from workbench.attacks.base import Attack, AttackResult
-from workbench.oracle import BudgetExceeded, Oracle
+from workbench.attacks.base import Attack
+from workbench.oracle import BudgetExceeded, Oracle, QueryHandle
+from workbench.results import AttackResult
 
 
-class AveragingOracle(Oracle):
-    """A view of ``inner`` in which one query is the mean of ``m`` queries of ``inner`` at the same point."""
+def averaging(inner: QueryHandle, m: int) -> QueryHandle:
+    """A view of the handle ``inner`` in which one query is the mean of ``m`` queries of ``inner`` at the same
+    point: its budget is ``inner.budget // m`` points and its count the points started (ceil of queries / m)."""
+    m = checks.at_least("m", m, 1)
+    budget = inner.budget // m
 
-    def __init__(self, inner: Oracle, m: int):  # noqa: D107 - no Oracle.__init__: everything is delegated
-        self.inner, self.m = inner, m
-        self.model, self.reference, self.device = inner.model, inner.reference, inner.device
-        self.x, self.y, self.scores, self.quantize = inner.x, inner.y, inner.scores, inner.quantize
-        self.batch_size = inner.batch_size
-        self.budget = inner.budget // m
-        self.observed = self.reference_margin = None
+    def points() -> torch.Tensor:
+        return -(-inner.queries // m)
 
-    @property
-    def queries(self) -> torch.Tensor:
-        return -(-self.inner.queries // self.m)  # points started (ceil)
+    def query(x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        idx = torch.as_tensor(idx, device=inner.device).long()
+        if (points() + torch.bincount(idx, minlength=len(inner)) > budget).any():
+            raise BudgetExceeded(f"a point would exceed the budget of {budget} points of {m} queries")
+        scores = inner.query(x.repeat_interleave(m, 0), idx.repeat_interleave(m))
+        return scores.view(len(idx), m, -1).mean(1)
 
-    @property
-    def threat(self) -> tuple[str, float] | None:
-        return self.inner.threat
-
-    @property
-    def forward_seconds(self) -> float:
-        return self.inner.forward_seconds
-
-    def set_threat(self, norm: str, eps: float) -> None:
-        self.inner.set_threat(norm, eps)
-
-    def query(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        idx = torch.as_tensor(idx, device=self.device).long()
-        if (self.queries + torch.bincount(idx, minlength=len(self.x)) > self.budget).any():
-            raise BudgetExceeded(f"a point would exceed the budget of {self.budget} points of {self.m} queries")
-        scores = self.inner.query(x.repeat_interleave(self.m, 0), idx.repeat_interleave(self.m))
-        return scores.view(len(idx), self.m, -1).mean(1)
+    return QueryHandle(query, points, inner.x, inner.y, budget=budget, norm=inner.norm, eps=inner.eps,
+                       scores=inner.scores, quantize=inner.quantize)
 
 
 class EOT:
@@ -77,17 +64,20 @@ class EOT:
     def __init__(self, attack: Attack, *, m: int = 5):
         if not isinstance(attack, Attack):
             raise ValueError(f"attack must be a workbench Attack, got {type(attack).__name__}")
-        checks.at_least("m", m, 1)
-        self.attack, self.m = attack, m
+        self.attack, self.m = attack, checks.at_least("m", m, 1)
         self.name, self.norm, self.eps = f"eot{m}-{attack.name}", attack.norm, attack.eps
 
     def __repr__(self) -> str:
         return f"EOT({self.attack!r}, m={self.m})"
 
     def run(self, oracle: Oracle, targets: torch.Tensor | None = None) -> AttackResult:
+        if not isinstance(oracle, Oracle):
+            raise ValueError(f"oracle must be a workbench Oracle, got {type(oracle).__name__}")
         if oracle.budget < self.m:
             raise ValueError(f"the oracle's budget ({oracle.budget}) must allow one point of m={self.m} queries")
-        result = self.attack.run(AveragingOracle(oracle, self.m), targets)
+        if int(oracle.queries.sum()):
+            raise ValueError("oracle has been queried already: give every attack run a fresh Oracle")
+        result = self.attack.run_on(averaging(oracle.handle(self.norm, self.eps), self.m), targets)
         first = torch.where(result.success, result.first_success * self.m, result.first_success)
-        return dataclasses.replace(result, queries=oracle.queries.clone(), first_success=first,
-                                   budget=oracle.budget, queries_per_point=self.m)
+        return dataclasses.replace(result, queries=oracle.queries, first_success=first, budget=oracle.budget,
+                                   forward_seconds=oracle.forward_seconds, queries_per_point=self.m)

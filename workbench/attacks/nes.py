@@ -33,7 +33,7 @@ import torch
 
 from workbench import checks
 from workbench.attacks.base import Attack, Run
-from workbench.attacks.project import ascent_step, project
+from workbench.threat import ascent_step, project
 
 
 @dataclass
@@ -49,10 +49,8 @@ class NES(Attack):
     def __init__(self, *, norm: str = "linf", eps: float = 0.3, sigma: float = 0.01, lr: float = 2 / 255,
                  pairs: int = 20, loss: str | None = None, seed: int = 0, progress: bool = True):
         super().__init__(norm=norm, eps=eps, loss=loss, seed=seed, progress=progress)
-        checks.positive("sigma", sigma)
-        checks.positive("lr", lr)
-        checks.at_least("pairs", pairs, 1)
-        self.sigma, self.lr, self.pairs = float(sigma), float(lr), pairs
+        self.sigma, self.lr = checks.positive("sigma", sigma), checks.positive("lr", lr)
+        self.pairs = checks.at_least("pairs", pairs, 1)
 
     def init(self, run: Run) -> IterateState:
         return IterateState(run.x0.clone())

@@ -53,7 +53,7 @@ def parameters(name: str) -> tuple[str, ...]:
 def build(name: str, *, dataset: str = "mnist", norm: str = "linf", eot: int = 1, **overrides: Any) -> Attack | EOT:
     """The attack ``name`` with the preset of ``dataset`` / ``norm`` and ``overrides`` on top."""
     checks.choice("name", name, names())
-    checks.at_least("eot", eot, 1)
+    eot = checks.at_least("eot", eot, 1)
     allowed = parameters(name)
     for key in overrides:
         if key not in allowed:

@@ -40,7 +40,7 @@ import torch
 
 from workbench import checks
 from workbench.attacks.base import Attack, Run
-from workbench.attacks.project import project
+from workbench.threat import project
 
 BASES = ("dct", "pixel")
 
@@ -71,11 +71,9 @@ class SimBA(Attack):
     def __init__(self, *, norm: str = "linf", eps: float = 0.3, step: float = 0.2, basis: str = "dct",
                  freq: int | None = None, loss: str | None = None, seed: int = 0, progress: bool = True):
         super().__init__(norm=norm, eps=eps, loss=loss, seed=seed, progress=progress)
-        checks.positive("step", step)
         checks.choice("basis", basis, BASES)
-        if freq is not None:
-            checks.at_least("freq", freq, 1)
-        self.step_size, self.basis, self.freq = float(step), basis, freq
+        self.step_size, self.basis = checks.positive("step", step), basis
+        self.freq = None if freq is None else checks.at_least("freq", freq, 1)
 
     def init(self, run: Run) -> SimBAState:
         n = len(run.x0)

@@ -64,11 +64,10 @@ class Square(Attack):
     def __init__(self, *, norm: str = "linf", eps: float = 0.3, p_init: float = 0.05, schedule: int = 10000,
                  loss: str | None = None, seed: int = 0, progress: bool = True):
         super().__init__(norm=norm, eps=eps, loss=loss, seed=seed, progress=progress)
-        checks.positive("p_init", p_init)
+        p_init = checks.positive("p_init", p_init)
         if p_init > 1:
             raise ValueError(f"p_init must be in (0, 1], got {p_init}")
-        checks.at_least("schedule", schedule, 1)
-        self.p_init, self.schedule = p_init, schedule
+        self.p_init, self.schedule = p_init, checks.at_least("schedule", schedule, 1)
 
     def accept(self, run: Run, state: SquareState, idx: torch.Tensor, new_loss: torch.Tensor) -> torch.Tensor:
         """Which candidates to keep: strict improvement (adaptive variants override this)."""
@@ -127,6 +126,9 @@ class Square(Attack):
     # --------------------------------------------------------------------------------------------------- l2
     def _init_l2(self, run: Run) -> torch.Tensor:
         n, c, h, w = run.x0.shape
+        if min(h, w) < 5:
+            raise ValueError(f"Square l2 needs images of at least 5 x 5 pixels (its initialization tiles squares of "
+                             f"side h // 5), got {h} x {w}; use norm='linf' for smaller images")
         s = h // 5
         start = (h - 5 * s) // 2
         delta = torch.zeros_like(run.x0)

@@ -38,8 +38,7 @@ class SquareOp(Square):
                  threshold: float = 3.0, loss: str | None = None, seed: int = 0, progress: bool = True):
         super().__init__(norm=norm, eps=eps, p_init=p_init, schedule=schedule, loss=loss, seed=seed,
                          progress=progress)
-        checks.positive("threshold", threshold)
-        self.threshold = float(threshold)
+        self.threshold = checks.positive("threshold", threshold)
 
     def opposite(self, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
         """The ``op`` rule: the margin went up, or fell by more than the threshold."""

@@ -40,8 +40,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from workbench import checks
-from workbench.attacks.project import ascent_step, project, unit
-from workbench.oracle import model_device
+from workbench.threat import ascent_step, project, unit
+from workbench.threat import model_device
 
 
 @contextlib.contextmanager
@@ -100,11 +100,10 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str = "linf
     checks.images("x", x)
     y = checks.labels("y", y, len(x))
     checks.choice("norm", norm, checks.NORMS)
-    checks.positive("eps", eps)
-    checks.at_least("steps", steps, 1)
-    checks.at_least("batch_size", batch_size, 1)
-    step_size = 2.5 * eps / steps if step_size is None else step_size
-    checks.positive("step_size", step_size)
+    eps, steps = checks.positive("eps", eps), checks.at_least("steps", steps, 1)
+    batch_size, seed = checks.at_least("batch_size", batch_size, 1), checks.at_least("seed", seed, 0)
+    step_size = checks.positive("step_size", 2.5 * eps / steps if step_size is None else step_size)
+    progress, freeze = checks.flag("progress", progress), checks.flag("freeze", freeze)
     device = model_device(model)
     x, y = x.to(device), y.to(device)
     gen = torch.Generator(device=device).manual_seed(seed)

@@ -86,18 +86,14 @@ class AAA(nn.Module):
     def __init__(self, model: nn.Module, curve: str = "linear", *, tau: float = 6.0, alpha: float | None = None,
                  beta: float = 5.0, kappa: int = 100, lr: float = 0.1, temperature: float = 1.0):
         super().__init__()
+        checks.module("model", model)
         checks.choice("curve", curve, CURVES)
-        checks.positive("tau", tau)
-        checks.positive("lr", lr)
-        checks.positive("temperature", temperature)
-        checks.at_least("kappa", kappa, 0)
-        for name, value in (("alpha", alpha), ("beta", beta)):
-            if value is not None and not (isinstance(value, (int, float)) and value >= 0):
-                raise ValueError(f"{name} must be a number >= 0, got {value!r}")
-        self.model = model
-        self.curve, self.tau, self.beta, self.kappa, self.lr = curve, float(tau), float(beta), kappa, float(lr)
-        self.alpha = DEFAULT_ALPHA[curve] if alpha is None else float(alpha)
-        self.temperature = float(temperature)
+        self.model, self.curve = model, curve
+        self.tau, self.lr = checks.positive("tau", tau), checks.positive("lr", lr)
+        self.temperature = checks.positive("temperature", temperature)
+        self.kappa = checks.at_least("kappa", kappa, 0)
+        self.beta = checks.non_negative("beta", beta)
+        self.alpha = DEFAULT_ALPHA[curve] if alpha is None else checks.non_negative("alpha", alpha)
         self.last_repaired = 0
 
     def extra_repr(self) -> str:

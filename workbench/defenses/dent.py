@@ -45,8 +45,8 @@ class DENT(nn.Module):
 
     def __init__(self, model: nn.Module, *, steps: int = 6, lr: float = 1e-3, stats: str = "batch"):
         super().__init__()
-        checks.at_least("steps", steps, 0)
-        checks.positive("lr", lr)
+        checks.module("model", model)
+        steps, lr = checks.at_least("steps", steps, 0), checks.positive("lr", lr)
         checks.choice("stats", stats, STATS)
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
         self.norms = [m for m in self.model.modules() if isinstance(m, NORMS) and m.weight is not None]

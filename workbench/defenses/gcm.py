@@ -47,8 +47,7 @@ class Concealment(nn.Module):
 
     def __init__(self, eps: float = 1e-8, w: float = 1e20, dtype: torch.dtype = torch.float32):
         super().__init__()
-        checks.positive("eps", eps)
-        checks.positive("w", w)
+        eps, w = checks.positive("eps", eps), checks.positive("w", w)
         if dtype in (torch.float16, torch.bfloat16):
             raise ValueError(f"dtype={dtype}: w={w:g} overflows it (largest value {torch.finfo(dtype).max:g}), "
                              f"so sin(w * x) is NaN; choose one of torch.float32, torch.float64")
@@ -77,6 +76,7 @@ class GCM(nn.Module):
     def __init__(self, model: nn.Module, *, eps: float = 1e-8, w: float = 1e20, layer: str | None = None,
                  dtype: torch.dtype = torch.float32):
         super().__init__()
+        checks.module("model", model)
         self.concealment = Concealment(eps, w, dtype)
         self.layer = layer
         if layer is None:

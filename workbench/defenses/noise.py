@@ -34,7 +34,7 @@ import torch.nn as nn
 
 from workbench import checks
 from workbench.defenses.seeded import Seeded
-from workbench.oracle import model_device
+from workbench.threat import model_device
 
 
 class InputNoise(Seeded):
@@ -43,15 +43,14 @@ class InputNoise(Seeded):
     def __init__(self, model: nn.Module, *, sigma: float = 0.02, logit_noise: float = 0.0,
                  beta: tuple[float, float] | None = None, clip: bool = True, seed: int = 0):
         super().__init__(seed)
-        for name, value in [("sigma", sigma), ("logit_noise", logit_noise)]:
-            if value != 0:
-                checks.positive(name, value)
+        checks.module("model", model)
+        sigma, logit_noise = checks.non_negative("sigma", sigma), checks.non_negative("logit_noise", logit_noise)
         if beta is not None:
-            if len(beta) != 2:
+            if not isinstance(beta, (tuple, list)) or len(beta) != 2:
                 raise ValueError(f"beta must be a pair (a, b) of numbers > 0, got {beta!r}")
-            checks.positive("beta[0]", beta[0])
-            checks.positive("beta[1]", beta[1])
-        self.model, self.sigma, self.logit_noise, self.beta, self.clip = model, sigma, logit_noise, beta, clip
+            beta = (checks.positive("beta[0]", beta[0]), checks.positive("beta[1]", beta[1]))
+        self.model, self.sigma, self.logit_noise, self.beta = model, sigma, logit_noise, beta
+        self.clip = checks.flag("clip", clip)
 
     def extra_repr(self) -> str:
         return f"sigma={self.sigma:g}, logit_noise={self.logit_noise:g}, beta={self.beta}, seed={self.seed}"

@@ -76,6 +76,21 @@ def variant(name: str) -> str | None:
     return DEFENSES[name][1]
 
 
+def _dummy() -> nn.Module:
+    """A tiny classifier with a normalization and a last linear layer: what every defense can wrap."""
+    return nn.Sequential(nn.Flatten(), nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)).eval()
+
+
+def check(name: str, **kwargs: Any) -> None:
+    """Build the defense ``name`` with ``kwargs`` around a tiny dummy classifier, so that bad arguments fail
+    before any experiment runs (a ValueError naming the argument)."""
+    checks.choice("name", name, names())
+    try:
+        DEFENSES[name][0](_dummy(), **kwargs)
+    except TypeError as err:
+        raise ValueError(f"defense {name!r} got an unexpected argument: {err}") from None
+
+
 def build(name: str, model: nn.Module | str, **kwargs: Any) -> nn.Module:
     """The defense ``name`` around ``model`` (a module, or a zoo name that is loaded)."""
     from workbench import models

@@ -13,15 +13,13 @@ class Seeded(nn.Module):
 
     def __init__(self, seed: int = 0):
         super().__init__()
-        checks.at_least("seed", seed, 0)
-        self.seed = seed
+        self.seed = checks.at_least("seed", seed, 0)
         self._gen: torch.Generator | None = None
 
     def reseed(self, seed: int | None = None) -> Seeded:
         """Restart the random stream (at ``seed``, or the constructor's)."""
         if seed is not None:
-            checks.at_least("seed", seed, 0)
-            self.seed = seed
+            self.seed = checks.at_least("seed", seed, 0)
         self._gen = None
         return self
 

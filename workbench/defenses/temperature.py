@@ -50,8 +50,8 @@ class TemperatureScaling(nn.Module):
 
     def __init__(self, model: nn.Module, *, temperature: float = 1.0):
         super().__init__()
-        checks.positive("temperature", temperature)
-        self.model, self.temperature = model, float(temperature)
+        checks.module("model", model)
+        self.model, self.temperature = model, checks.positive("temperature", temperature)
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature:.4g}"

@@ -61,7 +61,7 @@ import torch.nn.functional as F
 
 from workbench import checks
 from workbench.defenses.seeded import Seeded
-from workbench.oracle import model_device
+from workbench.threat import model_device
 
 
 def last_linear(model: nn.Module) -> nn.Linear:
@@ -130,18 +130,13 @@ class UniG(Seeded):
                  init_std: float = 0.5, squared: bool = False, reference: torch.Tensor | None = None,
                  seed: int = 0):
         super().__init__(seed)
-        checks.positive("delta", delta)
-        checks.at_least("p", p, 0)
-        checks.positive("alpha", alpha)
-        if init_std != 0:
-            checks.positive("init_std", init_std)
-        if not isinstance(squared, bool):
-            raise ValueError(f"squared must be True or False, got {squared!r}")
+        checks.module("model", model)
+        self.delta, self.p = checks.positive("delta", delta), checks.at_least("p", p, 0)
+        self.alpha, self.init_std = checks.positive("alpha", alpha), checks.non_negative("init_std", init_std)
+        self.squared = checks.flag("squared", squared)
         if reference is not None:
             checks.images("reference", reference)
         self.model, self.linear = model, last_linear(model)
-        self.delta, self.p, self.alpha, self.init_std = float(delta), p, float(alpha), float(init_std)
-        self.squared = squared
         self.reference = reference
         self.last_A: torch.Tensor | None = None
         self.last_losses: list[float] = []

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from workbench import data, models
-from workbench.defenses.registry import RANDOMIZED, build, names, variant
+from workbench.defenses.registry import names, prepare, variant
 from workbench.report import defense_report
 
 SLOW = ("dent",)
@@ -33,15 +33,11 @@ def main() -> None:
     model = models.load("mnist-cnn")
     defenses = {}
     for name in args.only.split(","):
-        defended = build(name, "mnist-cnn" if variant(name) else model)
-        if hasattr(defended, "calibrate"):
-            defended.calibrate(*test[500:])
-        defenses[name] = defended
+        defenses[name] = prepare(name, "mnist-cnn" if variant(name) else model, held_out=test[500:])
     tables = []
     for group, n in [([k for k in defenses if k not in SLOW], args.n), ([k for k in defenses if k in SLOW], args.slow_n)]:
         if group:
-            table = defense_report({k: defenses[k] for k in group}, model, *test[:n], randomized=RANDOMIZED,
-                                   budgets=(100, args.budget))
+            table = defense_report({k: defenses[k] for k in group}, model, *test[:n], budgets=(100, args.budget))
             tables.append(table.assign(images=n))
     table = pd.concat(tables)
     pd.set_option("display.width", 250)

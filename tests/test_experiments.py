@@ -161,7 +161,7 @@ def _corruptions(good: dict, other: dict) -> dict[str, object]:
         "{}": {}, "[]": [], "missing column": {"row": {k: v for k, v in row.items() if k != "ECE"}},
         "edited value": {"row": {**row, "robust@50": 0.5}, "digest": good["digest"]},
         "another cell's row": other,
-        "stale version": {"row": stale, "digest": experiments._digest(stale)},
+        "stale version": {"row": stale, "digest": experiments.cache.digest(stale)},
         "not finite": {"row": {**row, "clean acc": float("nan")}},
         "truncated": json.dumps(good)[:40],
     }
@@ -199,5 +199,5 @@ def test_recompute_ignores_the_cache(smoke_table, monkeypatch):
 
 def test_the_cache_key_covers_the_workbench_version(monkeypatch):
     before = cell().key()
-    monkeypatch.setattr(experiments, "_version", lambda: "9.9.9")
+    monkeypatch.setattr(experiments.cache, "version", lambda: "9.9.9")
     assert cell().key() != before

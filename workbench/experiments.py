@@ -33,14 +33,11 @@ import argparse
 import dataclasses
 import functools
 import hashlib
-import importlib.metadata
 import itertools
 import json
 import math
 import subprocess
-import tempfile
 import time
-import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,12 +46,18 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from workbench import checks, data, metrics, paths
+from workbench import cache, checks, data, metrics, models, paths
+from workbench.attacks import registry as attacks
+from workbench.defenses import registry as defenses
+from workbench.oracle import Oracle
+from workbench.probes import probe
+from workbench.report import clean_metrics, robust_metrics
 
 EXECUTORS = ("local", "ray")
 DATASETS = {"mnist": "mnist5k", "cifar10": "cifar10", "imagenet": "imagenet"}
 SPLIT_SIZES = {"mnist": 1000, "cifar10": 10000, "imagenet": 1000}  # test split sizes (ImageNet: one per class)
 CALIBRATION = 500  # calibrated defenses are tuned on the last images of the test split, disjoint from the attacked
+PROBE_IMAGES = 32  # clean test images the defense is probed with (randomized? batch-dependent?)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +90,7 @@ class Cell:
 
     def key(self) -> str:
         """Cache key: a hash of the configuration and the workbench version (an upgrade never reuses old cells)."""
-        text = json.dumps({**self.config(), "workbench": _version()}, sort_keys=True, default=str)
+        text = json.dumps({**self.config(), "workbench": cache.version()}, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -120,8 +123,6 @@ def validate(cells: Sequence[Cell], cache_dir: str | Path | None = None) -> None
     """Fail before anything runs, naming the cell (its index) and the field: every field is checked, every attack
     and defense is built with its keyword arguments (defenses on a tiny dummy classifier), and the cache folder
     must be writable."""
-    from workbench.attacks import registry as attacks
-    from workbench.defenses import registry as defenses
 
     if not cells:
         raise ValueError("the grid has no cells")
@@ -130,7 +131,7 @@ def validate(cells: Sequence[Cell], cache_dir: str | Path | None = None) -> None
         if not isinstance(c, Cell):
             raise ValueError(f"cell {i} must be a Cell (experiments.cell(...)), got {type(c).__name__}")
         _field(where, "dataset", lambda: checks.choice("dataset", c.dataset, tuple(DATASETS)))
-        _field(where, "defense", lambda: checks.choice("defense", c.defense, defenses.names()))
+        _field(where, "defense", lambda: defenses.factory(c.defense))
         _field(where, "attack", lambda: checks.choice("attack", c.attack, attacks.names()))
         _field(where, "norm", lambda: checks.choice("norm", c.norm, checks.NORMS))
         if c.eps is not None:
@@ -150,18 +151,9 @@ def validate(cells: Sequence[Cell], cache_dir: str | Path | None = None) -> None
         kwargs = {**dict(c.attack_kwargs), **({"eps": c.eps} if c.eps is not None else {})}
         _field(where, "attack_kwargs", lambda: attacks.build(c.attack, dataset=c.dataset, norm=c.norm, seed=c.seed,
                                                              progress=False, **kwargs))
-        _field(where, "defense_kwargs", lambda: defenses.check(c.defense, **dict(c.defense_kwargs)))
+        _field(where, "defense_kwargs", lambda: defenses.check(c.defense, c.dataset, **dict(c.defense_kwargs)))
     if cache_dir is not None:
-        _writable(Path(cache_dir))
-
-
-def _writable(folder: Path) -> None:
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".probe."):
-            pass
-    except OSError as err:
-        raise ValueError(f"cache_dir={str(folder)!r} is not a writable folder ({err.strerror or err})") from None
+        cache.writable(Path(cache_dir))
 
 
 def _field(where: str, name: str, check) -> None:
@@ -172,32 +164,18 @@ def _field(where: str, name: str, check) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- one cell
-@functools.lru_cache(maxsize=1)
-def _version() -> str:
-    try:
-        return importlib.metadata.version("workbench")
-    except importlib.metadata.PackageNotFoundError:
-        return "unknown"
-
-
 def _provenance(device: torch.device) -> dict[str, str]:
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
                                 cwd=Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
-    return {"workbench": _version(), "git commit": commit or "none", "torch": torch.__version__,
+    return {"workbench": cache.version(), "git commit": commit or "none", "torch": torch.__version__,
             "device": str(device)}
 
 
 def run_cell(c: Cell, device: str | torch.device | None = None, progress: bool = False) -> dict[str, Any]:
     """Run one cell and return its row (see the module docstring)."""
-    from workbench import models
-    from workbench.attacks import build as build_attack
-    from workbench.defenses.registry import RANDOMIZED, variant
-    from workbench.defenses.registry import build as build_defense
-    from workbench.oracle import Oracle
-    from workbench.report import clean_metrics, robust_metrics
 
     start = time.perf_counter()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
@@ -205,15 +183,11 @@ def run_cell(c: Cell, device: str | torch.device | None = None, progress: bool =
     test = data.load(DATASETS[c.dataset], "test")
     x, y = test[:c.n]
     model = models.load(c.model, weights=c.weights, device=device)
-    defense_kwargs = dict(c.defense_kwargs)
-    if c.defense == "unig" and "reference" not in defense_kwargs:
-        defense_kwargs.setdefault("dataset", DATASETS[c.dataset])  # pads single images with this training split
-    defended = build_defense(c.defense, c.model if variant(c.defense) else model, **defense_kwargs).to(device)
-    if hasattr(defended, "reseed"):
-        defended.reseed(c.seed)
-    if hasattr(defended, "calibrate"):
-        defended.calibrate(*(t.to(device) for t in test[len(test.x) - CALIBRATION:]))
+    defended = defenses.prepare(c.defense, c.model if defenses.variant(c.defense) else model, dataset=c.dataset,
+                                held_out=test[len(test.x) - CALIBRATION:], seed=c.seed, device=device,
+                                **dict(c.defense_kwargs))
     clean = clean_metrics(defended, model, x, y)
+    probes = probe(defended, test.x[:PROBE_IMAGES], model)  # re-evaluate unless it is deterministic
     targets = None
     if c.targeted:
         gen = torch.Generator().manual_seed(c.seed)
@@ -222,13 +196,12 @@ def run_cell(c: Cell, device: str | torch.device | None = None, progress: bool =
     kwargs = dict(c.attack_kwargs)
     if c.eps is not None:
         kwargs["eps"] = c.eps
-    attack = build_attack(c.attack, dataset=c.dataset, norm=c.norm, seed=c.seed, progress=progress, **kwargs)
-    if hasattr(defended, "reseed"):
-        defended.reseed(c.seed)
+    attack = attacks.build(c.attack, dataset=c.dataset, norm=c.norm, seed=c.seed, progress=progress, **kwargs)
+    defenses.reseed(defended, c.seed)
     result = attack.run(Oracle(defended, x, y, budget=c.budgets[-1], batch_size=500), targets)
     row = {"dataset": c.dataset, "model": c.model, "defense": c.defense, "attack": c.attack, "norm": c.norm,
            "eps": attack.eps, "n": c.n, "seed": c.seed, "targeted": c.targeted, **clean,
-           **robust_metrics(result, defended, y, c.budgets, c.defense in RANDOMIZED)}
+           **robust_metrics(result, defended, y, c.budgets, not probes.deterministic)}
     stats = metrics.query_stats(result)
     row.update({"mean queries": stats["mean_queries"], "median queries": stats["median_queries"],
                 "seconds": time.perf_counter() - start, "key": c.key(),
@@ -248,21 +221,12 @@ REQUIRED = ("dataset", "model", "defense", "attack", "norm", "eps", "n", "seed",
 FINITE = ("eps", "clean acc", "agreement", "logit diff", "ECE", "re-evaluated", "seconds")
 
 
-def _digest(row: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(row, sort_keys=True, default=float).encode()).hexdigest()
-
-
-def _problem(c: Cell, stored: object) -> str | None:
-    """Why a cache file's content cannot be this cell's row (None when it can)."""
-    if not isinstance(stored, dict) or not isinstance(stored.get("row"), dict):
-        return "not a cache record"
-    row = stored["row"]
-    if stored.get("digest") != _digest(row):
-        return "its digest does not match its row (edited or damaged)"
+def _problem(c: Cell, row: dict[str, Any]) -> str | None:
+    """Why a stored row cannot be this cell's (None when it can)."""
     if row.get("key") != c.key() or row.get("config") != json.dumps(c.config(), sort_keys=True, default=str):
         return "it holds another cell's row"
-    if row.get("workbench") != _version():
-        return f"it was computed by workbench {row.get('workbench')}, this is {_version()}"
+    if row.get("workbench") != cache.version():
+        return f"it was computed by workbench {row.get('workbench')}, this is {cache.version()}"
     missing = [k for k in REQUIRED + tuple(f"robust@{b}" for b in c.budgets) if k not in row]
     if missing:
         return f"columns {missing} are missing"
@@ -271,42 +235,18 @@ def _problem(c: Cell, stored: object) -> str | None:
     return f"columns {bad} are not finite numbers" if bad else None
 
 
-def _cached(c: Cell, path: Path) -> dict[str, Any] | None:
-    """The cell's row from its cache file, or None (with a warning when a file exists but is unusable: it is
-    recomputed and rewritten)."""
-    try:
-        stored = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as err:
-        stored, problem = None, f"unreadable ({type(err).__name__})"
-    else:
-        problem = _problem(c, stored)
-    if problem is None:
-        return stored["row"]
-    warnings.warn(f"cache file {path} is not used ({problem}): the cell is recomputed", stacklevel=3)
-    return None
-
-
-def _store(path: Path, row: dict[str, Any]) -> None:
-    record = {"row": row, "digest": _digest(row)}
-    paths.atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record, default=float)))
-
-
 def _run_and_store(c: Cell, folder: Path, device: str | None, progress: bool) -> dict[str, Any]:
     row = run_cell(c, device, progress)
-    _store(folder / f"{c.key()}.json", row)
+    cache.store(folder / f"{c.key()}.json", row)
     return row
 
 
 def weights_fingerprint(c: Cell) -> str:
     """A hash of the weights files the cell's model (and its fine-tuned variant, for ``at`` / ``rnd-gf``) load
     from; trainable zoo models are trained first if they are not cached yet."""
-    from workbench import models
-    from workbench.defenses.registry import variant
 
     files = [Path(c.weights) if c.weights else models.weights_path(c.model)]
-    if suffix := variant(c.defense):
+    if suffix := defenses.variant(c.defense):
         files.append(models.weights_path(f"{c.model}-{suffix}"))
     digest = hashlib.sha256()
     for path in files:
@@ -317,12 +257,11 @@ def weights_fingerprint(c: Cell) -> str:
 
 
 def _fingerprinted(cells: list[Cell]) -> list[Cell]:
-    from workbench.defenses.registry import variant
 
     prints: dict[tuple, str] = {}
     out = []
     for c in cells:
-        which = (c.model, c.weights, variant(c.defense))
+        which = (c.model, c.weights, defenses.variant(c.defense))
         if which not in prints:
             prints[which] = weights_fingerprint(c)
         out.append(dataclasses.replace(c, fingerprint=prints[which]))
@@ -340,7 +279,8 @@ def run(cells: Sequence[Cell], *, executor: str = "local", cache_dir: str | Path
     folder = Path(cache_dir) if cache_dir is not None else cache_dir_default()
     validate(cells, folder)
     cells = _fingerprinted(cells)
-    rows = {c.key(): None if recompute else _cached(c, folder / f"{c.key()}.json") for c in cells}
+    rows = {c.key(): None if recompute else cache.load(folder / f"{c.key()}.json", functools.partial(_problem, c))
+            for c in cells}
     todo = [c for c in {c.key(): c for c in cells}.values() if rows[c.key()] is None]
     with tqdm(total=len(cells), initial=len(cells) - len(todo), desc="cells", unit="cell",
               disable=not progress) as bar:
@@ -374,9 +314,8 @@ SQAS = ("square", "simba", "signhunter", "nes", "bandits")
 
 
 def _presets() -> dict[str, list[Cell]]:
-    from workbench.defenses.registry import names as defense_names
 
-    every = list(defense_names())
+    every = list(defenses.names())
     mnist = {"dataset": "mnist", "model": "mnist-cnn"}
     return {
         "smoke": grid(defenses=["none", "aaa-linear"], attacks=["square", "signhunter"], n=20, budgets=(10, 50),
@@ -394,11 +333,9 @@ def _presets() -> dict[str, list[Cell]]:
                for d in ("rnd", "snd") for m in (1, 5)]),
         "mnist-seeds": grid(defenses=["none", "aaa-linear", "unig", "rnd"], attacks=["square"], seeds=range(5),
                             n=100, budgets=(100, 1000), **mnist),
-        # UniG's CIFAR-10 setting (delta 0.5, alpha 10); the MNIST default equals ImageNet's (delta 0.1, alpha 1)
-        "cifar10-table": [c if c.defense != "unig" else dataclasses.replace(
-                              c, defense_kwargs=(("alpha", 10.0), ("delta", 0.5)))
-                          for c in grid(defenses=["none", "aaa-linear", "unig", "rnd", "dent"], attacks=SQAS,
-                                        n=1000, budgets=(100, 2500), dataset="cifar10", model="wrn-28-10")],
+        # the defenses' CIFAR-10 defaults (UniG: delta 0.5, alpha 10) come from their registry specs
+        "cifar10-table": grid(defenses=["none", "aaa-linear", "unig", "rnd", "dent"], attacks=SQAS, n=1000,
+                              budgets=(100, 2500), dataset="cifar10", model="wrn-28-10"),
         "imagenet-table": grid(defenses=["none", "aaa-linear", "unig", "rnd"], attacks=SQAS, n=1000,
                                budgets=(100, 2500), dataset="imagenet", model="resnet50"),
     }

@@ -4,8 +4,9 @@ score-based attack, in one table (pandas DataFrame, one row per defense).
 Columns: clean accuracy, agreement with the undefended predictions, logit difference (mean l2 distance of the
 logits), 15-bin ECE, time per query relative to the undefended model (forward passes over the clean images in
 query batches of ``batch_size``), robust accuracy at each budget as the attacker observed it, and for
-randomized or batch-dependent defenses the re-evaluated robust accuracy (fresh queries on the final images,
-averaged over ``repeats``) beside it. Deterministic defenses re-evaluate to the observed value.
+randomized or batch-dependent defenses (as ``workbench.probes`` measures them, never a list) the re-evaluated
+robust accuracy (fresh queries on the final images, averaged over ``repeats``) beside it. Deterministic
+defenses re-evaluate to the observed value.
 
 Example::
 
@@ -26,6 +27,7 @@ from workbench import checks, metrics
 from workbench.attacks import build as build_attack
 from workbench.results import AttackResult
 from workbench.oracle import Oracle
+from workbench.probes import probe
 
 
 def seconds_per_image(model: nn.Module, x: torch.Tensor, batch_size: int = 100, repeats: int = 1) -> float:
@@ -59,12 +61,16 @@ def robust_metrics(result: AttackResult, defended: nn.Module, y: torch.Tensor, b
 
 def defense_row(defended: nn.Module, undefended: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
                 attack: str = "square", dataset: str = "mnist", budgets: Sequence[int] = (100, 1000),
-                randomized: bool = False, repeats: int = 10, seed: int = 0, batch_size: int = 100,
+                randomized: bool | None = None, repeats: int = 10, seed: int = 0, batch_size: int = 100,
                 reference_seconds: float | None = None, query_batch: int | None = None) -> dict[str, float]:
-    """One row of the report (see the module docstring). ``query_batch``: the most images the attacker sends
-    in one query batch (default: all active images at once; matters for batch-dependent defenses like UniG)."""
+    """One row of the report (see the module docstring). ``randomized``: re-evaluate the final images (default:
+    whenever the probes find the defense randomized or batch-dependent). ``query_batch``: the most images the
+    attacker sends in one query batch (default: all active images at once; matters for batch-dependent defenses
+    like UniG)."""
     checks.images("x", x)
-    budgets = sorted(budgets)
+    budgets = sorted(checks.budgets("budgets", budgets))
+    if randomized is None:
+        randomized = not probe(defended, x[:32], undefended).deterministic
     reference_seconds = reference_seconds or seconds_per_image(undefended, x, batch_size)
     row = {**clean_metrics(defended, undefended, x, y, batch_size),
            "time / query (x undefended)": seconds_per_image(defended, x, batch_size) / reference_seconds}
@@ -78,12 +84,11 @@ def defense_row(defended: nn.Module, undefended: nn.Module, x: torch.Tensor, y: 
 
 
 def defense_report(defenses: Mapping[str, nn.Module], undefended: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                   *, randomized: Sequence[str] = (), **kwargs) -> pd.DataFrame:
-    """The report for every named defense (``randomized`` names get re-evaluated); ``kwargs`` go to
-    ``defense_row``."""
+                   **kwargs) -> pd.DataFrame:
+    """The report for every named defense (each probed: randomized or batch-dependent ones get re-evaluated);
+    ``kwargs`` go to ``defense_row``."""
     reference = seconds_per_image(undefended, x, kwargs.get("batch_size", 100), repeats=3)
     rows = {}
     for name, defended in tqdm(defenses.items(), desc="defenses", unit="defense"):
-        rows[name] = defense_row(defended, undefended, x, y, randomized=name in randomized,
-                                 reference_seconds=reference, **kwargs)
+        rows[name] = defense_row(defended, undefended, x, y, reference_seconds=reference, **kwargs)
     return pd.DataFrame(rows).T

@@ -1,0 +1,96 @@
+"""One-call evaluation: the probes classify every registry defense and user-written ones correctly, the suite
+follows from them, the worst case is taken per image over every attack, and the command line takes registry
+names and import paths."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.user_defense import NoisyLogits, ScaledLogits
+from workbench import evaluate as ev
+from workbench.defenses.registry import names, prepare, variant
+from workbench.probes import probe
+
+EXPECTED = {  # name: (randomized, batch-dependent, post-processing)
+    "none": (False, False, False), "aaa-linear": (False, False, True), "aaa-sine": (False, False, True),
+    "unig": (True, True, False), "rnd": (True, False, False), "rnd-gf": (True, False, False),
+    "snd": (True, False, False), "snd-beta": (True, False, False), "gcm": (False, False, False),
+    "temperature": (False, False, True), "at": (False, False, False), "dent": (False, True, False),
+}
+
+
+@pytest.mark.parametrize("name", names())
+def test_probes_classify_every_registry_defense(cnn, test_set, name):
+    """Probed with 32 clean test images, as the grids and ``evaluate`` do. Calibrated defenses are calibrated
+    first (an uncalibrated temperature scaling at T = 1 changes nothing)."""
+    defended = prepare(name, "mnist-cnn" if variant(name) else cnn, held_out=test_set[500:])
+    p = probe(defended, test_set.x[:32], cnn)
+    assert (p.randomized, p.batch_dependent, p.post_processing) == EXPECTED[name], p
+    assert p.deterministic == (name in ("none", "aaa-linear", "aaa-sine", "gcm", "temperature", "at"))
+
+
+def test_probes_classify_user_defenses(cnn, test_set):
+    scaled, noisy = probe(ScaledLogits(cnn), test_set.x[:32], cnn), probe(NoisyLogits(cnn), test_set.x[:32], cnn)
+    assert scaled.post_processing and scaled.deterministic and scaled.keeps_predictions
+    assert noisy.randomized and not noisy.batch_dependent and not noisy.post_processing
+    assert [r.label for r in ev.suite(scaled)] == list(ev.STANDARD + ev.POST_PROCESSING)
+    assert [r.label for r in ev.suite(noisy, eot=3)] == list(ev.STANDARD) + ["eot3-square", "eot3-nes", "eot3-bandits"]
+    with pytest.raises(ValueError, match="at least 6"):
+        probe(cnn, test_set.x[:3])
+
+
+@pytest.fixture(scope="module")
+def aaa_evaluation(cnn, test_set):
+    defended = prepare("aaa-linear", cnn, held_out=test_set[500:])
+    x, y = test_set[:30]
+    return ev.evaluate(defended, x, y, undefended=cnn, budget=150, progress=False)
+
+
+def test_the_worst_case_is_per_image_over_every_attack(aaa_evaluation):
+    r = aaa_evaluation
+    assert list(r.attacks["attack"]) == list(ev.STANDARD + ev.POST_PROCESSING)
+    for column in [f"robust@{b}" for b in r.budgets] + ["final"]:
+        assert r.worst[column] <= r.attacks[column].min() + 1e-12
+    images = r.images
+    broken = images[~images["robust"]]
+    assert (broken["broken by"].isin(r.attacks["attack"])).all() and (broken["at query"] >= 1).all()
+    for _, row in broken.iterrows():  # the named attack really broke it at that query
+        assert row[f"{row['broken by']}: query"] == row["at query"]
+    assert (images.loc[images["robust"], "broken by"] == "").all()
+    assert r.worst["final"] == pytest.approx(images["robust"].mean())
+    fig = r.plot()
+    assert len(fig.axes[0].lines) == len(r.attacks) + 1
+    assert "worst case" in r.to_markdown()
+
+
+def test_randomized_defenses_are_re_evaluated(cnn, test_set):
+    x, y = test_set[:12]
+    r = ev.evaluate(NoisyLogits(cnn, sigma=2.0), x, y, undefended=cnn, budget=40, eot=2, repeats=4,
+                    attacks=["square", "eot2-square"], progress=False)
+    assert r.reevaluated and {"square: re-evaluated", "eot2-square: re-evaluated"} <= set(r.images.columns)
+    assert r.worst["final"] <= r.attacks["final"].min() + 1e-12
+    with pytest.raises(ValueError, match="attack"):
+        ev.evaluate(cnn, x, y, attacks=["squares"], progress=False)
+
+
+def test_a_cached_evaluation_resumes_without_recomputing(cnn, test_set, tmp_path, monkeypatch):
+    x, y = test_set[:8]
+    first = ev.evaluate(cnn, x, y, budget=20, attacks=["square", "signhunter"], cache_dir=tmp_path,
+                        cache_key="none", progress=False)
+    assert len(list(tmp_path.glob("*.json"))) == 2
+    monkeypatch.setattr(ev, "_attack", lambda *a, **k: pytest.fail("a cached attack was recomputed"))
+    again = ev.evaluate(cnn, x, y, budget=20, attacks=["square", "signhunter"], cache_dir=tmp_path,
+                        cache_key="none", progress=False)
+    assert again.images.equals(first.images)
+
+
+@pytest.mark.parametrize("defense", ["aaa-linear", "tests.user_defense:scaled"])
+def test_the_command_line_takes_names_and_import_paths(defense, tmp_path, capsys):
+    out = tmp_path / "report.csv"
+    assert ev.main([defense, "--n", "8", "--budget", "20", "--csv", str(out), "--cache-dir", str(tmp_path / "c")]) == 0
+    text = capsys.readouterr().out
+    assert "worst case" in text and "square-op" in text  # both are post-processing defenses
+    assert out.is_file() and out.with_name("report-images.csv").is_file() and out.with_suffix(".png").is_file()
+    with pytest.raises(ValueError, match="cannot import"):
+        ev.main(["tests.user_defense:missing", "--n", "8"])

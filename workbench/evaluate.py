@@ -1,0 +1,335 @@
+"""Evaluate any defense in one call: probe it, run every score-based attack it calls for, and report the
+worst case per image (an image is robust only if it survives every attack that ran).
+
+The suite follows from the probes (``workbench.probes``):
+
+- always: Square, SignHunter, SimBA, NES and Bandits (each with the dataset's preset);
+- op-Square and bi-Square when the defense is a post-processing that changes the scores but keeps every
+  prediction (AAA-like: its adaptive attacks, AAA Sec. 5.6);
+- EOT-Square, EOT-NES and EOT-Bandits (``eot`` queries averaged per point) when it is randomized;
+- a re-evaluation of every final image by ``repeats`` fresh queries when it is randomized or batch-dependent:
+  an image counts as broken by an attack when the majority of those queries misclassify it.
+
+Results: ``attacks`` (one row per attack: robust accuracy at every budget as the attacker observed it, and the
+final, re-evaluated one), ``images`` (one row per image: each attack's first successful query, -1 for none, its
+re-evaluated share of correct answers, and which attack broke it at which query), ``worst`` (the worst-case
+robust accuracy at every budget, as observed, and ``final``: the headline number, re-evaluated where needed),
+``probes``, and ``plot()``.
+
+Command line::
+
+    python -m workbench.evaluate aaa-linear --n 100 --budget 1000
+    python -m workbench.evaluate my_package.defenses:factory --model mnist-cnn --csv out.csv
+
+Example::
+
+    >>> report = evaluate(defended, x, y, undefended=model, budget=1000)
+    >>> report.worst["final"], report.images.query("robust == False").head()
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn as nn
+from tqdm.auto import tqdm
+
+from workbench import cache, checks, data, metrics, models, paths
+from workbench.attacks import registry as attacks
+from workbench.attacks.presets import EPS
+from workbench.defenses import registry as defenses
+from workbench.oracle import Oracle
+from workbench.probes import Probes, probe
+
+STANDARD = ("square", "signhunter", "simba", "nes", "bandits")
+POST_PROCESSING = ("square-op", "square-bi")
+EOT = ("square", "nes", "bandits")
+SPLITS = {"mnist": "mnist5k", "cifar10": "cifar10", "imagenet": "imagenet"}
+HELD_OUT = 500  # the CLI calibrates on the last test images, disjoint from the attacked ones
+
+
+@dataclasses.dataclass(frozen=True)
+class Planned:
+    """One attack of the suite: a registry attack, optionally under EOT with ``eot`` queries per point."""
+
+    attack: str
+    eot: int = 1
+
+    @property
+    def label(self) -> str:
+        return self.attack if self.eot == 1 else f"eot{self.eot}-{self.attack}"
+
+
+def suite(probes: Probes, attacks_: str | Sequence[str] = "standard", eot: int = 5) -> list[Planned]:
+    """The attacks to run for a defense with these probes (``attacks_``: "standard", or a list of registry
+    names, optionally ``"eot<M>-<name>"``)."""
+    if attacks_ != "standard":
+        if isinstance(attacks_, str):
+            raise ValueError(f'attacks must be "standard" or a list of attack names, got {attacks_!r}')
+        return [_parse(name) for name in attacks_]
+    runs = [Planned(a) for a in STANDARD]
+    if probes.post_processing:
+        runs += [Planned(a) for a in POST_PROCESSING]
+    if probes.randomized:
+        runs += [Planned(a, eot) for a in EOT]
+    return runs
+
+
+def _parse(name: str) -> Planned:
+    if isinstance(name, str) and name.startswith("eot") and "-" in name:
+        head, _, attack = name.partition("-")
+        checks.choice("attack", attack, attacks.names())
+        return Planned(attack, checks.at_least("eot", int(head[3:]) if head[3:].isdigit() else -1, 2))
+    checks.choice("attack", name, attacks.names())
+    return Planned(name)
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """The result of ``evaluate`` (see the module docstring)."""
+
+    probes: Probes
+    attacks: pd.DataFrame
+    images: pd.DataFrame
+    worst: dict[str, float]
+    budgets: tuple[int, ...]
+    reevaluated: bool
+    settings: dict[str, Any]
+
+    def table(self) -> pd.DataFrame:
+        """The per-attack table with the worst case as its last row."""
+        worst = {"attack": "worst case", **{f"robust@{b}": self.worst[f"robust@{b}"] for b in self.budgets},
+                 "final": self.worst["final"]}
+        return pd.concat([self.attacks, pd.DataFrame([worst])], ignore_index=True)
+
+    def to_markdown(self) -> str:
+        probes = ", ".join(f"{k}: {v}" for k, v in self.probes.as_dict().items() if k not in ("difference", "z"))
+        final = "re-evaluated with fresh queries" if self.reevaluated else "as observed (deterministic defense)"
+        return (f"Probes: {probes}\n\n" + self.table().to_markdown(index=False, floatfmt=".3f") +
+                f"\n\n`final`: robust accuracy after {self.budgets[-1]} queries, {final}. Worst case over "
+                f"{len(self.attacks)} attacks: **{self.worst['final']:.3f}** on {len(self.images)} images.")
+
+    def plot(self, ax: plt.Axes | None = None) -> plt.Figure:
+        """Robust accuracy against queries for every attack (as observed) and the per-image worst case."""
+        from workbench import plots
+
+        return plots.worst_case(self.images, self.attacks["attack"].tolist(), self.budgets[-1],
+                                self.worst["final"], ax=ax)
+
+
+def evaluate(defended: nn.Module, x: torch.Tensor, y: torch.Tensor, *, undefended: nn.Module | None = None,
+             dataset: str = "mnist", norm: str = "linf", eps: float | None = None, budget: int = 1000,
+             budgets: Sequence[int] | None = None, attacks: str | Sequence[str] = "standard", seed: int = 0,
+             eot: int = 5, repeats: int = 10, batch_size: int | None = None, probe_images: torch.Tensor | None = None,
+             cache_dir: str | Path | None = None, cache_key: str | None = None, progress: bool = True) -> Evaluation:
+    """Evaluate ``defended`` on the images ``x`` with labels ``y`` (see the module docstring).
+
+    Args:
+        defended: any ``nn.Module`` mapping images in [0, 1] to logits.
+        undefended: the model without the defense (for the prediction probe; recommended).
+        dataset: the attack presets and default eps to use ("mnist", "cifar10", "imagenet").
+        norm, eps: the threat model (eps default: the dataset's, l-inf 0.3 / l2 2.0 on MNIST).
+        budget: queries per image; budgets: where robust accuracy is read (default 10, 100, ... up to budget).
+        attacks: "standard" (the suite the probes call for) or a list of names (``"eot5-square"`` for EOT).
+        seed: seed of every attack (and the defense's randomness, reseeded before each attack).
+        eot: queries averaged per point by the EOT attacks; repeats: fresh queries per re-evaluated image.
+        batch_size: the most images an attack sends in one query batch (None: all at once).
+        probe_images: clean images to probe the defense with (default: the first 32 of ``x``).
+        cache_dir, cache_key: keep every attack's per-image results under ``cache_dir`` (a killed run resumes);
+            ``cache_key`` must identify the defense (the CLI uses its name or import path and arguments).
+    """
+    checks.module("defended", defended)
+    checks.images("x", x)
+    y = checks.labels("y", y, len(x))
+    checks.choice("dataset", dataset, tuple(EPS))
+    checks.choice("norm", norm, checks.NORMS)
+    eps = EPS[dataset][norm] if eps is None else checks.positive("eps", eps)
+    budget = checks.at_least("budget", budget, 1)
+    budgets = checks.budgets("budgets", budgets if budgets is not None else _decades(budget))
+    if budgets[-1] != budget:
+        raise ValueError(f"budgets={list(budgets)} must end at budget={budget}")
+    seed, eot, repeats = checks.at_least("seed", seed, 0), checks.at_least("eot", eot, 2), checks.at_least(
+        "repeats", repeats, 1)
+    if (cache_dir is None) != (cache_key is None):
+        raise ValueError("cache_dir and cache_key go together: give both (or neither)")
+    probes = probe(defended, x[:32] if probe_images is None else probe_images, undefended)
+    runs = suite(probes, attacks, eot)
+    reevaluate = not probes.deterministic
+    settings = {"dataset": dataset, "norm": norm, "eps": eps, "budget": budget, "seed": seed, "eot": eot,
+                "repeats": repeats, "batch_size": batch_size, "n": len(x), "reevaluated": reevaluate}
+    folder = cache.writable(Path(cache_dir)) if cache_dir is not None else None
+    columns = {}
+    for run in tqdm(runs, desc="attacks", unit="attack", disable=not progress):
+        key = _key(cache_key, run, settings, x, y) if folder is not None else None
+        columns[run.label] = (_cached(folder, key, len(x)) if folder is not None else None) or _attack(
+            defended, x, y, run, settings, reevaluate, progress)
+        if folder is not None:
+            cache.store(folder / f"{key}.json", {"key": key, "workbench": cache.version(), **columns[run.label]})
+    images = _images(y, columns, budget, reevaluate)
+    return Evaluation(probes, _per_attack(columns, budgets, images, reevaluate), images,
+                      _worst(images, columns, budgets), budgets, reevaluate, settings)
+
+
+def _decades(budget: int) -> tuple[int, ...]:
+    return tuple(b for b in (10, 100, 1000, 10000) if b < budget) + (budget,)
+
+
+def _attack(defended: nn.Module, x: torch.Tensor, y: torch.Tensor, run: Planned, settings: dict[str, Any],
+            reevaluate: bool, progress: bool) -> dict[str, Any]:
+    """One attack: every image's first successful query (-1: none) and, when re-evaluating, its share of
+    correct answers under fresh queries of its final image."""
+    start = time.perf_counter()
+    defenses.reseed(defended, settings["seed"])
+    attack = attacks.build(run.attack, dataset=settings["dataset"], norm=settings["norm"], eps=settings["eps"],
+                           seed=settings["seed"], eot=run.eot, progress=progress)
+    result = attack.run(Oracle(defended, x, y, budget=settings["budget"], batch_size=settings["batch_size"]))
+    first = torch.where(result.success, result.first_success, torch.full_like(result.first_success, -1))
+    correct = None
+    if reevaluate:
+        y_dev = y.to(result.x_adv.device)
+        correct = torch.stack([metrics.predict(defended, result.x_adv).argmax(1).to(y_dev.device) == y_dev
+                               for _ in range(settings["repeats"])]).float().mean(0).cpu().tolist()
+    return {"first success": first.cpu().tolist(), "clean correct": result.clean_correct.cpu().tolist(),
+            "queries": result.queries.cpu().tolist(), "re-evaluated correct": correct,
+            "seconds": time.perf_counter() - start}
+
+
+def _key(cache_key: str, run: Planned, settings: dict[str, Any], x: torch.Tensor, y: torch.Tensor) -> str:
+    images = hashlib.sha256(x.cpu().numpy().tobytes() + y.cpu().numpy().tobytes()).hexdigest()
+    text = json.dumps({"defense": cache_key, "run": dataclasses.asdict(run), **settings, "images": images,
+                       "workbench": cache.version()}, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+def _cached(folder: Path, key: str, n: int) -> dict[str, Any] | None:
+    def problem(row: dict[str, Any]) -> str | None:
+        if row.get("key") != key or row.get("workbench") != cache.version():
+            return "it belongs to another run or workbench version"
+        if any(not isinstance(row.get(k), list) or len(row[k]) != n for k in ("first success", "queries")):
+            return "its per-image columns are missing or of the wrong length"
+        return None
+
+    row = cache.load(folder / f"{key}.json", problem)
+    return None if row is None else {k: v for k, v in row.items() if k not in ("key", "workbench")}
+
+
+def _images(y: torch.Tensor, columns: dict[str, dict[str, Any]], budget: int, reevaluate: bool) -> pd.DataFrame:
+    """One row per image: each attack's first successful query and re-evaluated share, and the worst case."""
+    first = next(iter(columns.values()))
+    table = pd.DataFrame({"image": np.arange(len(y)), "label": y.cpu().numpy(),
+                          "clean correct": np.asarray(first["clean correct"], dtype=bool)})
+    for label, col in columns.items():
+        table[f"{label}: query"] = col["first success"]
+        if reevaluate:
+            table[f"{label}: re-evaluated"] = col["re-evaluated correct"]
+    broken = {label: _broken(table, label, reevaluate) for label in columns}
+    robust = ~np.any(np.stack(list(broken.values())), axis=0)
+    by, at = [], []
+    for i in range(len(table)):
+        hits = [(q if q > 0 else budget, label) for label in columns
+                if broken[label][i] for q in [table.at[i, f"{label}: query"]]]
+        q, label = min(hits) if hits else (-1, "")
+        by.append(label)
+        at.append(q)
+    table["broken by"], table["at query"], table["robust"] = by, at, robust
+    return table
+
+
+def _broken(table: pd.DataFrame, label: str, reevaluate: bool) -> np.ndarray:
+    """Per image: whether ``label`` broke it (re-evaluated: misclassified by the majority of fresh queries)."""
+    if reevaluate:
+        return table[f"{label}: re-evaluated"].to_numpy() < 0.5
+    return table[f"{label}: query"].to_numpy() > 0
+
+
+def _per_attack(columns: dict[str, dict[str, Any]], budgets: Sequence[int], images: pd.DataFrame,
+                reevaluate: bool) -> pd.DataFrame:
+    rows = []
+    for label, col in columns.items():
+        first = np.asarray(col["first success"])
+        fooled = first[first > 0]
+        row = {"attack": label, **{f"robust@{b}": float(1 - ((first > 0) & (first <= b)).mean()) for b in budgets}}
+        row["final"] = float(1 - _broken(images, label, reevaluate).mean())
+        row["median queries"] = float(np.median(fooled)) if len(fooled) else float("nan")
+        row["seconds"] = col["seconds"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _worst(images: pd.DataFrame, columns: dict[str, dict[str, Any]], budgets: Sequence[int]) -> dict[str, float]:
+    firsts = np.stack([np.asarray(col["first success"]) for col in columns.values()])
+    worst = {f"robust@{b}": float(1 - ((firsts > 0) & (firsts <= b)).any(0).mean()) for b in budgets}
+    worst["final"] = float(images["robust"].mean())
+    return worst
+
+
+# ------------------------------------------------------------------------------------------ command line
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m workbench.evaluate",
+                                     description="Evaluate a defense against every score-based attack it calls for.")
+    parser.add_argument("defense", help="a registry name (" + ", ".join(defenses.names()) +
+                        ") or an import path package.module:factory")
+    parser.add_argument("--model", default="mnist-cnn", help="zoo model the defense wraps (default mnist-cnn)")
+    parser.add_argument("--weights", default=None, help="local checkpoint of the model (CIFAR-10 / ImageNet)")
+    parser.add_argument("--dataset", default="mnist", choices=tuple(EPS))
+    parser.add_argument("--root", default=None, help="data folder (CIFAR-10 / ImageNet)")
+    parser.add_argument("--norm", default="linf", choices=checks.NORMS)
+    parser.add_argument("--eps", type=float, default=None)
+    parser.add_argument("--n", type=int, default=100, help="images attacked (the first n of the test split)")
+    parser.add_argument("--budget", type=int, default=1000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kwargs", default="{}", help="defense arguments as JSON, e.g. '{\"sigma\": 0.05}'")
+    parser.add_argument("--csv", default=None, help="per-attack table (default <defense>-evaluation.csv; the "
+                        "per-image table goes beside it as *-images.csv, the figure as *.png)")
+    parser.add_argument("--cache-dir", default=None, help="default <data>/evaluations")
+    parser.add_argument("--no-cache", action="store_true")
+    args = parser.parse_args(None if argv is None else list(argv))
+    kwargs = json.loads(args.kwargs)
+    split = SPLITS[args.dataset]
+    test = data.load(split, "test", root=args.root)
+    n = checks.at_least("n", args.n, 1)
+    if n > len(test) - HELD_OUT:
+        raise ValueError(f"--n {n} would overlap the last {HELD_OUT} test images, held out for calibration")
+    model = models.load(args.model, weights=args.weights)
+    defended = defenses.prepare(args.defense, args.model if defenses.variant(args.defense) else model,
+                                dataset=args.dataset, held_out=test[len(test) - HELD_OUT:], seed=args.seed, **kwargs)
+    x, y = test[:n]
+    fingerprint = models.sha256(Path(args.weights)) if args.weights else _zoo_fingerprint(args.model)
+    key = json.dumps({"defense": args.defense, "kwargs": kwargs, "model": args.model, "weights": fingerprint},
+                     sort_keys=True)
+    folder = None if args.no_cache else (args.cache_dir or paths.data_dir() / "evaluations")
+    report = evaluate(defended, x, y, undefended=model, dataset=args.dataset, norm=args.norm, eps=args.eps,
+                      budget=args.budget, seed=args.seed, cache_dir=folder, cache_key=None if folder is None else key)
+    print(report.to_markdown())
+    out = Path(args.csv or f"{args.defense.replace(':', '_').replace('.', '_')}-evaluation.csv")
+    paths.atomic_write(out, lambda tmp: report.table().to_csv(tmp, index=False))
+    images = out.with_name(out.stem + "-images.csv")
+    paths.atomic_write(images, lambda tmp: report.images.to_csv(tmp, index=False))
+    figure = report.plot()
+    paths.atomic_write(out.with_suffix(".png"), lambda tmp: figure.savefig(tmp, format="png", dpi=110,
+                                                                         bbox_inches="tight", metadata={"Software": None}))
+    print(f"\nwritten: {out}, {images}, {out.with_suffix('.png')}")
+    return 0
+
+
+def _zoo_fingerprint(name: str) -> str:
+    try:
+        return models.sha256(models.weights_path(name))
+    except ValueError:
+        return "none"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

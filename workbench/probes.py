@@ -1,0 +1,131 @@
+"""Properties of a defense, measured rather than declared (as AutoAttack's ``check_randomized`` does): whether
+its scores are random, whether an image's scores depend on the rest of its query batch, and whether it changes
+the scores but keeps the undefended model's predictions (a post-processing defense like AAA).
+
+Every probe queries the defense directly with a few clean images (these forward passes are the experimenter's,
+not an attacker's, and are not counted). The evaluation, the grids and the report decide from them which
+adaptive attacks to run and whether final images are re-evaluated with fresh queries.
+
+Example::
+
+    probes = probe(defended, x[:16], undefended=model)
+    probes.randomized, probes.batch_dependent, probes.keeps_predictions
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+
+from workbench import checks
+from workbench.threat import model_device
+
+TOLERANCE = 1e-4  # logits closer than this are the same (float rounding differs between batch sizes)
+BATCH_TOLERANCE = 1e-6  # the two batch contexts have the same size, so an image's logits round the same way
+REPEATS = 16  # queries per context when the scores are random
+Z_LIMIT = 4.0  # mean |z| above which a randomized defense's batch contexts differ (about 0.8 when they do not)
+
+
+@dataclass(frozen=True)
+class Probes:
+    """What the probes measured.
+
+    Attributes:
+        randomized: the same batch queried twice gets different scores.
+        batch_dependent: an image's scores differ when the rest of its query batch differs (for a randomized
+            defense: with the same noise drawn, or where that cannot be arranged, in their mean over repeats).
+        keeps_predictions: over every probe query, the predicted class equals the undefended model's (None
+            without an undefended model).
+        changes_scores: the scores differ from the undefended model's (None without one).
+        difference: the largest logit change between the two batch contexts, and ``z``: the mean |z| of the
+            repeated-query test (only where a randomized defense's noise cannot be reset).
+    """
+
+    randomized: bool
+    batch_dependent: bool
+    keeps_predictions: bool | None
+    changes_scores: bool | None
+    difference: float
+    z: float | None = None
+
+    @property
+    def deterministic(self) -> bool:
+        """Neither random nor batch-dependent: one query tells the truth about an image."""
+        return not (self.randomized or self.batch_dependent)
+
+    @property
+    def post_processing(self) -> bool:
+        """Deterministic, changes the scores, keeps every prediction: the case AAA's adaptive attacks target."""
+        return bool(self.deterministic and self.changes_scores and self.keeps_predictions)
+
+    def as_dict(self) -> dict[str, object]:
+        return {**asdict(self), "deterministic": self.deterministic, "post_processing": self.post_processing}
+
+
+def _scores(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return model(x.to(model_device(model))).float().cpu()
+
+
+def _controlled(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Scores with the randomness reset: torch's global generator seeded and every submodule with a ``reseed``
+    (the workbench's seeded defenses) restarted, so two calls draw the same noise where the defense lets us."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        for m in model.modules():
+            if callable(getattr(m, "reseed", None)):
+                m.reseed()
+        return _scores(model, x)
+
+
+def probe(defended: nn.Module, x: torch.Tensor, undefended: nn.Module | None = None) -> Probes:
+    """Probe ``defended`` with the clean images ``x`` (at least 6; 32 or more tell a model that changes a few
+    predictions from one that changes none), split in three groups A, B, C:
+    A queried twice (randomized?); A's scores in the batch [A, B] against [A, C] (batch-dependent?: for a
+    randomized defense with its randomness reset before each of the two, so that the same noise is drawn; where
+    the randomness cannot be reset, the mean over repeated queries is compared instead); and (with
+    ``undefended``) the predictions on all of ``x`` (twice) against the undefended model's. Seeded defenses are
+    restarted afterwards."""
+    checks.module("defended", defended)
+    checks.images("x", x)
+    if len(x) < 6:
+        raise ValueError(f"x must hold at least 6 images to probe a defense, got {len(x)}")
+    k = len(x) // 3
+    a, b, c = x[:k], x[k:2 * k], x[2 * k:3 * k]
+    first, again = _scores(defended, a), _scores(defended, a)
+    randomized = bool((first - again).abs().max() > TOLERANCE)
+    z = None
+    if not randomized or _same(_controlled(defended, a), _controlled(defended, a)):
+        score = _controlled if randomized else _scores
+        difference = float((score(defended, torch.cat([a, b]))[:k] - score(defended, torch.cat([a, c]))[:k])
+                           .abs().max())
+        batch_dependent = difference > BATCH_TOLERANCE
+    else:  # randomness we cannot reset: compare the mean scores of A in the two batches
+        z, difference = _context_z(defended, a, b, c), float((first - again).abs().max())
+        batch_dependent = z > Z_LIMIT
+    keeps = changes = None
+    if undefended is not None:
+        checks.module("undefended", undefended)
+        reference, scores = _scores(undefended, x), [_scores(defended, x) for _ in range(2)]
+        keeps = all(bool((s.argmax(1) == reference.argmax(1)).all()) for s in scores)
+        changes = bool((scores[0] - reference).abs().max() > TOLERANCE)
+    for m in defended.modules():
+        if callable(getattr(m, "reseed", None)):
+            m.reseed()
+    return Probes(randomized, batch_dependent, keeps, changes, difference, z)
+
+
+def _same(p: torch.Tensor, q: torch.Tensor) -> bool:
+    return bool((p - q).abs().max() <= TOLERANCE)
+
+
+def _context_z(defended: nn.Module, a: torch.Tensor, b: torch.Tensor, c: torch.Tensor) -> float:
+    """Mean |z| over images and classes of the difference between A's mean scores in the batches [A, B] and
+    [A, C] (REPEATS queries each), in units of its standard error: about 0.8 when the batch does not matter."""
+    k = len(a)
+    p = torch.stack([_scores(defended, torch.cat([a, b]))[:k] for _ in range(REPEATS)])
+    q = torch.stack([_scores(defended, torch.cat([a, c]))[:k] for _ in range(REPEATS)])
+    se = ((p.var(0) + q.var(0)) / REPEATS).sqrt().clamp_min(1e-6)
+    return float(((p.mean(0) - q.mean(0)).abs() / se).mean())

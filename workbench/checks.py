@@ -99,12 +99,14 @@ def sequence(name: str, value: object) -> tuple:
                          f"{value!r}") from None
 
 
-def budgets(name: str, value: object) -> tuple[int, ...]:
+def budgets(name: str, value: object, strict: bool = True) -> tuple[int, ...]:
     """Query budgets: one integer or a sequence (list, tuple, numpy array, 1-d tensor) of positive integers,
-    strictly increasing; returned as a tuple of ints."""
+    strictly increasing (``strict=False``: in any order, returned sorted without repeats); a tuple of ints."""
     out = tuple(at_least(f"{name} entries", b, 1) for b in sequence(name, value))
     if not out:
         raise ValueError(f"{name} must hold at least one budget, got {value!r}")
+    if not strict:
+        return tuple(sorted(set(out)))
     if any(b >= a for b, a in zip(out, out[1:])):
         raise ValueError(f"{name}={list(out)} must be strictly increasing")
     return out

@@ -47,7 +47,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from workbench import cache, checks, data, metrics, models, paths
-from workbench.attacks import registry as attacks
+from workbench.attacks import registry as attack_registry
 from workbench.attacks.presets import EPS
 from workbench.defenses import registry as defenses
 from workbench.oracle import Oracle
@@ -72,13 +72,14 @@ class Planned:
         return self.attack if self.eot == 1 else f"eot{self.eot}-{self.attack}"
 
 
-def suite(probes: Probes, attacks_: str | Sequence[str] = "standard", eot: int = 5) -> list[Planned]:
-    """The attacks to run for a defense with these probes (``attacks_``: "standard", or a list of registry
+def suite(probes: Probes, attacks: str | Sequence[str] = "standard", eot: int = 5) -> list[Planned]:
+    """The attacks to run for a defense with these probes (``attacks``: "standard", or a list of registry
     names, optionally ``"eot<M>-<name>"``)."""
-    if attacks_ != "standard":
-        if isinstance(attacks_, str):
-            raise ValueError(f'attacks must be "standard" or a list of attack names, got {attacks_!r}')
-        return [_parse(name) for name in attacks_]
+    if isinstance(attacks, str):
+        if attacks != "standard":
+            raise ValueError(f'attacks must be "standard" or a list of attack names, got {attacks!r}')
+    else:
+        return [_parse(name) for name in attacks]
     runs = [Planned(a) for a in STANDARD]
     if probes.post_processing:
         runs += [Planned(a) for a in POST_PROCESSING]
@@ -88,11 +89,11 @@ def suite(probes: Probes, attacks_: str | Sequence[str] = "standard", eot: int =
 
 
 def _parse(name: str) -> Planned:
-    if isinstance(name, str) and name.startswith("eot") and "-" in name:
-        head, _, attack = name.partition("-")
-        checks.choice("attack", attack, attacks.names())
-        return Planned(attack, checks.at_least("eot", int(head[3:]) if head[3:].isdigit() else -1, 2))
-    checks.choice("attack", name, attacks.names())
+    head, _, rest = str(name).partition("-")
+    if head.startswith("eot") and head[3:].isdigit() and int(head[3:]) >= 2:
+        checks.choice("attack", rest, attack_registry.names())
+        return Planned(rest, int(head[3:]))
+    checks.choice("attack", name, attack_registry.names() + tuple(f"eot5-{a}" for a in attack_registry.names()))
     return Planned(name)
 
 
@@ -192,7 +193,7 @@ def _attack(defended: nn.Module, x: torch.Tensor, y: torch.Tensor, run: Planned,
     correct answers under fresh queries of its final image."""
     start = time.perf_counter()
     defenses.reseed(defended, settings["seed"])
-    attack = attacks.build(run.attack, dataset=settings["dataset"], norm=settings["norm"], eps=settings["eps"],
+    attack = attack_registry.build(run.attack, dataset=settings["dataset"], norm=settings["norm"], eps=settings["eps"],
                            seed=settings["seed"], eot=run.eot, progress=progress)
     result = attack.run(Oracle(defended, x, y, budget=settings["budget"], batch_size=settings["batch_size"]))
     first = torch.where(result.success, result.first_success, torch.full_like(result.first_success, -1))

@@ -201,3 +201,12 @@ def test_the_cache_key_covers_the_workbench_version(monkeypatch):
     before = cell().key()
     monkeypatch.setattr(experiments.cache, "version", lambda: "9.9.9")
     assert cell().key() != before
+
+
+def test_a_grid_takes_a_defense_by_import_path(tmp_path):
+    cells = [cell(defense="tests.user_defense:scaled", attack="square", n=4, budgets=(5,))]
+    table = run(cells, cache_dir=tmp_path, progress=False)
+    assert table.loc[0, "defense"] == "tests.user_defense:scaled" and table.loc[0, "agreement"] == 1.0
+    assert table.loc[0, "logit diff"] > 0
+    with pytest.raises(ValueError, match="cell 0 .*cannot import"):
+        validate([cell(defense="tests.user_defense:nothing")])

@@ -1,16 +1,21 @@
-"""Our Square against torchattacks' Square and ART's SquareAttack, measured in one run.
+"""Our Square against torchattacks' Square and ART's SquareAttack and against the model's forward-pass floor,
+measured in one interleaved run, in the thread setting the process starts with (a JupyterLab kernel sets none).
 
-Same model (the zoo's MNIST CNN), the first 500 test images, l-inf eps 0.3, 1000 queries, p_init 0.05, seed 0.
-Prints robust accuracy and wall time side by side, the speed-ups, and the ratio of our attack's time to the time
-of the model forward passes it made. torchattacks and ART are optional (``pip install -e .[peers]``); a missing
-one is skipped with a message.
+Same model object for everyone (the zoo's MNIST CNN as ``models.load`` gives it), the first 500 test images,
+1000 queries, p_init 0.05 (l-inf eps 0.3) / 0.1 (l2 eps 2.0), seed 0. Each round runs ours and torchattacks once
+per norm, alternating; ART (about 40x slower) runs once per norm. The forward floor is the number of images our
+run forwarded divided by the best throughput of plain eager forwards (inference mode) over batch sizes
+16-512, measured in the same run. ``--hog`` keeps one core busy with another process throughout.
 
-    python benchmarks/square_peers.py [--images 500] [--queries 1000] [--device cuda]
+    python benchmarks/square_peers.py [--images 500] [--queries 1000] [--rounds 3] [--hog] [--no-art]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -19,18 +24,21 @@ from workbench import data, models
 from workbench.attacks.square import Square
 from workbench.oracle import Oracle
 
+EPS = {"linf": 0.3, "l2": 2.0}
+P_INIT = {"linf": 0.05, "l2": 0.1}
 
-def ours(model, x, y, eps, queries):
+
+def ours(model, x, y, norm, queries):
     oracle = Oracle(model, x, y, budget=queries)
-    result = Square(norm="linf", eps=eps, p_init=0.05, seed=0, progress=False).run(oracle)
-    return result.robust_accuracy(), result.seconds, result.forward_seconds
+    result = Square(norm=norm, eps=EPS[norm], p_init=P_INIT[norm], seed=0, progress=False).run(oracle)
+    return result.robust_accuracy(), result.seconds, int(oracle.queries.sum())
 
 
-def with_torchattacks(model, x, y, eps, queries):
+def with_torchattacks(model, x, y, norm, queries):
     import torchattacks
 
-    attack = torchattacks.Square(model, norm="Linf", eps=eps, n_queries=queries, p_init=0.05, loss="margin",
-                                 resc_schedule=False, seed=0)  # the paper's 10000-step schedule, as ours
+    attack = torchattacks.Square(model, norm={"linf": "Linf", "l2": "L2"}[norm], eps=EPS[norm], n_queries=queries,
+                                 p_init=P_INIT[norm], loss="margin", resc_schedule=False, seed=0)
     start = time.perf_counter()
     x_adv = attack(x, y)
     seconds = time.perf_counter() - start
@@ -38,15 +46,14 @@ def with_torchattacks(model, x, y, eps, queries):
         return (model(x_adv).argmax(1) == y).float().mean().item(), seconds
 
 
-def with_art(model, x, y, eps, queries):
+def with_art(model, x, y, norm, queries):
     from art.attacks.evasion import SquareAttack
     from art.estimators.classification import PyTorchClassifier
 
-    device = "gpu" if x.is_cuda else "cpu"
     clf = PyTorchClassifier(model, loss=torch.nn.CrossEntropyLoss(), input_shape=tuple(x.shape[1:]), nb_classes=10,
-                            clip_values=(0.0, 1.0), device_type=device)
-    attack = SquareAttack(clf, norm="inf", eps=eps, max_iter=queries, p_init=0.05, nb_restarts=1,
-                          batch_size=len(x), verbose=False)
+                            clip_values=(0.0, 1.0), device_type="gpu" if x.is_cuda else "cpu")
+    attack = SquareAttack(clf, norm={"linf": "inf", "l2": 2}[norm], eps=EPS[norm], max_iter=queries,
+                          p_init=P_INIT[norm], nb_restarts=1, batch_size=len(x), verbose=False)
     start = time.perf_counter()
     x_adv = attack.generate(x.cpu().numpy(), y=y.cpu().numpy())
     seconds = time.perf_counter() - start
@@ -55,31 +62,77 @@ def with_art(model, x, y, eps, queries):
     return (pred == y).float().mean().item(), seconds
 
 
+def best_throughput(model, x) -> tuple[float, int]:
+    """Images per second of plain eager forwards at the best batch size (and that size)."""
+    best = (0.0, 0)
+    with torch.inference_mode():
+        for size in (16, 32, 64, 128, 256, 512):
+            rates = []
+            for _ in range(3):
+                start = time.perf_counter()
+                for i in range(0, len(x), size):
+                    model(x[i:i + size])
+                rates.append(len(x) / (time.perf_counter() - start))
+            best = max(best, (max(rates), size))
+    return best
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--queries", type=int, default=1000)
-    parser.add_argument("--eps", type=float, default=0.3)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--norms", default="linf,l2")
+    parser.add_argument("--hog", action="store_true", help="keep one core busy with another process")
+    parser.add_argument("--no-art", action="store_true")
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    torch.manual_seed(0)
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.hog else None
+    try:
+        run(args)
+    finally:
+        if hog is not None:
+            hog.kill()
+
+
+def run(args) -> None:
     model = models.load("mnist-cnn", device=args.device)
     x, y = data.load("mnist5k", "test")[: args.images]
     x, y = x.to(args.device), y.to(args.device)
-    print(f"Square, l-inf eps={args.eps}, {args.queries} queries, {args.images} images, device {args.device}, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    acc, seconds, forward = ours(model, x, y, args.eps, args.queries)
-    rows = [("workbench", acc, seconds)]
-    for name, peer in (("torchattacks", with_torchattacks), ("ART", with_art)):
-        try:
-            rows.append((name, *peer(model, x, y, args.eps, args.queries)))
-        except ImportError as err:
-            print(f"{name}: skipped ({err.name} is not installed; pip install -e .[peers])")
-    print(f"\n{'library':<14}{'robust acc':>12}{'seconds':>10}{'our speed-up':>14}")
-    for name, acc_, sec in rows:
-        print(f"{name:<14}{acc_:>12.3f}{sec:>10.2f}{sec / seconds:>13.1f}x")
-    print(f"\nour attack time / its model forward time: {seconds / forward:.3f} "
-          f"({seconds:.2f} s total, {forward:.2f} s in forward passes)")
+    print(f"Square, {args.queries} queries, {args.images} images, device {args.device}, torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads{', one core hogged' if args.hog else ''}")
+    for norm in args.norms.split(","):
+        times = {"workbench": [], "torchattacks": [], "floor": []}
+        robust = {}
+        for _ in range(args.rounds):
+            rate, size = best_throughput(model, x)
+            acc, seconds, forwarded = ours(model, x, y, norm, args.queries)
+            times["workbench"].append(seconds)
+            times["floor"].append(forwarded / rate)
+            robust["workbench"] = acc
+            try:
+                robust["torchattacks"], seconds = with_torchattacks(model, x, y, norm, args.queries)
+                times["torchattacks"].append(seconds)
+            except ImportError:
+                times.pop("torchattacks", None)
+        if not args.no_art:
+            try:
+                robust["ART"], seconds = with_art(model, x, y, norm, args.queries)
+                times["ART"] = [seconds]
+            except ImportError:
+                pass
+        ours_t = statistics.median(times["workbench"])
+        print(f"\n{norm} eps {EPS[norm]} (median of {args.rounds} interleaved rounds; best forward batch {size})")
+        print(f"{'':<14}{'robust acc':>12}{'seconds (min-max)':>22}{'ours faster by':>16}")
+        for name, values in times.items():
+            if name == "floor":
+                continue
+            spread = f"{min(values):.2f}-{max(values):.2f}"
+            print(f"{name:<14}{robust.get(name, float('nan')):>12.3f}{spread:>22}"
+                  f"{statistics.median(values) / ours_t:>15.2f}x")
+        floor = statistics.median(times["floor"])
+        print(f"our time / forward floor: {ours_t / floor:.3f} (floor {floor:.2f} s: "
+              f"{forwarded} image-forwards at the best eager throughput)")
 
 
 if __name__ == "__main__":

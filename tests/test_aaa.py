@@ -87,3 +87,20 @@ def test_aaa_linear_keeps_most_images_against_square(cnn, test_set):
     defended = aaa.AAA(cnn).calibrate(*test_set[500:])
     robust = Square(norm="linf", eps=0.3, seed=0, progress=False).run(Oracle(defended, x, y, budget=500))
     assert plain <= 0.05 and robust.robust_accuracy() >= plain + 0.5
+
+
+def test_the_solver_runs_on_one_thread_and_restores_the_setting(cnn, test_set):
+    threads = torch.get_num_threads()
+    seen = []
+    original = aaa._adam
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return original(*args, **kwargs)
+
+    aaa._adam = spy
+    try:
+        aaa.AAA(cnn)(test_set.x[:4])
+    finally:
+        aaa._adam = original
+    assert seen == [1] and torch.get_num_threads() == threads

@@ -81,3 +81,28 @@ def test_budget_and_scores_are_checked(cnn, test_set):
         Oracle(cnn, x, y, budget=0)
     with pytest.raises(ValueError, match="scores"):
         Oracle(cnn, x, y, budget=1, scores="softmax")
+
+
+def test_auto_batches_keep_the_scores_and_spare_batch_dependent_defenses(cnn, test_set):
+    """``batch_size="auto"`` chunks a batch-independent model's queries (scores equal up to float rounding, the
+    same predictions) and leaves a batch-dependent defense's query batch whole (its output depends on it)."""
+    from workbench.defenses.registry import build
+    from workbench.oracle import CPU_BATCH
+
+    x, y = test_set[:200]
+    chunked, whole = Oracle(cnn, x, y, budget=1), Oracle(cnn, x, y, budget=1, batch_size=None)
+    assert chunked.batch_size == CPU_BATCH and whole.batch_size is None
+    a, b = chunked.query(x, torch.arange(200)), whole.query(x, torch.arange(200))
+    assert torch.equal(a.argmax(1), b.argmax(1)) and (a - b).abs().max() < 1e-4
+    assert Oracle(build("dent", cnn), x, y, budget=1).batch_size is None  # DENT: batch statistics
+    assert Oracle(cnn, x[:CPU_BATCH], y[:CPU_BATCH], budget=1).batch_size is None  # nothing to chunk
+
+
+def test_zoo_models_load_in_channels_last_with_the_same_scores(cnn, test_set):
+    from workbench import models
+
+    plain = models.load("mnist-cnn", channels_last=False)
+    conv = next(m for m in cnn.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    x = test_set.x[:100]
+    assert (cnn(x) - plain(x)).abs().max() < 1e-4

@@ -133,7 +133,8 @@ class Evaluation:
 def evaluate(defended: nn.Module, x: torch.Tensor, y: torch.Tensor, *, undefended: nn.Module | None = None,
              dataset: str = "mnist", norm: str = "linf", eps: float | None = None, budget: int = 1000,
              budgets: Sequence[int] | None = None, attacks: str | Sequence[str] = "standard", seed: int = 0,
-             eot: int = 5, repeats: int = 10, batch_size: int | None = None, probe_images: torch.Tensor | None = None,
+             eot: int = 5, repeats: int = 10, batch_size: int | str | None = "auto",
+             probe_images: torch.Tensor | None = None,
              cache_dir: str | Path | None = None, cache_key: str | None = None, progress: bool = True) -> Evaluation:
     """Evaluate ``defended`` on the images ``x`` with labels ``y`` (see the module docstring).
 
@@ -146,7 +147,8 @@ def evaluate(defended: nn.Module, x: torch.Tensor, y: torch.Tensor, *, undefende
         attacks: "standard" (the suite the probes call for) or a list of names (``"eot5-square"`` for EOT).
         seed: seed of every attack (and the defense's randomness, reseeded before each attack).
         eot: queries averaged per point by the EOT attacks; repeats: fresh queries per re-evaluated image.
-        batch_size: the most images an attack sends in one query batch (None: all at once).
+        batch_size: the most images the Oracle sends through the model at once ("auto": see ``Oracle``; a
+            batch-dependent defense always gets the attacker's whole query batch).
         probe_images: clean images to probe the defense with (default: the first 32 of ``x``).
         cache_dir, cache_key: keep every attack's per-image results under ``cache_dir`` (a killed run resumes);
             ``cache_key`` must identify the defense (the CLI uses its name or import path and arguments).

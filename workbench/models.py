@@ -251,19 +251,24 @@ def build(name: str, num_classes: int | None = None) -> nn.Module:
     return Normalized(net, IMAGENET_MEAN, IMAGENET_STD)
 
 
-def load(name: str, *, weights: str | Path | None = None, device: str | torch.device | None = None) -> nn.Module:
-    """A trained model in eval mode, with gradients of its parameters switched off.
+def load(name: str, *, weights: str | Path | None = None, device: str | torch.device | None = None,
+         channels_last: bool = True) -> nn.Module:
+    """A trained model in eval mode, with gradients of its parameters switched off, its convolution weights in
+    channels_last memory format (same values; convolutions run about twice as fast on a CPU in that layout).
 
     Args:
         name: a zoo name (``names()`` lists them).
         weights: a local checkpoint (a state dict, loaded with ``weights_only=True``); for the zoo's MNIST models
             it defaults to the shipped file (its SHA-256 checked), for torchvision models to torchvision's cache.
         device: where to put the model (default: CPU).
+        channels_last: store 4-D weights in channels_last memory format (default True).
     """
     model = build(name)
     path = Path(weights).expanduser() if weights is not None else weights_path(name)
     _load_state(model, path, "weights")
     model.eval().requires_grad_(False)
+    if checks.flag("channels_last", channels_last):
+        model = model.to(memory_format=torch.channels_last)
     return model.to(device) if device is not None else model
 
 

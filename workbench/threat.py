@@ -5,6 +5,9 @@ device a model lives on. Everything is batched per image; below it there is only
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn as nn
 
@@ -12,6 +15,22 @@ from workbench import checks
 from workbench.checks import NORMS
 
 TOLERANCE = 1e-6  # float32 slack when testing membership
+
+
+@contextlib.contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the block with one intra-op thread, then restore the setting. For loops of tiny tensor operations
+    (AAA's logit solver, UniG's step on the features): their work is too small to split, and with several threads
+    every operation waits for all of them, which collapses when another process loads a core."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def model_device(model: nn.Module) -> torch.device:

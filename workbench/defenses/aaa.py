@@ -51,6 +51,7 @@ import torch.nn.functional as F
 from workbench import checks
 from workbench.defenses.temperature import held_out_logits, tune_temperature
 from workbench.losses import top2_margin
+from workbench.threat import one_thread
 
 CURVES = ("linear", "sine")
 DEFAULT_ALPHA = {"linear": 1.0, "sine": 0.7}
@@ -112,7 +113,8 @@ class AAA(nn.Module):
         m_trg = target_margin(top2_margin(z_org), self.curve, self.tau, self.alpha)
         p_trg = F.softmax(z_org / t, dim=1).amax(1)
         pred = z_org.argmax(1)
-        z = _adam(z_org, lambda z: _gradient(z, pred, m_trg, p_trg, self.beta), self.kappa, self.lr)
+        with one_thread():  # ~1,000 tiny operations per call: threads only add waiting (and collapse under load)
+            z = _adam(z_org, lambda z: _gradient(z, pred, m_trg, p_trg, self.beta), self.kappa, self.lr)
         return self._repair(z, pred).to(logits.dtype)
 
     def _repair(self, z: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:

@@ -61,7 +61,7 @@ import torch.nn.functional as F
 
 from workbench import checks
 from workbench.defenses.seeded import Seeded
-from workbench.threat import model_device
+from workbench.threat import model_device, one_thread
 
 
 def last_linear(model: nn.Module) -> nn.Linear:
@@ -169,8 +169,9 @@ class UniG(Seeded):
         a = a.clamp(1 - self.delta, 1 + self.delta)  # start inside the feasible set (see the docstring)
         with torch.no_grad():
             labels = self._classify(f).argmax(1)
-        a, self.last_losses = unify(a, f, self.linear, labels, p=self.p, alpha=self.alpha, delta=self.delta,
-                                    squared=self.squared)
+        with one_thread():  # small second-order steps on (B, d) features: threads only add waiting
+            a, self.last_losses = unify(a, f, self.linear, labels, p=self.p, alpha=self.alpha, delta=self.delta,
+                                        squared=self.squared)
         self.last_A = a
         with torch.no_grad():
             return self._classify(a * f)

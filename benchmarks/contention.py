@@ -1,0 +1,66 @@
+"""The tiny-tensor paths under a busy laptop: AAA's calibration (41 temperatures x 100 solver steps), a 100-query
+Square against AAA, one UniG forward pass of 100 images, and one DENT forward pass of 100 images, each timed
+quiet and then with another process keeping one core busy, in the thread setting the process starts with (a
+JupyterLab kernel sets none). Prints the times and their ratio (goal: within 2x).
+
+    python benchmarks/contention.py [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+
+import torch
+
+from workbench import data, models
+from workbench.attacks.square import Square
+from workbench.defenses.registry import build, prepare
+from workbench.oracle import Oracle
+
+
+def tasks():
+    test, model = data.load("mnist5k", "test"), models.load("mnist-cnn")
+    aaa = prepare("aaa-linear", model, held_out=test[500:])
+    unig, dent = build("unig", model), build("dent", model)
+    x, y = test[:100]
+    return {
+        "AAA.calibrate (500 images)": lambda: aaa.calibrate(*test[500:]),
+        "Square vs AAA (100 images, 100 queries)": lambda: Square(eps=0.3, progress=False).run(
+            Oracle(aaa, x, y, budget=100)),
+        "UniG forward (100 images)": lambda: unig(x),
+        "DENT forward (100 images)": lambda: dent(x),
+    }
+
+
+def best(task, repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        task()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    work = tasks()
+    quiet = {name: best(task, args.repeats) for name, task in work.items()}
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.5)
+        busy = {name: best(task, args.repeats) for name, task in work.items()}
+    finally:
+        hog.kill()
+    print(f"{'':<42}{'quiet s':>10}{'one core busy s':>18}{'ratio':>8}")
+    for name in work:
+        print(f"{name:<42}{quiet[name]:>10.3f}{busy[name]:>18.3f}{busy[name] / quiet[name]:>8.2f}")
+
+
+if __name__ == "__main__":
+    main()

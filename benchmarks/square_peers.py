@@ -1,7 +1,9 @@
 """Our Square against torchattacks' Square and ART's SquareAttack and against the model's forward-pass floor,
 measured in one interleaved run, in the thread setting the process starts with (a JupyterLab kernel sets none).
 
-Same model object for everyone (the zoo's MNIST CNN as ``models.load`` gives it), the first 500 test images,
+Same model object for everyone (the zoo's MNIST CNN as ``models.load`` gives it: channels_last weights), and
+torchattacks once more on the same weights in the default contiguous layout (what loading a checkpoint into a
+fresh module gives its users); the first 500 test images,
 1000 queries, p_init 0.05 (l-inf eps 0.3) / 0.1 (l2 eps 2.0), seed 0. Each round runs ours and torchattacks once
 per norm, alternating; ART (about 40x slower) runs once per norm. The forward floor is the number of images our
 run forwarded divided by the best throughput of plain eager forwards (inference mode) over batch sizes
@@ -97,12 +99,13 @@ def main() -> None:
 
 def run(args) -> None:
     model = models.load("mnist-cnn", device=args.device)
+    contiguous = models.load("mnist-cnn", device=args.device, channels_last=False)
     x, y = data.load("mnist5k", "test")[: args.images]
     x, y = x.to(args.device), y.to(args.device)
     print(f"Square, {args.queries} queries, {args.images} images, device {args.device}, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads{', one core hogged' if args.hog else ''}")
     for norm in args.norms.split(","):
-        times = {"workbench": [], "torchattacks": [], "floor": []}
+        times = {"workbench": [], "torchattacks": [], "torchattacks (contiguous)": [], "floor": []}
         robust = {}
         for _ in range(args.rounds):
             rate, size = best_throughput(model, x)
@@ -113,8 +116,11 @@ def run(args) -> None:
             try:
                 robust["torchattacks"], seconds = with_torchattacks(model, x, y, norm, args.queries)
                 times["torchattacks"].append(seconds)
+                robust["torchattacks (contiguous)"], seconds = with_torchattacks(contiguous, x, y, norm, args.queries)
+                times["torchattacks (contiguous)"].append(seconds)
             except ImportError:
                 times.pop("torchattacks", None)
+                times.pop("torchattacks (contiguous)", None)
         if not args.no_art:
             try:
                 robust["ART"], seconds = with_art(model, x, y, norm, args.queries)
@@ -123,12 +129,12 @@ def run(args) -> None:
                 pass
         ours_t = statistics.median(times["workbench"])
         print(f"\n{norm} eps {EPS[norm]} (median of {args.rounds} interleaved rounds; best forward batch {size})")
-        print(f"{'':<14}{'robust acc':>12}{'seconds (min-max)':>22}{'ours faster by':>16}")
+        print(f"{'':<26}{'robust acc':>12}{'seconds (min-max)':>22}{'ours faster by':>16}")
         for name, values in times.items():
             if name == "floor":
                 continue
             spread = f"{min(values):.2f}-{max(values):.2f}"
-            print(f"{name:<14}{robust.get(name, float('nan')):>12.3f}{spread:>22}"
+            print(f"{name:<26}{robust.get(name, float('nan')):>12.3f}{spread:>22}"
                   f"{statistics.median(values) / ours_t:>15.2f}x")
         floor = statistics.median(times["floor"])
         print(f"our time / forward floor: {ours_t / floor:.3f} (floor {floor:.2f} s: "

@@ -118,3 +118,14 @@ def test_figures_readme_lists_exactly_the_committed_figures():
     assert listed == committed, f"only listed: {sorted(listed - committed)}; only on disk: {sorted(committed - listed)}"
     notebooks = {p.name[:2] for p in (folder.parent / "notebooks").glob("[0-9][0-9]_*.ipynb")}
     assert {name[:2] for name in committed} == notebooks  # every notebook has its figures committed
+
+
+def test_fast_mode_never_writes_the_committed_figures(monkeypatch):
+    """Whatever starts the kernel (JupyterLab with WORKBENCH_FAST=1 included), fast-mode figures go to _fast/."""
+    from workbench import paths
+
+    monkeypatch.delenv("WORKBENCH_FIGURES", raising=False)
+    monkeypatch.setenv("WORKBENCH_FAST", "1")
+    assert paths.figures_dir().name == "_fast"
+    monkeypatch.setenv("WORKBENCH_FAST", "0")
+    assert paths.figures_dir().name == "figures"

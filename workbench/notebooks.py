@@ -36,9 +36,7 @@ def execute(path: Path, fast: bool, timeout: int = 1800, save_to: Path | None = 
     import nbformat
     from nbclient import NotebookClient
 
-    os.environ["WORKBENCH_FAST"] = "1" if fast else "0"
-    if fast and "WORKBENCH_FIGURES" not in os.environ:  # fast-mode figures never overwrite the committed ones
-        os.environ["WORKBENCH_FIGURES"] = str(paths.figures_dir() / "_fast")
+    os.environ["WORKBENCH_FAST"] = "1" if fast else "0"  # fast mode: paths.figures_dir() is figures/_fast
     os.environ.setdefault("MPLBACKEND", "Agg")
     nb = nbformat.read(path, as_version=4)
     start = time.perf_counter()

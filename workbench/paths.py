@@ -25,9 +25,15 @@ def data_dir() -> Path:
 
 
 def figures_dir() -> Path:
-    """Folder the figures are written to: ``$WORKBENCH_FIGURES``, else ``figures/`` of the checkout."""
+    """Folder the figures are written to: ``$WORKBENCH_FIGURES``, else ``figures/`` of the checkout, and in fast
+    mode its ``_fast/`` subfolder (git-ignored): a fast run, whatever started the kernel (JupyterLab with
+    ``WORKBENCH_FAST=1``, the tests), never writes over the committed full-run figures."""
     env = os.environ.get("WORKBENCH_FIGURES")
-    path = Path(env) if env else (_REPO / "figures" if _in_checkout() else Path.cwd() / "figures")
+    if env:
+        path = Path(env)
+    else:
+        path = _REPO / "figures" if _in_checkout() else Path.cwd() / "figures"
+        path = path / "_fast" if fast_mode() else path
     path.mkdir(parents=True, exist_ok=True)
     return path
 

@@ -34,6 +34,15 @@ from workbench.threat import quantize8
 LOSSES = ("margin", "ce", "probability")
 
 
+def fresh(oracle: Oracle) -> Oracle:
+    """``oracle`` itself, after checking it is an Oracle that nothing has queried yet."""
+    if not isinstance(oracle, Oracle):
+        raise ValueError(f"oracle must be a workbench Oracle, got {type(oracle).__name__}")
+    if int(oracle.queries.sum()):
+        raise ValueError("oracle has been queried already: give every attack run a fresh Oracle")
+    return oracle
+
+
 class Run:
     """The state of one attack run that the base class keeps for an attack: the query handle (``oracle``: the
     only way to the model, scores only), the original images, the labels (or targets), the random generator, and
@@ -187,11 +196,7 @@ class Attack(ABC):
     def run(self, oracle: Oracle, targets: torch.Tensor | None = None) -> AttackResult:
         """Attack every image of ``oracle`` until it is misclassified (or classified as ``targets[i]`` when
         targets are given) or its budget is spent. The attack gets only ``oracle.handle(norm, eps)``."""
-        if not isinstance(oracle, Oracle):
-            raise ValueError(f"oracle must be a workbench Oracle, got {type(oracle).__name__}")
-        if int(oracle.queries.sum()):
-            raise ValueError("oracle has been queried already: give every attack run a fresh Oracle")
-        result = self.run_on(oracle.handle(self.norm, self.eps), targets)
+        result = self.run_on(fresh(oracle).handle(self.norm, self.eps), targets)
         return dataclasses.replace(result, forward_seconds=oracle.forward_seconds)
 
     def run_on(self, handle: QueryHandle, targets: torch.Tensor | None = None) -> AttackResult:

@@ -33,7 +33,7 @@ import dataclasses
 import torch
 
 from workbench import checks
-from workbench.attacks.base import Attack
+from workbench.attacks.base import Attack, fresh
 from workbench.oracle import BudgetExceeded, Oracle, QueryHandle
 from workbench.results import AttackResult
 
@@ -71,12 +71,8 @@ class EOT:
         return f"EOT({self.attack!r}, m={self.m})"
 
     def run(self, oracle: Oracle, targets: torch.Tensor | None = None) -> AttackResult:
-        if not isinstance(oracle, Oracle):
-            raise ValueError(f"oracle must be a workbench Oracle, got {type(oracle).__name__}")
-        if oracle.budget < self.m:
+        if fresh(oracle).budget < self.m:
             raise ValueError(f"the oracle's budget ({oracle.budget}) must allow one point of m={self.m} queries")
-        if int(oracle.queries.sum()):
-            raise ValueError("oracle has been queried already: give every attack run a fresh Oracle")
         result = self.attack.run_on(averaging(oracle.handle(self.norm, self.eps), self.m), targets)
         first = torch.where(result.success, result.first_success * self.m, result.first_success)
         return dataclasses.replace(result, queries=oracle.queries, first_success=first, budget=oracle.budget,

@@ -237,15 +237,15 @@ def _images(y: torch.Tensor, columns: dict[str, dict[str, Any]], budget: int, re
         table[f"{label}: query"] = col["first success"]
         if reevaluate:
             table[f"{label}: re-evaluated"] = col["re-evaluated correct"]
-    broken = {label: _broken(table, label, reevaluate) for label in columns}
-    robust = ~np.any(np.stack(list(broken.values())), axis=0)
-    by, at = [], []
-    for i in range(len(table)):
-        hits = [(q if q > 0 else budget, label) for label in columns
-                if broken[label][i] for q in [table.at[i, f"{label}: query"]]]
-        q, label = min(hits) if hits else (-1, "")
-        by.append(label)
-        at.append(q)
+    labels = list(columns)
+    broken = np.stack([_broken(table, label, reevaluate) for label in labels])  # (attacks, images)
+    queries = np.stack([table[f"{label}: query"].to_numpy() for label in labels])
+    # the query that broke it (the budget where only the re-evaluation saw it fall); the earliest attack wins ties
+    when = np.where(broken, np.where(queries > 0, queries, budget), np.iinfo(np.int64).max)
+    first = when.argmin(0)
+    robust = ~broken.any(0)
+    by = np.where(robust, "", np.asarray(labels, dtype=object)[first])
+    at = np.where(robust, -1, when[first, np.arange(len(table))])
     table["broken by"], table["at query"], table["robust"] = by, at, robust
     return table
 

@@ -3,6 +3,7 @@ schedule, NES's gradient estimate and exact last step, Bandits' prior update, th
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from tests.toy import Recorder, linear_model
@@ -45,6 +46,7 @@ def test_simba_orders_are_per_image_and_low_frequencies_come_first():
         assert ((rest // 6 < 2) & (rest % 6 < 2)).all()
 
 
+@pytest.mark.filterwarnings("ignore:eps=10")  # a ball larger than the box, on purpose
 def test_simba_steps_are_orthogonal_moves_of_the_step_length():
     x, y = _gray()
     for basis in ("pixel", "dct"):
@@ -57,6 +59,7 @@ def test_simba_steps_are_orthogonal_moves_of_the_step_length():
             assert (torch.isclose(moved, torch.tensor(0.2)) | (moved == 0)).all()
 
 
+@pytest.mark.filterwarnings("ignore:eps=10")  # a ball larger than the box, on purpose
 def test_simba_keeps_a_step_only_when_the_true_class_probability_drops():
     x, y = _gray()
     model = Recorder(_robust_model())

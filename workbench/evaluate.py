@@ -46,12 +46,12 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from workbench import cache, checks, data, metrics, models, paths
+from workbench import cache, checks, data, metrics, models, paths, plots
 from workbench.attacks import registry as attack_registry
 from workbench.attacks.presets import EPS
 from workbench.defenses import registry as defenses
 from workbench.oracle import Oracle
-from workbench.probes import Probes, probe
+from workbench.probes import IMAGES, Probes, probe
 
 STANDARD = ("square", "signhunter", "simba", "nes", "bandits")
 POST_PROCESSING = ("square-op", "square-bi")
@@ -124,8 +124,6 @@ class Evaluation:
 
     def plot(self, ax: plt.Axes | None = None) -> plt.Figure:
         """Robust accuracy against queries for every attack (as observed) and the per-image worst case."""
-        from workbench import plots
-
         return plots.worst_case(self.images, self.attacks["attack"].tolist(), self.budgets[-1],
                                 self.worst["final"], ax=ax)
 
@@ -167,7 +165,7 @@ def evaluate(defended: nn.Module, x: torch.Tensor, y: torch.Tensor, *, undefende
         "repeats", repeats, 1)
     if (cache_dir is None) != (cache_key is None):
         raise ValueError("cache_dir and cache_key go together: give both (or neither)")
-    probes = probe(defended, x[:32] if probe_images is None else probe_images, undefended)
+    probes = probe(defended, x[:IMAGES] if probe_images is None else probe_images, undefended)
     runs = suite(probes, attacks, eot)
     reevaluate = not probes.deterministic
     settings = {"dataset": dataset, "norm": norm, "eps": eps, "budget": budget, "seed": seed, "eot": eot,
@@ -263,7 +261,8 @@ def _per_attack(columns: dict[str, dict[str, Any]], budgets: Sequence[int], imag
     for label, col in columns.items():
         first = np.asarray(col["first success"])
         fooled = first[first > 0]
-        row = {"attack": label, **{f"robust@{b}": float(1 - ((first > 0) & (first <= b)).mean()) for b in budgets}}
+        row = {"attack": label, **{f"robust@{b}": float(r) for b, r in zip(budgets, metrics.robust_by_query(first,
+                                                                                                      budgets))}}
         row["final"] = float(1 - _broken(images, label, reevaluate).mean())
         row["median queries"] = float(np.median(fooled)) if len(fooled) else float("nan")
         row["seconds"] = col["seconds"]
@@ -272,8 +271,8 @@ def _per_attack(columns: dict[str, dict[str, Any]], budgets: Sequence[int], imag
 
 
 def _worst(images: pd.DataFrame, columns: dict[str, dict[str, Any]], budgets: Sequence[int]) -> dict[str, float]:
-    firsts = np.stack([np.asarray(col["first success"]) for col in columns.values()])
-    worst = {f"robust@{b}": float(1 - ((firsts > 0) & (firsts <= b)).any(0).mean()) for b in budgets}
+    first = metrics.earliest(np.stack([np.asarray(col["first success"]) for col in columns.values()]))
+    worst = {f"robust@{b}": float(r) for b, r in zip(budgets, metrics.robust_by_query(first, budgets))}
     worst["final"] = float(images["robust"].mean())
     return worst
 

@@ -50,14 +50,13 @@ from workbench import cache, checks, data, metrics, models, paths
 from workbench.attacks import registry as attacks
 from workbench.defenses import registry as defenses
 from workbench.oracle import Oracle
-from workbench.probes import probe
+from workbench.probes import IMAGES, probe
 from workbench.report import clean_metrics, robust_metrics
 
 EXECUTORS = ("local", "ray")
 DATASETS = {"mnist": "mnist5k", "cifar10": "cifar10", "imagenet": "imagenet"}
 SPLIT_SIZES = {"mnist": 1000, "cifar10": 10000, "imagenet": 1000}  # test split sizes (ImageNet: one per class)
 CALIBRATION = 500  # calibrated defenses are tuned on the last images of the test split, disjoint from the attacked
-PROBE_IMAGES = 32  # clean test images the defense is probed with (randomized? batch-dependent?)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +186,7 @@ def run_cell(c: Cell, device: str | torch.device | None = None, progress: bool =
                                 held_out=test[len(test.x) - CALIBRATION:], seed=c.seed, device=device,
                                 **dict(c.defense_kwargs))
     clean = clean_metrics(defended, model, x, y)
-    probes = probe(defended, test.x[:PROBE_IMAGES], model)  # re-evaluate unless it is deterministic
+    probes = probe(defended, test.x[:IMAGES], model)  # re-evaluate unless it is deterministic
     targets = None
     if c.targeted:
         gen = torch.Generator().manual_seed(c.seed)

@@ -105,6 +105,19 @@ def robust_accuracy_curve(result: AttackResult, budgets: Iterable[int] | None = 
     return {int(b): result.robust_accuracy(int(b)) for b in budgets}
 
 
+def robust_by_query(first: np.ndarray, budgets: Sequence[int] | np.ndarray) -> np.ndarray:
+    """Share of images not fooled within each budget, from every image's first successful query (0 or -1:
+    never), e.g. a column of ``evaluate``'s per-image table."""
+    fooled = np.where(np.asarray(first) > 0, first, np.iinfo(np.int64).max)
+    return 1 - (fooled[None, :] <= np.asarray(budgets)[:, None]).mean(1)
+
+
+def earliest(firsts: np.ndarray) -> np.ndarray:
+    """Per image, the first query at which any of several attacks succeeded (rows of ``firsts``; -1: none did)."""
+    hits = np.where(firsts > 0, firsts, np.iinfo(np.int64).max).min(0)
+    return np.where(hits == np.iinfo(np.int64).max, -1, hits)
+
+
 def query_stats(result: AttackResult, budget: int | None = None) -> dict[str, float]:
     """Mean and median queries of the images that were correct when clean and fooled within ``budget``."""
     budget = result.budget if budget is None else budget

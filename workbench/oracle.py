@@ -30,7 +30,7 @@ import torch.nn as nn
 
 from workbench import checks
 from workbench.losses import margin
-from workbench.probes import probe
+from workbench.probes import IMAGES, probe
 from workbench.threat import inside, model_device, quantize8
 
 SCORES = ("logits", "probabilities")
@@ -150,7 +150,7 @@ class Oracle:
     def _auto_batch(self, x: torch.Tensor) -> int | None:
         if self.device.type != "cpu" or len(x) <= CPU_BATCH:
             return None
-        return None if probe(self.model, x[:32]).batch_dependent else CPU_BATCH
+        return None if probe(self.model, x[:IMAGES]).batch_dependent else CPU_BATCH
 
     def _trace(self) -> torch.Tensor:
         return torch.full((len(self._x), self.budget), float("nan"), device=self.device)

@@ -18,7 +18,7 @@ import torch
 from workbench import paths
 from workbench.results import AttackResult
 from workbench.defenses.aaa import CURVES, target_margin
-from workbench.metrics import accepted_points, robust_accuracy_curve
+from workbench.metrics import accepted_points, earliest, robust_accuracy_curve, robust_by_query
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -420,21 +420,13 @@ def worst_case(images: pd.DataFrame, labels: Sequence[str], budget: int, final: 
     the final worst case (re-evaluated where the defense needs it) as a point at the budget."""
     fig, ax = _axes(ax, (6.5, 4))
     q = np.arange(1, budget + 1)
-    firsts = []
-    for label, color in zip(labels, sns.color_palette("tab10" if len(labels) <= 10 else "tab20", len(labels))):
-        first = images[f"{label}: query"].to_numpy()
-        firsts.append(first)
-        ax.plot(q, 100 * _robust_curve(first, q), color=color, lw=1.2, label=label)
-    worst = np.where((np.stack(firsts) > 0).any(0), np.where(np.stack(firsts) > 0, np.stack(firsts), budget + 1)
-                     .min(0), -1)
-    ax.plot(q, 100 * _robust_curve(worst, q), color="k", lw=2.2, label="worst case (per image)")
+    firsts = np.stack([images[f"{label}: query"].to_numpy() for label in labels])
+    for first, label, color in zip(firsts, labels, sns.color_palette("tab10" if len(labels) <= 10 else "tab20",
+                                                                     len(labels))):
+        ax.plot(q, 100 * robust_by_query(first, q), color=color, lw=1.2, label=label)
+    ax.plot(q, 100 * robust_by_query(earliest(firsts), q), color="k", lw=2.2, label="worst case (per image)")
     ax.scatter([budget], [100 * final], color="k", marker="D", zorder=5, label=f"final worst case {100 * final:.1f}%")
     ax.set(xscale="log", xlabel="queries per image", ylabel="robust accuracy (%)", ylim=(-2, 102))
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1, 1), frameon=False)
     return fig
 
-
-def _robust_curve(first: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """Share of images not fooled by query q, from first successful queries (-1: never)."""
-    fooled = np.where(first > 0, first, np.iinfo(np.int64).max)
-    return 1 - (fooled[None, :] <= q[:, None]).mean(1)

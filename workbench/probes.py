@@ -28,6 +28,7 @@ TOLERANCE = 1e-4  # logits closer than this are the same (float rounding differs
 # for every batch-independent registry defense; 2e-4 to 1.0 for UniG (ten draws of 32 images), 0.13-2.0 for DENT.
 BATCH_TOLERANCE = 1e-5
 REPEATS = 16  # queries per context when the scores are random
+IMAGES = 32  # clean images the evaluation, the grids, the report and the Oracle probe a defense with
 Z_LIMIT = 4.0  # mean |z| above which a randomized defense's batch contexts differ (about 0.8 when they do not)
 
 
@@ -72,15 +73,21 @@ def _scores(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x.to(model_device(model))).float().cpu()
 
 
+def reseed(model: nn.Module, seed: int | None = None) -> nn.Module:
+    """Restart the random stream of every seeded part of ``model`` (every submodule with a ``reseed``, as the
+    workbench's randomized defenses have) at ``seed``, or at each one's own seed."""
+    for m in model.modules():
+        if callable(getattr(m, "reseed", None)):
+            m.reseed(seed)
+    return model
+
+
 def _controlled(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """Scores with the randomness reset: torch's global generator seeded and every submodule with a ``reseed``
-    (the workbench's seeded defenses) restarted, so two calls draw the same noise where the defense lets us."""
+    """Scores with the randomness reset: torch's global generator seeded and every seeded part restarted, so two
+    calls draw the same noise where the defense lets us."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        for m in model.modules():
-            if callable(getattr(m, "reseed", None)):
-                m.reseed()
-        return _scores(model, x)
+        return _scores(reseed(model), x)
 
 
 def probe(defended: nn.Module, x: torch.Tensor, undefended: nn.Module | None = None) -> Probes:
@@ -114,9 +121,7 @@ def probe(defended: nn.Module, x: torch.Tensor, undefended: nn.Module | None = N
         reference, scores = _scores(undefended, x), [_scores(defended, x) for _ in range(2)]
         keeps = all(bool((s.argmax(1) == reference.argmax(1)).all()) for s in scores)
         changes = bool((scores[0] - reference).abs().max() > TOLERANCE)
-    for m in defended.modules():
-        if callable(getattr(m, "reseed", None)):
-            m.reseed()
+    reseed(defended)
     return Probes(randomized, batch_dependent, keeps, changes, difference, z)
 
 

@@ -27,7 +27,7 @@ from workbench import checks, metrics
 from workbench.attacks import build as build_attack
 from workbench.results import AttackResult
 from workbench.oracle import Oracle
-from workbench.probes import probe
+from workbench.probes import IMAGES, probe
 
 
 def seconds_per_image(model: nn.Module, x: torch.Tensor, batch_size: int = 100, repeats: int = 1) -> float:
@@ -70,7 +70,7 @@ def defense_row(defended: nn.Module, undefended: nn.Module, x: torch.Tensor, y: 
     checks.images("x", x)
     budgets = sorted(checks.budgets("budgets", budgets))
     if randomized is None:
-        randomized = not probe(defended, x[:32], undefended).deterministic
+        randomized = not probe(defended, x[:IMAGES], undefended).deterministic
     reference_seconds = reference_seconds or seconds_per_image(undefended, x, batch_size)
     row = {**clean_metrics(defended, undefended, x, y, batch_size),
            "time / query (x undefended)": seconds_per_image(defended, x, batch_size) / reference_seconds}

@@ -33,6 +33,7 @@ from workbench.defenses.gcm import GCM
 from workbench.defenses.noise import InputNoise
 from workbench.defenses.temperature import TemperatureScaling
 from workbench.defenses.unig import UniG
+from workbench.probes import reseed
 from workbench.threat import model_device
 
 DATASETS = ("mnist", "cifar10", "imagenet")
@@ -171,14 +172,6 @@ def build(name: str, model: nn.Module | str, *, dataset: str = "mnist", **kwargs
         model = models.load(model)
     defaults = {} if is_import_path(name) else spec(name).kwargs(dataset)
     return _call(name, model, {**defaults, **kwargs})
-
-
-def reseed(defended: nn.Module, seed: int | None = None) -> nn.Module:
-    """Restart the random stream of every seeded part of ``defended`` (at ``seed``, or each one's own)."""
-    for m in defended.modules():
-        if callable(getattr(m, "reseed", None)):
-            m.reseed(seed)
-    return defended
 
 
 def prepare(name: str, model: nn.Module | str, *, dataset: str = "mnist",

@@ -35,11 +35,9 @@ LOSSES = ("margin", "ce", "probability")
 
 
 def fresh(oracle: Oracle) -> Oracle:
-    """``oracle`` itself, after checking it is an Oracle that nothing has queried yet."""
+    """``oracle`` itself, after checking it is an Oracle (``_start`` checks that nothing has queried it yet)."""
     if not isinstance(oracle, Oracle):
         raise ValueError(f"oracle must be a workbench Oracle, got {type(oracle).__name__}")
-    if int(oracle.queries.sum()):
-        raise ValueError("oracle has been queried already: give every attack run a fresh Oracle")
     return oracle
 
 
@@ -226,7 +224,7 @@ class Attack(ABC):
         if not isinstance(handle, QueryHandle):
             raise ValueError(f"handle must be a QueryHandle (Oracle.handle), got {type(handle).__name__}")
         if int(handle.queries.sum()):
-            raise ValueError("the handle's oracle has been queried already: give every attack run a fresh Oracle")
+            raise ValueError("oracle has been queried already: give every attack run a fresh Oracle")
         if (handle.norm, handle.eps) != (self.norm, self.eps):
             raise ValueError(f"the handle's threat model {handle.threat} is not the attack's ({self.norm!r}, "
                              f"{self.eps})")

@@ -129,3 +129,19 @@ def test_fast_mode_never_writes_the_committed_figures(monkeypatch):
     assert paths.figures_dir().name == "_fast"
     monkeypatch.setenv("WORKBENCH_FAST", "0")
     assert paths.figures_dir().name == "figures"
+
+
+def test_target_curves_draw_only_the_curves_asked_for():
+    fig = plots.aaa_target_curves(curves=["linear"])
+    assert [line.get_label() for line in fig.axes[0].get_lines()] == ["original", "AAA-linear"]
+    plt.close(fig)
+    with pytest.raises(ValueError, match="curves"):
+        plots.aaa_target_curves(curves=["cosine"])
+
+
+def test_plotly_hover_labels_keep_the_whole_trace_name():
+    observed = torch.linspace(5, 0, 20).repeat(2, 1)
+    fig = plots.trajectories_plotly(observed, observed - 1, [0, 1], start=2)
+    names = [trace.name for trace in fig.data]
+    assert names == ["image 0: observed", "image 0: undefended", "image 1: observed", "image 1: undefended"]
+    assert fig.layout.hoverlabel.namelength == -1  # plotly's default (15) cuts "image 0: undefended"

@@ -38,6 +38,8 @@ def test_aaa_explorer_recomputes_on_change_and_caches(cnn, small):
     assert len(calls) == 1 and panel.result["tau"] == 6.0  # back to a cached setting: nothing recomputed
     panel.controls["curve"].value = "sine"
     assert panel.result["curve"] == "sine" and len(calls) == 2
+    left = panel.figure.axes[0]
+    assert [line.get_label() for line in left.get_lines()] == ["original", "AAA-sine"]  # the toggle is honoured
 
 
 def test_attack_replay_walks_the_recorded_queries(cnn, small):
@@ -84,6 +86,24 @@ def test_noise_explorer_runs_on_click_only(cnn, small):
     r = panel.result
     assert r["M"] == 2 and r["queries"] <= 20 * 2 * len(x)
     assert 0.0 <= r["observed robust"] <= 1.0 and r["clean accuracy"] > 0.8
+    button = panel.controls["run"]
+    assert not button.disabled and button.description == "run" and panel.status.value.startswith("done: sigma")
+
+
+def test_a_failing_run_reenables_the_button_and_caches_nothing(cnn, small):
+    x, y = small
+    panel = widgets.noise_explorer(cnn, x, y, budget=5)
+    seen = []
+
+    def broken(values):
+        seen.append((panel.controls["run"].disabled, panel.status.value))
+        raise RuntimeError("boom")
+
+    panel.compute = broken
+    with pytest.raises(RuntimeError, match="boom"):  # outside a kernel the error reaches the caller
+        panel.refresh()  # what the button calls (its dispatcher would log the error instead)
+    assert seen == [(True, "running sigma = 0.02, M = 1 ...")]  # disabled, and saying so, while it runs
+    assert not panel.controls["run"].disabled and panel.cache == {} and panel.result == {}
 
 
 def test_eps_explorer_stays_in_the_ball_and_caches(cnn, small):

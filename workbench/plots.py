@@ -15,7 +15,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from workbench import paths
+from workbench import checks, paths
 from workbench.results import AttackResult
 from workbench.defenses.aaa import CURVES, target_margin
 from workbench.metrics import accepted_points, earliest, robust_accuracy_curve, robust_by_query
@@ -71,14 +71,18 @@ def margin_trajectory(observed: torch.Tensor, reference: torch.Tensor | None = N
 
 
 def aaa_target_curves(tau: float = 6.0, alphas: Mapping[str, float] | None = None, m_max: float = 24.0,
-                      ax: plt.Axes | None = None) -> plt.Figure:
-    """AAA Fig. 1b: the original margin and AAA's linear and sine target margins as the attack lowers it."""
+                      ax: plt.Axes | None = None, curves: Sequence[str] = CURVES) -> plt.Figure:
+    """AAA Fig. 1b: the original margin and AAA's target margins (``curves``: linear and / or sine, each with
+    its alpha from ``alphas`` or the paper's) as the attack lowers it."""
+    for curve in curves:
+        checks.choice("curves", curve, CURVES)
     fig, ax = _axes(ax, (6, 4))
     m = torch.linspace(1e-3, m_max, 2000)
     ax.plot(m, m, label="original", color="tab:blue")
     for curve, color in zip(CURVES, ("tab:orange", "tab:green")):
-        alpha = (alphas or {}).get(curve)
-        ax.plot(m, target_margin(m, curve, tau, alpha), label=f"AAA-{curve}", color=color)
+        if curve in curves:
+            alpha = (alphas or {}).get(curve)
+            ax.plot(m, target_margin(m, curve, tau, alpha), label=f"AAA-{curve}", color=color)
     ax.set(xlabel="original margin (decreases as the attack goes on)", ylabel="margin shown to the attacker")
     ax.invert_xaxis()
     ax.legend()
@@ -256,7 +260,8 @@ def trajectories_plotly(observed: torch.Tensor, reference: torch.Tensor | None, 
             fig.add_trace(go.Scatter(x=q, y=reference[i].cpu().numpy()[best], name=f"image {i}: undefended",
                                      mode="lines", line={"dash": "dot"}))
     fig.update_layout(xaxis_title="query", yaxis_title="margin at the accepted point", height=380,
-                      margin={"t": 30, "b": 40, "l": 50, "r": 10})
+                      margin={"t": 30, "b": 40, "l": 50, "r": 10},
+                      hoverlabel={"namelength": -1})  # plotly cuts trace names at 15 characters by default
     return fig
 
 

@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -42,22 +43,36 @@ from workbench.threat import model_device
 
 class Panel(W.VBox):
     """Controls above an output area. ``compute(values) -> result`` runs when a control changes (``auto``) or
-    the run button is clicked; ``draw(result)`` returns a matplotlib figure (or None) shown in the output."""
+    the run button is clicked; ``draw(result)`` returns a matplotlib figure (or None) shown in the output.
+    ``rows``: the control names of each row (default: all in one wrapping row).
+
+    A panel with a run button disables it while it computes, shows the computation's progress bars inside its
+    output area (not in JupyterLab's log console) and says in its status line what it is doing and when it is
+    done; an error is shown in the panel and nothing is cached."""
 
     def __init__(self, controls: dict[str, W.Widget], compute: Callable[[dict[str, Any]], dict[str, Any]],
-                 draw: Callable[[dict[str, Any]], plt.Figure | None], *, auto: bool):
+                 draw: Callable[[dict[str, Any]], plt.Figure | None], *, auto: bool,
+                 rows: list[list[str]] | None = None):
         self.controls, self.compute, self.draw = controls, compute, draw
         self.cache: dict[tuple, dict[str, Any]] = {}
         self.result: dict[str, Any] = {}
         self.figure: plt.Figure | None = None
         self.output = W.Output()
+        self.status = W.HTML(layout=W.Layout(margin="0 0 0 8px"))
         if auto:
             for widget in controls.values():
                 widget.observe(lambda change: self.refresh(), names="value")
         else:
-            controls["run"] = W.Button(description="run", button_style="primary")
+            controls["run"] = W.Button(description="run", button_style="primary", icon="play",
+                                       tooltip="run the attack with these settings")
             controls["run"].on_click(lambda button: self.refresh())
-        super().__init__([W.HBox(list(controls.values()), layout=W.Layout(flex_flow="row wrap")), self.output])
+            self.status.value = "press <b>run</b> to start"
+        rows = rows or [[k for k in controls if k != "run"]]
+        if not auto:
+            rows[-1] = [*rows[-1], "run"]
+        boxes = [W.HBox([controls[k] for k in row], layout=W.Layout(flex_flow="row wrap", align_items="center"))
+                 for row in rows]
+        super().__init__([*boxes, self.status, self.output])
         if auto:
             self.refresh()
 
@@ -69,7 +84,12 @@ class Panel(W.VBox):
         values = self.values()
         key = tuple(sorted(values.items()))
         if key not in self.cache:
-            self.cache[key] = self.compute(values)
+            result = self._compute(values)
+            if result is None:  # failed: the traceback is in the panel, the last picture stays unchanged
+                return self.result
+            self.cache[key] = result
+        elif "run" in self.controls:
+            self.status.value = f"{_settings(values)}: shown from the panel's cache"
         self.result = self.cache[key]
         self.figure = self.draw(self.result)
         self.output.clear_output(wait=True)
@@ -80,6 +100,28 @@ class Panel(W.VBox):
             print(_text(self.result))
         return self.result
 
+    def _compute(self, values: dict[str, Any]) -> dict[str, Any] | None:
+        button = self.controls.get("run")
+        if button is None:
+            return self.compute(values)
+        button.disabled, button.description = True, "running"
+        self.status.value = f"running {_settings(values)} ..."
+        self.output.clear_output(wait=True)  # the old picture stays until the progress bars replace it
+        start, result = time.perf_counter(), None
+        try:
+            with self.output:  # progress bars (tqdm.auto) and any traceback appear inside the panel
+                result = self.compute(values)
+        finally:
+            button.disabled, button.description = False, "run"
+        seconds = time.perf_counter() - start
+        self.status.value = (f"done: {_settings(values)} in {seconds:.1f} s" if result is not None
+                             else f"<b>failed</b>: {_settings(values)} (the error is below)")
+        return result
+
+
+def _settings(values: dict[str, Any]) -> str:
+    return ", ".join(f"{k} = {v}" for k, v in values.items())
+
 
 def _text(result: dict[str, Any]) -> str:
     return "   ".join(f"{k}: {v:.4g}" if isinstance(v, float) else f"{k}: {v}" for k, v in result.items()
@@ -88,7 +130,7 @@ def _text(result: dict[str, Any]) -> str:
 
 def _slider(kind: type, value: float, low: float, high: float, step: float, description: str, live: bool = True):
     return kind(value=value, min=low, max=high, step=step, description=description, continuous_update=live,
-                style={"description_width": "initial"})
+                style={"description_width": "initial"}, layout=W.Layout(width="300px"))
 
 
 # --------------------------------------------------------------------------------------------- AAA
@@ -114,7 +156,8 @@ def aaa_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, curve: str 
 
     def draw(r: dict[str, Any]) -> plt.Figure:
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-        plots.aaa_target_curves(r["tau"], {r["curve"]: r["alpha"]}, ax=left)
+        plots.aaa_target_curves(r["tau"], {r["curve"]: r["alpha"]}, ax=left, curves=[r["curve"]])
+        left.set_title(f"target curve (AAA-{r['curve']})")
         right.scatter(r["original"], r["achieved"], s=6, label="AAA output")
         right.scatter(r["original"], r["target"], s=3, label="target", alpha=0.5)
         right.set(xlabel="original margin", ylabel="margin of the output", title="on the images")
@@ -122,7 +165,7 @@ def aaa_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, curve: str 
         right.legend()
         return fig
 
-    return Panel(controls, compute, draw, auto=True)
+    return Panel(controls, compute, draw, auto=True, rows=[["curve"], ["tau", "alpha", "beta"]])
 
 
 # ------------------------------------------------------------------------------------------ replay

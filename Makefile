@@ -6,18 +6,23 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test figures install benchmarks strip clean
+.PHONY: test test-browser figures install benchmarks strip clean site
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
 	$(BIN)/python -m pip install -e ".[test]"
+	$(BIN)/python -m workbench.classroom enable
 	touch $(STAMP)
 
 install: $(STAMP)
 
 test: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider --ignore=tests/browser tests
+
+# Every notebook in a real JupyterLab in headless Chromium (Debian's chromium and chromium-driver), fast mode.
+test-browser: $(STAMP)
+	$(BIN)/python -m pytest -p no:cacheprovider -rs tests/browser
 
 figures: $(STAMP)
 	$(BIN)/python -m workbench.notebooks --full
@@ -27,7 +32,7 @@ benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/square_peers.py
 
 strip: $(STAMP)
-	$(BIN)/nbstripout notebooks/*.ipynb
+	$(BIN)/python -m workbench.classroom strip notebooks/*.ipynb notebooks/solutions/*.ipynb
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

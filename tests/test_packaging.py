@@ -7,6 +7,8 @@ import re
 import tomllib
 from pathlib import Path
 
+from workbench import classroom
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -25,13 +27,49 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
 
 
 def test_notebooks_are_numbered_and_stored_without_outputs():
-    books = sorted((ROOT / "notebooks").glob("*.ipynb"))
+    books = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "notebooks" / "solutions").glob("*.ipynb"))
     assert books
     for path in books:
         assert re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", path.name), path.name
+        assert classroom.tracked(path)
         for cell in json.loads(path.read_text())["cells"]:
             if cell["cell_type"] == "code":
                 assert cell["outputs"] == [] and cell["execution_count"] is None, path.name
+    # byte for byte what the save hook writes: a student's JupyterLab save leaves git status clean
+    assert classroom.main(["check", *map(str, books)]) == 0
+
+
+def test_the_save_hook_strips_tracked_notebooks_only(tmp_path):
+    import nbformat
+
+    path = ROOT / "notebooks" / "00_quickstart.ipynb"
+    committed = path.read_text()
+    nb = nbformat.reads(committed, as_version=4)
+    run = nbformat.from_dict(json.loads(json.dumps(nb)))
+    run.metadata["language_info"] = {"name": "python", "version": "3.11.7"}
+    code = next(c for c in run.cells if c.cell_type == "code")
+    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="hi\n")]
+    code.execution_count, code.metadata["execution"] = 3, {"iopub.status.idle": "2026-11-22T00:00:00Z"}
+
+    class Manager:
+        root_dir = str(ROOT)
+
+    model = {"type": "notebook", "content": json.loads(json.dumps(run))}
+    classroom.strip_on_save(model, "notebooks/00_quickstart.ipynb", Manager())
+    assert nbformat.writes(nbformat.from_dict(model["content"])) + "\n" == committed
+    mine = {"type": "notebook", "content": json.loads(json.dumps(run))}
+    classroom.strip_on_save(mine, "notebooks/mine/00_quickstart.ipynb", Manager())
+    assert mine["content"]["cells"][code_index(run)]["outputs"]  # not a tracked notebook: saved as it is
+    assert not classroom.tracked(tmp_path / "00_quickstart.ipynb")
+
+
+def code_index(nb) -> int:
+    return next(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+
+
+def test_make_install_switches_the_classroom_extension_on():
+    assert "$(BIN)/python -m workbench.classroom enable" in (ROOT / "Makefile").read_text()
+    assert classroom._jupyter_server_extension_points() == [{"module": "workbench.classroom"}]
 
 
 def test_readme_gives_the_two_commands_and_ci_calls_make_test():

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from workbench import paths
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+NOTEBOOKS = paths.notebooks_dir()
 
 
 def notebooks(prefix: str = "") -> list[Path]:

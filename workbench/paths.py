@@ -15,6 +15,11 @@ def _in_checkout() -> bool:
     return (_REPO / "pyproject.toml").is_file()
 
 
+def notebooks_dir() -> Path:
+    """The checkout's ``notebooks/`` folder (the numbered notebooks and their ``solutions/``)."""
+    return _REPO / "notebooks"
+
+
 def data_dir() -> Path:
     """Cache folder for trained weights and datasets: ``$WORKBENCH_DATA``, else ``data/`` of the checkout,
     else ``~/.cache/workbench``."""

@@ -24,6 +24,10 @@ test: $(STAMP)
 test-browser: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider -rs tests/browser
 
+# Every notebook executed in fast mode and rendered to static HTML with an index: site/index.html
+site: $(STAMP)
+	$(BIN)/python -m workbench.site --out site
+
 figures: $(STAMP)
 	$(BIN)/python -m workbench.notebooks --full
 

@@ -10,7 +10,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -136,6 +136,11 @@ def summary(result: AttackResult, budgets: Sequence[int]) -> dict[str, float]:
     row.update({k: round(v, 2) if isinstance(v, float) else v for k, v in query_stats(result).items()})
     row.update({"seconds": round(result.seconds, 2)})
     return row
+
+
+def summaries(results: Mapping[str, AttackResult], budgets: Sequence[int]) -> pd.DataFrame:
+    """``summary`` of each named result as one table (one row per name), for notebooks to show."""
+    return pd.DataFrame({name: summary(result, budgets) for name, result in results.items()}).T
 
 
 def accepted_points(observed: torch.Tensor, start: int = 1) -> np.ndarray:

@@ -21,6 +21,8 @@ Example::
 
 from __future__ import annotations
 
+import base64
+import io
 import time
 from collections.abc import Callable
 from typing import Any
@@ -78,6 +80,16 @@ class Panel(W.VBox):
 
     def values(self) -> dict[str, Any]:
         return {k: w.value for k, w in self.controls.items() if hasattr(w, "value") and k != "run"}
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
+        """The widget, plus its current picture as PNG for readers that cannot run widgets (nbconvert's
+        static pages: ``workbench.site``); JupyterLab shows the widget."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is not None and self.figure is not None:
+            buffer = io.BytesIO()
+            self.figure.savefig(buffer, format="png", bbox_inches="tight")
+            bundle["image/png"] = base64.b64encode(buffer.getvalue()).decode("ascii")
+        return bundle
 
     def refresh(self) -> dict[str, Any]:
         """Compute (or take from the cache) the result for the current values and redraw."""

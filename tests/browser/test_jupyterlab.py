@@ -17,7 +17,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from workbench import notebooks, paths
+from workbench import notebooks, paths, site
 
 from lab import Lab, Page, available
 
@@ -128,6 +128,26 @@ def test_a_broken_notebook_fails(tmp_path_factory):
         lab.close()
     failures = "\n".join(page.failures())
     assert "deliberately broken" in failures and "did not run" in failures, failures
+
+
+def test_the_site_index_and_a_page_open_in_chromium(lab, tmp_path):
+    """``make site`` (here: two notebooks into a temporary folder): the index lists them, its link opens a page
+    whose figures load, whose plotly figure draws offline and whose panel shows its opening picture."""
+    from selenium.webdriver.common.by import By
+
+    index = site.build(tmp_path, ["00", "02"])
+    driver = lab.driver
+    driver.get(index.as_uri())
+    links = driver.find_elements(By.CSS_SELECTOR, "ol a")
+    assert [a.get_attribute("href").rsplit("/", 1)[1] for a in links] == [
+        "00_quickstart.html", "02_aaa_loss_attractors.html"]
+    links[1].click()
+    lab.wait_for(lambda: driver.execute_script("return document.readyState") == "complete", 30, "page not loaded")
+    images = driver.execute_script("return [...document.images].map(i => i.complete && i.naturalWidth > 0)")
+    assert len(images) >= 5 and all(images), images
+    lab.wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg"), 30,
+                 "the plotly figure did not draw")
+    assert "An interactive panel" in driver.find_element(By.TAG_NAME, "body").text
 
 
 def test_git_status_is_unchanged_after_running_everything(lab, git_before):

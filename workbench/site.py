@@ -1,0 +1,142 @@
+"""A static website of the notebooks for students who read before they run (``make site``).
+
+Every numbered notebook is executed (fast mode by default) and rendered to HTML with nbconvert, figures
+embedded, plus an ``index.html`` that lists them with their titles and run times. Plotly figures carry their
+own plotly.js (they work offline); the interactive panels show the picture they opened with and a note that
+they need a running kernel; progress bars are left out.
+
+Usage::
+
+    python -m workbench.site                    # site/ of the checkout, fast mode
+    python -m workbench.site --full --out DIR   # full sizes (as make figures; minutes)
+    python -m workbench.site 00 02              # only the notebooks starting with 00 or 02
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from workbench import notebooks, paths
+
+WIDGET = "application/vnd.jupyter.widget-view+json"
+PANEL_NOTE = ("<p><em>An interactive panel: its controls work in JupyterLab with a running kernel "
+              "(open this notebook there). Below: the picture it opens with, if any.</em></p>")
+
+
+@dataclass
+class Page:
+    notebook: str
+    title: str
+    seconds: float
+
+
+def build(out: Path | str, prefixes: Sequence[str] = ("",), fast: bool = True) -> Path:
+    """Execute the notebooks whose names start with any of ``prefixes``, write one HTML page each and
+    ``index.html`` into ``out``; return the index's path."""
+    out = Path(out)
+    chosen = sorted({path for prefix in prefixes for path in notebooks.notebooks(prefix)})
+    with _environ(PLOTLY_RENDERER="notebook",  # plotly.js inline in the output: the page works offline
+                  MPLBACKEND="module://matplotlib_inline.backend_inline"), \
+            tempfile.TemporaryDirectory() as executed:  # figures inline, as in JupyterLab
+        pages = [_page(path, fast, Path(executed), out) for path in tqdm(chosen, desc="site", unit="page")]
+    index = out / "index.html"
+    paths.atomic_write(index, lambda tmp: tmp.write_text(_index(pages, fast), encoding="utf-8"))
+    return index
+
+
+@contextmanager
+def _environ(**values: str):
+    """Set environment variables (inherited by the kernels started inside) and restore them afterwards."""
+    previous = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in previous.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _page(path: Path, fast: bool, executed: Path, out: Path) -> Page:
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    seconds = notebooks.execute(path, fast=fast, save_to=executed)
+    nb = nbformat.read(executed / path.name, as_version=4)
+    _static(nb)
+    body, _ = HTMLExporter(template_name="lab", embed_images=True).from_notebook_node(nb)
+    paths.atomic_write(out / f"{path.stem}.html", lambda tmp: tmp.write_text(body, encoding="utf-8"))
+    return Page(path.stem, _title(nb, path.stem), seconds)
+
+
+def _static(nb) -> None:
+    """Widget outputs a static page cannot run: a panel keeps its opening picture (the ``image/png`` in its
+    bundle) under a note; progress bars and other widgets are dropped."""
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        kept = []
+        for output in cell.outputs:
+            data = output.get("data", {})
+            if WIDGET not in data:
+                kept.append(output)
+            elif str(data.get("text/plain", "")).startswith("Panel("):
+                picture = f'<img src="data:image/png;base64,{data["image/png"]}">' if "image/png" in data else ""
+                output.data = {"text/html": PANEL_NOTE + picture}
+                kept.append(output)
+        cell.outputs = kept
+
+
+def _title(nb, fallback: str) -> str:
+    for cell in nb.cells:
+        if cell.cell_type == "markdown":
+            for line in cell.source.splitlines():
+                if line.startswith("# "):
+                    return line[2:].strip()
+    return fallback
+
+
+def _index(pages: list[Page], fast: bool) -> str:
+    rows = "\n".join(f'<li><a href="{html.escape(p.notebook)}.html">{html.escape(p.title)}</a> '
+                     f'<span class="time">({p.seconds:.0f} s to run)</span></li>' for p in pages)
+    mode = "fast mode (fewer images and queries)" if fast else "full mode (the sizes of figures/)"
+    return f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>SQA workbench: the notebooks</title>
+<style>body {{font-family: sans-serif; max-width: 50em; margin: 2em auto; line-height: 1.5}}
+.time {{color: #666; font-size: 90%}}</style></head>
+<body><h1>SQA workbench: the notebooks</h1>
+<p>Black-box score-based query attacks and the defenses against them, one notebook per lesson, executed in
+{mode}. Read them here; run them in JupyterLab to move the sliders (see the README, "Teaching with the
+workbench").</p>
+<ol>
+{rows}
+</ol></body></html>
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("prefixes", nargs="*", default=[""], help="only notebooks starting with these")
+    parser.add_argument("--out", default=str(paths.notebooks_dir().parent / "site"), help="output folder")
+    parser.add_argument("--full", action="store_true", help="full sizes and budgets instead of fast mode")
+    args = parser.parse_args(argv)
+    index = build(args.out, args.prefixes or [""], fast=not args.full)
+    print(f"wrote {index}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

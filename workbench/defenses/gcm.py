@@ -77,10 +77,11 @@ class GCM(nn.Module):
                  dtype: torch.dtype = torch.float32):
         super().__init__()
         checks.module("model", model)
-        self.concealment = Concealment(eps, w, dtype)
+        concealment = Concealment(eps, w, dtype)
         self.layer = layer
         if layer is None:
             self.model = model
+            self.add_module("concealment", concealment)
             self.concealment_name = "concealment"
             return
         self.model = copy.deepcopy(model)
@@ -90,8 +91,13 @@ class GCM(nn.Module):
                              f"{', '.join(repr(n) for n in modules if n)}")
         parent_name, _, child = layer.rpartition(".")
         parent = self.model.get_submodule(parent_name) if parent_name else self.model
-        setattr(parent, child, nn.Sequential(modules[layer], self.concealment))
-        self.concealment_name = f"model.{layer}.1"
+        setattr(parent, child, nn.Sequential(modules[layer], concealment))
+        self.concealment_name = f"model.{layer}.1"  # registered there only: BPDA finds it under this name
+
+    @property
+    def concealment(self) -> Concealment:
+        """The concealment layer, wherever it sits (``concealment_name``)."""
+        return dict(self.named_modules())[self.concealment_name]  # (get_submodule would call this property)
 
     @property
     def last_changed(self) -> int:

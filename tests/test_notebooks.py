@@ -21,3 +21,4 @@ def test_notebook_runs_in_fast_mode(path, tmp_path, monkeypatch):
     written = sorted(p.name for p in tmp_path.glob(f"{number}_*.png"))
     assert written, f"{path.name} wrote no figure named {number}_*.png"
     assert os.environ["WORKBENCH_FAST"] == "1" and paths.fast_mode()
+

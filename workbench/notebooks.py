@@ -5,6 +5,7 @@ Usage::
 
     python -m workbench.notebooks --full            # every notebooks/NN_*.ipynb, figures into figures/
     python -m workbench.notebooks --fast 01         # one notebook in fast mode (figures into figures/_fast/)
+    python -m workbench.notebooks --fast --solutions  # the exercises' solutions (notebooks/solutions/)
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from workbench import paths
 NOTEBOOKS = paths.notebooks_dir()
 
 
-def notebooks(prefix: str = "") -> list[Path]:
-    """The numbered notebooks (``NN_slug.ipynb``) in order, optionally only those whose name starts with prefix."""
-    found = sorted(p for p in NOTEBOOKS.glob("[0-9][0-9]_*.ipynb") if p.name.startswith(prefix))
+def notebooks(prefix: str = "", solutions: bool = False) -> list[Path]:
+    """The numbered notebooks (``NN_slug.ipynb``) in order, optionally only those whose name starts with prefix;
+    ``solutions``: their exercises' solutions instead (``notebooks/solutions/NN_slug.ipynb``, same names)."""
+    folder = NOTEBOOKS / "solutions" if solutions else NOTEBOOKS
+    found = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb") if p.name.startswith(prefix))
     if not found:
-        raise ValueError(f"prefix={prefix!r} matches no notebook in {NOTEBOOKS}")
+        raise ValueError(f"prefix={prefix!r} matches no notebook in {folder}")
     return found
 
 
@@ -53,11 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     mode.add_argument("--full", action="store_true", help="full sizes and budgets (make figures)")
     mode.add_argument("--fast", action="store_true", help="fast mode (tests)")
     parser.add_argument("prefix", nargs="?", default="", help="only notebooks whose name starts with this")
+    parser.add_argument("--solutions", action="store_true", help="run the solutions of the exercises instead")
     parser.add_argument("--save-executed", default=None, metavar="DIR",
                         help="also write each executed notebook (with its outputs) into DIR")
     args = parser.parse_args(argv)
     total = 0.0
-    for path in tqdm(notebooks(args.prefix), desc="notebooks", unit="notebook"):
+    for path in tqdm(notebooks(args.prefix, args.solutions), desc="notebooks", unit="notebook"):
         seconds = execute(path, fast=args.fast, save_to=args.save_executed)
         total += seconds
         print(f"{path.name}: {seconds:.1f} s", flush=True)

@@ -1,12 +1,14 @@
 # Two commands on a fresh Linux machine with Python >= 3.10 and pip:
 #   make figures   create .venv if missing, install, run every notebook on the embedded default, write figures/
 #   make test      create .venv if missing, install, run the whole test suite (notebooks in fast mode)
+# and: make test-browser (every notebook in JupyterLab in headless Chromium), make lab [FAST=1], make site,
+#      make strip (the tracked notebooks without outputs), make benchmarks
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test test-browser figures install benchmarks strip clean site
+.PHONY: test test-browser figures install benchmarks strip clean site lab
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,6 +25,11 @@ test: $(STAMP)
 # Every notebook in a real JupyterLab in headless Chromium (Debian's chromium and chromium-driver), fast mode.
 test-browser: $(STAMP)
 	$(BIN)/python -m pytest -p no:cacheprovider -rs tests/browser
+
+# JupyterLab on the notebooks; FAST=1 for the fast mode (fewer images and queries, figures into figures/_fast/)
+FAST ?= 0
+lab: $(STAMP)
+	WORKBENCH_FAST=$(FAST) $(BIN)/jupyter lab notebooks/
 
 # Every notebook executed in fast mode and rendered to static HTML with an index: site/index.html
 site: $(STAMP)

@@ -138,8 +138,14 @@ class Lab:
         student would) and collect what the page shows."""
         self.open(relative)
         start = time.monotonic()
-        self.menu("Run", "runmenu:run-all")
-        self.wait_for(lambda: self._started(), 30, f"{relative}: Run All started nothing")
+        for attempt in range(3):  # a fresh JupyterLab can swallow the first click while it finishes loading
+            self.menu("Run", "runmenu:run-all")
+            try:
+                self.wait_for(lambda: self._started(), 10, f"{relative}: Run All started nothing")
+                break
+            except TimeoutError:
+                if attempt == 2:
+                    raise
         self.wait_for(lambda: self._finished(), timeout, f"{relative}: cells still running after {timeout:.0f} s")
         time.sleep(1.0)  # let the widget views and images of the last outputs render
         page = self.page(relative)
@@ -171,8 +177,13 @@ class Lab:
                 break
         else:
             raise RuntimeError(f"no menu {top!r}")
-        entry = self.wait_for(lambda: self.driver.find_elements(
-            By.CSS_SELECTOR, f".lm-Menu-item[data-command='{command}']"), 10, f"no menu item {command}")
+        enabled = f".lm-Menu-item[data-command='{command}']:not(.lm-mod-disabled)"
+        try:
+            entry = self.wait_for(lambda: self.driver.find_elements(By.CSS_SELECTOR, enabled), 10,
+                                  f"menu item {command} missing or disabled")
+        except TimeoutError:
+            self.driver.find_element(By.TAG_NAME, "body").send_keys("\ue00c")  # Escape: close the menu
+            raise
         entry[0].click()
 
     def page(self, name: str) -> Page:
@@ -250,13 +261,17 @@ class Lab:
         return self.driver.execute_script(code, *args)
 
     def wait_for(self, condition, timeout: float, message: str):
+        """Poll ``condition`` until it is truthy (return its value); on timeout save a screenshot beside the
+        server's log and raise with ``message`` and the screenshot's path."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             value = condition()
             if value:
                 return value
             time.sleep(0.25)
-        raise TimeoutError(message)
+        shot = self.log.with_name(f"timeout-{time.monotonic():.0f}.png")
+        self.driver.save_screenshot(str(shot))
+        raise TimeoutError(f"{message} (screenshot: {shot})")
 
     def _prompts(self) -> list[str]:
         return self.script(f"return [...document.querySelectorAll('{CURRENT} .jp-CodeCell .jp-InputPrompt')]"

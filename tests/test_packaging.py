@@ -78,7 +78,7 @@ def test_readme_gives_the_two_commands_and_ci_calls_make_test():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
-LOWER = ("checks", "threat", "results", "losses", "data", "oracle", "metrics", "paths")
+LOWER = ("checks", "threat", "threads", "results", "losses", "data", "oracle", "metrics", "paths")
 
 
 def _imports(path: Path) -> set[str]:
@@ -102,4 +102,5 @@ def test_imports_run_downward_only():
                                                                              "workbench.defenses"))}
         assert not upward, f"workbench/{name}.py imports {sorted(upward)}"
     assert {m for m in _imports(package / "threat.py") if m.startswith("workbench")} <= {"workbench", "workbench.checks"}
+    assert not {m for m in _imports(package / "threads.py") if m.startswith("workbench")}
     assert "__getattr__" not in (package / "attacks" / "__init__.py").read_text()

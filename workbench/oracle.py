@@ -31,6 +31,8 @@ import torch.nn as nn
 from workbench import checks
 from workbench.losses import margin
 from workbench.probes import IMAGES, probe
+from workbench.threads import Adaptive
+from workbench.threads import threads as intra_op_threads
 from workbench.threat import inside, model_device, quantize8
 
 SCORES = ("logits", "probabilities")
@@ -111,11 +113,17 @@ class Oracle:
             ``CPU_BATCH`` images, the measured sweet spot, unless the probes find the model batch-dependent (then
             the attacker's batch reaches it whole, as it must); on other devices everything at once. None:
             everything at once. Chunking changes scores only at float-rounding level.
+        threads: intra-op threads of the model's CPU forwards: ``"auto"`` (default) picks, forward by forward,
+            the process's setting when the Oracle is built or one thread, whichever has been faster per image
+            lately (``threads.Adaptive``: the setting wins on a quiet CPU, one thread when another process keeps
+            a core busy); an int fixes it. Attacks run their own loop of small operations on one thread.
+            Scores are bit-identical on any number of threads.
     """
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, budget: int,
                  scores: str = "logits", quantize: bool = False, record: bool = False,
-                 reference: nn.Module | None = None, batch_size: int | str | None = "auto", keep_images: int = 0):
+                 reference: nn.Module | None = None, batch_size: int | str | None = "auto", keep_images: int = 0,
+                 threads: int | str = "auto"):
         checks.module("model", model)
         if reference is not None:
             checks.module("reference", reference)
@@ -135,6 +143,12 @@ class Oracle:
             batch_size = self._auto_batch(x)
         elif batch_size is not None:
             batch_size = checks.at_least("batch_size", batch_size, 1)
+        if threads != "auto":
+            try:
+                threads = checks.at_least("threads", threads, 1)
+            except ValueError:
+                raise ValueError(f"threads must be 'auto' or an integer >= 1, got {threads!r}") from None
+        self.threads = Adaptive(torch.get_num_threads()) if threads == "auto" else Adaptive(threads, probe=0)
         self._x = x.to(self.device, torch.float32, copy=True)
         self.y = checks.labels("y", y, len(x)).to(self.device).clone()
         self.budget, self.scores, self.quantize, self.batch_size = budget, scores, quantize, batch_size
@@ -214,9 +228,11 @@ class Oracle:
         if idx.is_floating_point() or idx.dtype == torch.bool or idx.ndim != 1:
             raise ValueError(f"idx must be a 1-d integer tensor of image indices, got dtype {idx.dtype}, "
                              f"shape {tuple(idx.shape)}")
-        if len(idx) and (idx.min() < 0 or idx.max() >= len(self._x)):
-            raise ValueError(f"idx must hold image indices in [0, {len(self._x)}), got range "
-                             f"[{idx.min().item()}, {idx.max().item()}]")
+        if len(idx):
+            low, high = torch.aminmax(idx)
+            if low < 0 or high >= len(self._x):
+                raise ValueError(f"idx must hold image indices in [0, {len(self._x)}), got range "
+                                 f"[{low.item()}, {high.item()}]")
         if not isinstance(x, torch.Tensor) or x.ndim != 4 or len(x) != len(idx) or x.shape[1:] != self._x.shape[1:]:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"x must have shape (len(idx), {', '.join(map(str, self._x.shape[1:]))}), "
@@ -227,8 +243,8 @@ class Oracle:
         if logits.ndim != 2 or len(logits) != len(idx):
             raise ValueError(f"the model {type(self.model).__name__} returned scores of shape {tuple(logits.shape)} "
                              f"for {len(idx)} images; a classifier must return (N, num_classes) logits")
-        bad = (~torch.isfinite(logits).all(1)).nonzero().flatten()
-        if len(bad):
+        if not torch.isfinite(logits).all():
+            bad = (~torch.isfinite(logits).all(1)).nonzero().flatten()
             raise ValueError(f"the model {type(self.model).__name__} returned non-finite scores (NaN or inf) for "
                              f"images {idx[bad][:5].tolist()}: check the defense's hyperparameters; nothing was "
                              f"counted")
@@ -250,13 +266,17 @@ class Oracle:
         sync = self.device.type == "cuda" and timed
         if sync:
             torch.cuda.synchronize(self.device)
+        n = self.threads.pick() if self.device.type == "cpu" else torch.get_num_threads()
         start = time.perf_counter()
         step = self.batch_size or len(x)
-        out = torch.cat([model(x[i:i + step]) for i in range(0, len(x), step)]) if len(x) else model(x)
+        with intra_op_threads(n):  # (the attack's own loop runs on one thread)
+            out = torch.cat([model(x[i:i + step]) for i in range(0, len(x), step)]) if len(x) else model(x)
         if sync:
             torch.cuda.synchronize(self.device)
+        seconds = time.perf_counter() - start
         if timed:
-            self.forward_seconds += time.perf_counter() - start
+            self.forward_seconds += seconds
+            self.threads.record(n, seconds, len(x))
         return out.float()
 
     def _record(self, x: torch.Tensor, idx: torch.Tensor, out: torch.Tensor) -> None:

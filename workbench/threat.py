@@ -5,9 +5,6 @@ device a model lives on. Everything is batched per image; below it there is only
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
-
 import torch
 import torch.nn as nn
 
@@ -15,22 +12,6 @@ from workbench import checks
 from workbench.checks import NORMS
 
 TOLERANCE = 1e-6  # float32 slack when testing membership
-
-
-@contextlib.contextmanager
-def one_thread() -> Iterator[None]:
-    """Run the block with one intra-op thread, then restore the setting. For loops of tiny tensor operations
-    (AAA's logit solver, UniG's step on the features): their work is too small to split, and with several threads
-    every operation waits for all of them, which collapses when another process loads a core."""
-    threads = torch.get_num_threads()
-    if threads == 1:
-        yield
-        return
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)
 
 
 def model_device(model: nn.Module) -> torch.device:
@@ -68,9 +49,8 @@ def project(x: torch.Tensor, x0: torch.Tensor, eps: float, norm: str) -> torch.T
 
 def inside(x: torch.Tensor, x0: torch.Tensor, eps: float, norm: str, tol: float = TOLERANCE) -> torch.Tensor:
     """Per image: whether ``x`` lies in the eps-ball around ``x0`` (up to ``tol``) and in [0, 1]."""
-    flat = x.flatten(1)
-    in_box = (flat >= -tol).all(1) & (flat <= 1 + tol).all(1)
-    return in_box & (norms(x - x0, norm) <= eps * (1 + tol) + tol)
+    low, high = torch.aminmax(x.flatten(1), dim=1)  # one pass for both box bounds (this runs on every query)
+    return (low >= -tol) & (high <= 1 + tol) & (norms(x - x0, norm) <= eps * (1 + tol) + tol)
 
 
 def quantize8(x: torch.Tensor, x0: torch.Tensor, eps: float, norm: str = "linf") -> torch.Tensor:

@@ -16,6 +16,7 @@ that leave the clean check uncounted report one query fewer per image.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import time
 import warnings
@@ -29,6 +30,8 @@ from workbench import checks
 from workbench.losses import cross_entropy, margin
 from workbench.oracle import Oracle, QueryHandle, rank_within_repeats
 from workbench.results import AttackResult
+from workbench.threads import SMALL, Adaptive, one_thread, user_threads
+from workbench.threads import threads as intra_op_threads
 from workbench.threat import quantize8
 
 LOSSES = ("margin", "ce", "probability")
@@ -70,10 +73,10 @@ class Run:
         rounded = self.admissible(x, idx)
         if rounded is not x:
             x.copy_(rounded)
-        before = self.oracle.queries[idx]
         scores = self.oracle.query(x, idx)
         hit = self.fooled(scores, idx) & ~self.success[idx]
-        if hit.any():
+        if hit.any():  # the counters before this call: after it, less this call's queries of each image
+            before = self.oracle.queries[idx] - torch.bincount(idx, minlength=len(self.x0))[idx]
             self._note_success(x[hit], idx[hit], before[hit], hit.nonzero().flatten())
         return scores
 
@@ -200,6 +203,23 @@ class Attack(ABC):
     def run_on(self, handle: QueryHandle, targets: torch.Tensor | None = None) -> AttackResult:
         """The query loop on an attacker's handle (``run`` opens one; EOT passes an averaging one)."""
         start = time.perf_counter()
+        with one_thread() if handle.device.type == "cpu" else contextlib.nullcontext():
+            return self._loop(handle, targets, start)  # small operations on one thread (see _step)
+
+    def _step(self, run: Run, state: Any, idx: torch.Tensor, threads: Adaptive) -> None:
+        """One step on the CPU: on one thread while the step is small (below ``SMALL`` elements), else on the
+        user's setting or one thread, whichever has been faster lately (``threads.Adaptive``: one thread once
+        another process loads a core). The forwards inside pick their own threads (the Oracle's ``threads``)."""
+        if run.device.type != "cpu" or len(idx) * run.x0[0].numel() < SMALL:
+            return self.step(run, state, idx)
+        n = threads.pick()
+        begin = time.perf_counter()
+        with intra_op_threads(n):
+            self.step(run, state, idx)
+        threads.record(n, time.perf_counter() - begin, len(idx))
+
+    def _loop(self, handle: QueryHandle, targets: torch.Tensor | None, start: float) -> AttackResult:
+        step_threads = Adaptive(user_threads())
         run = self._start(handle, targets)
         state = self.init(run)
         with tqdm(total=handle.budget, desc=f"{self.name} {self.norm}", unit="query", disable=not self.progress,
@@ -207,7 +227,7 @@ class Attack(ABC):
             bar.update(1)
             shown = time.perf_counter()
             while len(idx := run.active(self.cost)):
-                self.step(run, state, idx)
+                self._step(run, state, idx, step_threads)
                 if self.progress and time.perf_counter() - shown > 0.2:  # refresh a few times a second
                     shown = time.perf_counter()
                     bar.update(int(handle.queries.max()) - bar.n)

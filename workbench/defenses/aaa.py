@@ -51,7 +51,7 @@ import torch.nn.functional as F
 from workbench import checks
 from workbench.defenses.temperature import held_out_logits, tune_temperature
 from workbench.losses import top2_margin
-from workbench.threat import one_thread
+from workbench.threads import one_thread
 
 CURVES = ("linear", "sine")
 DEFAULT_ALPHA = {"linear": 1.0, "sine": 0.7}

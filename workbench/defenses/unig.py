@@ -61,7 +61,8 @@ import torch.nn.functional as F
 
 from workbench import checks
 from workbench.defenses.seeded import Seeded
-from workbench.threat import model_device, one_thread
+from workbench.threads import one_thread
+from workbench.threat import model_device
 
 
 def last_linear(model: nn.Module) -> nn.Linear:

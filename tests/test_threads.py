@@ -1,5 +1,5 @@
-"""Thread settings: restored after every block, the user's setting seen inside one_thread, the adaptive choice
-follows the measured cost, and results never depend on the number of threads."""
+"""Thread settings: restored after every block, fixed by default, the opt-in adaptive choice follows the measured
+cost, and the zoo CNN's results do not depend on the number of threads."""
 
 from __future__ import annotations
 
@@ -9,21 +9,28 @@ import torch
 
 from workbench.attacks.square import Square
 from workbench.oracle import Oracle
-from workbench.threads import Adaptive, one_thread, threads, user_threads
+from workbench.threads import Adaptive, one_thread, threads
 
 
-def test_blocks_restore_the_setting_and_know_the_users():
+def test_blocks_restore_the_setting():
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
         with one_thread():
-            assert torch.get_num_threads() == 1 and user_threads() == 2
+            assert torch.get_num_threads() == 1
             with threads(2):
                 assert torch.get_num_threads() == 2
             assert torch.get_num_threads() == 1
-        assert torch.get_num_threads() == 2 and user_threads() == 2
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_oracle_fixes_the_threads_unless_asked_to_adapt(cnn, test_set):
+    x, y = test_set[:4]
+    fixed, adaptive = Oracle(cnn, x, y, budget=3), Oracle(cnn, x, y, budget=3, threads="auto")
+    assert not fixed.adaptive and fixed.threads.options == (torch.get_num_threads(),)
+    assert adaptive.adaptive and Oracle(cnn, x, y, budget=3, threads=3).threads.options == (3,)
 
 
 def test_adaptive_takes_the_cheaper_setting_and_keeps_probing_the_other():
@@ -46,8 +53,8 @@ def _fingerprint(result) -> str:
 
 
 def test_results_do_not_depend_on_the_threads(cnn, test_set):
-    """The same attack with the forwards on one thread, on two, and adaptive: bit-identical results, and the
-    process's setting is restored afterwards."""
+    """The same attack with the forwards on one thread, on two, and adaptive (loop on one thread): bit-identical
+    results for the zoo CNN, and the process's setting is restored afterwards."""
     x, y = test_set[:80]
     before = torch.get_num_threads()
     try:

@@ -113,17 +113,20 @@ class Oracle:
             ``CPU_BATCH`` images, the measured sweet spot, unless the probes find the model batch-dependent (then
             the attacker's batch reaches it whole, as it must); on other devices everything at once. None:
             everything at once. Chunking changes scores only at float-rounding level.
-        threads: intra-op threads of the model's CPU forwards: ``"auto"`` (default) picks, forward by forward,
-            the process's setting when the Oracle is built or one thread, whichever has been faster per image
-            lately (``threads.Adaptive``: the setting wins on a quiet CPU, one thread when another process keeps
-            a core busy); an int fixes it. Attacks run their own loop of small operations on one thread.
-            Scores are bit-identical on any number of threads.
+        threads: intra-op threads of the model's CPU forwards. None (default): the process's setting when the
+            Oracle is built, fixed: results are reproducible bit for bit. An int: that many. ``"auto"``: for a
+            busy machine (another process keeps a core busy) — the attack's own loop runs on one thread and each
+            forward on the setting or on one thread, whichever has been faster per image lately
+            (``threads.Adaptive``). Measured (benchmarks/contention.py): Square against AAA with a busy core
+            1.2x its quiet time instead of 2.2-2.7x. The price: which setting a forward gets depends on timing,
+            and some models' scores differ in the last bits between thread counts (DENT's adaptation; the zoo
+            CNN, AAA, UniG, RND, SND and GCM are bit-identical), so "auto" gives up exact reproducibility there.
     """
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, budget: int,
                  scores: str = "logits", quantize: bool = False, record: bool = False,
                  reference: nn.Module | None = None, batch_size: int | str | None = "auto", keep_images: int = 0,
-                 threads: int | str = "auto"):
+                 threads: int | str | None = None):
         checks.module("model", model)
         if reference is not None:
             checks.module("reference", reference)
@@ -143,12 +146,14 @@ class Oracle:
             batch_size = self._auto_batch(x)
         elif batch_size is not None:
             batch_size = checks.at_least("batch_size", batch_size, 1)
-        if threads != "auto":
+        if threads is not None and threads != "auto":
             try:
                 threads = checks.at_least("threads", threads, 1)
             except ValueError:
-                raise ValueError(f"threads must be 'auto' or an integer >= 1, got {threads!r}") from None
-        self.threads = Adaptive(torch.get_num_threads()) if threads == "auto" else Adaptive(threads, probe=0)
+                raise ValueError(f"threads must be None, 'auto' or an integer >= 1, got {threads!r}") from None
+        self.adaptive = threads == "auto" and self.device.type == "cpu"
+        fixed = torch.get_num_threads() if threads in (None, "auto") else threads
+        self.threads = Adaptive(fixed) if self.adaptive else Adaptive(fixed, probe=0)
         self._x = x.to(self.device, torch.float32, copy=True)
         self.y = checks.labels("y", y, len(x)).to(self.device).clone()
         self.budget, self.scores, self.quantize, self.batch_size = budget, scores, quantize, batch_size
@@ -269,7 +274,7 @@ class Oracle:
         n = self.threads.pick() if self.device.type == "cpu" else torch.get_num_threads()
         start = time.perf_counter()
         step = self.batch_size or len(x)
-        with intra_op_threads(n):  # (the attack's own loop runs on one thread)
+        with intra_op_threads(n):
             out = torch.cat([model(x[i:i + step]) for i in range(0, len(x), step)]) if len(x) else model(x)
         if sync:
             torch.cuda.synchronize(self.device)

@@ -1,15 +1,16 @@
-"""Intra-op threads for CPU work: loops of small operations run on one thread, model forwards on the user's setting.
+"""Intra-op threads for CPU work: loops of small operations on one thread; optionally, forwards that adapt.
 
 With several threads every small operation waits for all of them, and when another process keeps a core busy
 that wait becomes the run time. Measured on a 2-core CPU, torch's default 2 threads, interleaved runs of Square
-(l-inf 0.3; benchmarks/contention.py and benchmarks/square_peers.py): the attack's own loop (candidates,
-bookkeeping, the Oracle's checks) on one thread with the forwards on two costs ~5% quiet and turns a busy core's
-collapse (500 images x 1000 queries: 1.43 s quiet -> 4.20 s; against AAA, 100 x 100: 2.10 -> 3.03 s) into
-2.46 s and 2.37 s. Forwards give bit-identical scores on any number of threads (the batch and the output
-channels are split, never a reduction).
+(l-inf 0.3): 500 images x 1000 queries, 1.45 s quiet -> 4.43 s with a busy core; against AAA, 100 x 100 queries,
+1.82 -> 4.70 s. With the attack's loop on one thread and forwards that pick 2 threads or 1 by their measured
+speed (``Oracle(threads="auto")``): 2.22 s and 2.16 s, for a few percent more quiet. Which setting a forward gets
+then depends on timing, and not every model is bit-identical across thread counts (DENT's adaptation is not;
+Bandits' steps are not), so the default stays fixed: reproducible results first.
 
     threads(n)      context: run a block on n intra-op threads, then restore the setting
     one_thread()    context: run a block (AAA's solver, UniG's step, an attack's loop) on one thread
+    Adaptive(n)     picks n threads or 1 for each forward from the measured time per image
 """
 
 from __future__ import annotations
@@ -20,36 +21,18 @@ from contextlib import contextmanager
 import torch
 
 
-SMALL = 2 ** 17  # elements: an attack step on fewer runs on one thread (MNIST: up to 167 images)
-_user = [torch.get_num_threads()]
-
-
-def user_threads() -> int:
-    """The intra-op threads outside every ``threads`` block (the user's setting, even inside ``one_thread``)."""
-    return torch.get_num_threads() if _depth[0] == 0 else _user[0]
-
-
-_depth = [0]
-
-
 @contextmanager
 def threads(n: int) -> Iterator[None]:
     """Run the block with ``n`` intra-op threads, then restore the setting."""
     before = torch.get_num_threads()
-    if _depth[0] == 0:
-        _user[0] = before
-    _depth[0] += 1
+    if n == before:
+        yield
+        return
+    torch.set_num_threads(n)
     try:
-        if n == before:
-            yield
-            return
-        torch.set_num_threads(n)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(before)
+        yield
     finally:
-        _depth[0] -= 1
+        torch.set_num_threads(before)
 
 
 @contextmanager

@@ -30,8 +30,7 @@ from workbench import checks
 from workbench.losses import cross_entropy, margin
 from workbench.oracle import Oracle, QueryHandle, rank_within_repeats
 from workbench.results import AttackResult
-from workbench.threads import SMALL, Adaptive, one_thread, user_threads
-from workbench.threads import threads as intra_op_threads
+from workbench.threads import one_thread
 from workbench.threat import quantize8
 
 LOSSES = ("margin", "ce", "probability")
@@ -197,29 +196,14 @@ class Attack(ABC):
     def run(self, oracle: Oracle, targets: torch.Tensor | None = None) -> AttackResult:
         """Attack every image of ``oracle`` until it is misclassified (or classified as ``targets[i]`` when
         targets are given) or its budget is spent. The attack gets only ``oracle.handle(norm, eps)``."""
-        result = self.run_on(fresh(oracle).handle(self.norm, self.eps), targets)
+        handle = fresh(oracle).handle(self.norm, self.eps)
+        with one_thread() if oracle.adaptive else contextlib.nullcontext():  # threads="auto": see the Oracle
+            result = self.run_on(handle, targets)
         return dataclasses.replace(result, forward_seconds=oracle.forward_seconds)
 
     def run_on(self, handle: QueryHandle, targets: torch.Tensor | None = None) -> AttackResult:
         """The query loop on an attacker's handle (``run`` opens one; EOT passes an averaging one)."""
         start = time.perf_counter()
-        with one_thread() if handle.device.type == "cpu" else contextlib.nullcontext():
-            return self._loop(handle, targets, start)  # small operations on one thread (see _step)
-
-    def _step(self, run: Run, state: Any, idx: torch.Tensor, threads: Adaptive) -> None:
-        """One step on the CPU: on one thread while the step is small (below ``SMALL`` elements), else on the
-        user's setting or one thread, whichever has been faster lately (``threads.Adaptive``: one thread once
-        another process loads a core). The forwards inside pick their own threads (the Oracle's ``threads``)."""
-        if run.device.type != "cpu" or len(idx) * run.x0[0].numel() < SMALL:
-            return self.step(run, state, idx)
-        n = threads.pick()
-        begin = time.perf_counter()
-        with intra_op_threads(n):
-            self.step(run, state, idx)
-        threads.record(n, time.perf_counter() - begin, len(idx))
-
-    def _loop(self, handle: QueryHandle, targets: torch.Tensor | None, start: float) -> AttackResult:
-        step_threads = Adaptive(user_threads())
         run = self._start(handle, targets)
         state = self.init(run)
         with tqdm(total=handle.budget, desc=f"{self.name} {self.norm}", unit="query", disable=not self.progress,
@@ -227,7 +211,7 @@ class Attack(ABC):
             bar.update(1)
             shown = time.perf_counter()
             while len(idx := run.active(self.cost)):
-                self._step(run, state, idx, step_threads)
+                self.step(run, state, idx)
                 if self.progress and time.perf_counter() - shown > 0.2:  # refresh a few times a second
                     shown = time.perf_counter()
                     bar.update(int(handle.queries.max()) - bar.n)

@@ -28,6 +28,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import torch
@@ -36,6 +37,7 @@ from workbench import checks
 from workbench.attacks.base import Attack, fresh
 from workbench.oracle import BudgetExceeded, Oracle, QueryHandle
 from workbench.results import AttackResult
+from workbench.threads import one_thread
 
 
 def averaging(inner: QueryHandle, m: int) -> QueryHandle:
@@ -73,7 +75,9 @@ class EOT:
     def run(self, oracle: Oracle, targets: torch.Tensor | None = None) -> AttackResult:
         if fresh(oracle).budget < self.m:
             raise ValueError(f"the oracle's budget ({oracle.budget}) must allow one point of m={self.m} queries")
-        result = self.attack.run_on(averaging(oracle.handle(self.norm, self.eps), self.m), targets)
+        handle = averaging(oracle.handle(self.norm, self.eps), self.m)
+        with one_thread() if oracle.adaptive else contextlib.nullcontext():  # threads="auto": see the Oracle
+            result = self.attack.run_on(handle, targets)
         first = torch.where(result.success, result.first_success * self.m, result.first_success)
         return dataclasses.replace(result, queries=oracle.queries, first_success=first, budget=oracle.budget,
                                    forward_seconds=oracle.forward_seconds, queries_per_point=self.m)

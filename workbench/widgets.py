@@ -95,13 +95,14 @@ class Panel(W.VBox):
         """Compute (or take from the cache) the result for the current values and redraw."""
         values = self.values()
         key = tuple(sorted(values.items()))
+        done = f"{_settings(values)}: shown from the panel's cache"
         if key not in self.cache:
+            start = time.perf_counter()
             result = self._compute(values)
             if result is None:  # failed: the traceback is in the panel, the last picture stays unchanged
                 return self.result
             self.cache[key] = result
-        elif "run" in self.controls:
-            self.status.value = f"{_settings(values)}: shown from the panel's cache"
+            done = f"done: {_settings(values)} in {time.perf_counter() - start:.1f} s"
         self.result = self.cache[key]
         self.figure = self.draw(self.result)
         self.output.clear_output(wait=True)
@@ -110,6 +111,8 @@ class Panel(W.VBox):
                 display(self.figure)
                 plt.close(self.figure)  # shown once, in the panel (the inline backend would show it again)
             print(_text(self.result))
+        if "run" in self.controls:
+            self.status.value = done  # only once the new picture is shown
         return self.result
 
     def _compute(self, values: dict[str, Any]) -> dict[str, Any] | None:
@@ -119,15 +122,14 @@ class Panel(W.VBox):
         button.disabled, button.description = True, "running"
         self.status.value = f"running {_settings(values)} ..."
         self.output.clear_output(wait=True)  # the old picture stays until the progress bars replace it
-        start, result = time.perf_counter(), None
+        result = None
         try:
             with self.output:  # progress bars (tqdm.auto) and any traceback appear inside the panel
                 result = self.compute(values)
         finally:
             button.disabled, button.description = False, "run"
-        seconds = time.perf_counter() - start
-        self.status.value = (f"done: {_settings(values)} in {seconds:.1f} s" if result is not None
-                             else f"<b>failed</b>: {_settings(values)} (the error is below)")
+        if result is None:
+            self.status.value = f"<b>failed</b>: {_settings(values)} (the error is below)"
         return result
 
 

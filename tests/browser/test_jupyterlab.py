@@ -90,8 +90,8 @@ def _noise(lab: Lab) -> None:
     lab.key(panel, "\ue012")  # sigma 0.02 -> 0.01
     lab.click(panel, "run")  # (tests/test_widgets.py checks the button is disabled while it runs)
     lab.wait_for(lambda: lab.status(panel).startswith("done: sigma = 0.01"), 120, "no done message")
-    after = lab.changed(panel, before)
-    assert "<img" in after and "robust" in after
+    after = lab.changed(panel, before)  # "done" is said once the new picture is shown
+    assert "<img" in after and "robust" in after, after[:300]
     assert lab.script("return [...arguments[0].querySelectorAll('button')].every(b => !b.disabled)", panel)
 
 

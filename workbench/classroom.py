@@ -77,13 +77,15 @@ def _text(path: Path) -> tuple[str, str]:
     return before, after if after.endswith("\n") else after + "\n"
 
 
-def strip(files: list[Path]) -> list[Path]:
-    """Strip ``files`` in place (atomically) as the save hook does; return the ones that changed."""
+def strip(files: list[Path], write: bool = True) -> list[Path]:
+    """Strip ``files`` in place (atomically) as the save hook does; return the ones that changed (``write=False``:
+    only return the ones that are not stored stripped)."""
     changed = []
     for path in files:
         before, after = _text(path)
         if after != before:
-            paths.atomic_write(Path(path), lambda tmp: tmp.write_text(after, encoding="utf-8"))
+            if write:
+                paths.atomic_write(Path(path), lambda tmp: tmp.write_text(after, encoding="utf-8"))
             changed.append(Path(path))
     return changed
 
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         for path in strip(args.files):
             print(f"stripped {path}")
         return 0
-    dirty = [path for path in args.files if len(set(_text(path))) > 1]
+    dirty = strip(args.files, write=False)
     for path in dirty:
         print(f"{path} is not stored stripped: run make strip")
     return 1 if dirty else 0

@@ -204,21 +204,22 @@ class Lab:
 
     def key(self, panel, keys: str, slider: int = 0) -> None:
         """Focus the panel's ``slider``-th slider handle and press ``keys`` (as a student with the keyboard)."""
-        from selenium.webdriver.common.by import By
-
-        handle = panel.find_elements(By.CSS_SELECTOR, ".noUi-handle")[slider]
-        self.script("arguments[0].scrollIntoView({block: 'center'})", handle)
+        handle = self._handle(panel, slider)
         handle.click()
         handle.send_keys(keys)
 
     def drag(self, panel, dx: int, slider: int = 0) -> None:
         """Drag the panel's ``slider``-th handle by ``dx`` pixels with the mouse."""
         from selenium.webdriver.common.action_chains import ActionChains
+
+        handle = self._handle(panel, slider)
+        ActionChains(self.driver).click_and_hold(handle).move_by_offset(dx, 0).pause(0.2).release().perform()
+
+    def _handle(self, panel, slider: int):
+        """The panel's ``slider``-th slider handle, scrolled into view."""
         from selenium.webdriver.common.by import By
 
-        handle = panel.find_elements(By.CSS_SELECTOR, ".noUi-handle")[slider]
-        self.script("arguments[0].scrollIntoView({block: 'center'})", handle)
-        ActionChains(self.driver).click_and_hold(handle).move_by_offset(dx, 0).pause(0.2).release().perform()
+        return self.into_view(panel.find_elements(By.CSS_SELECTOR, ".noUi-handle")[slider])
 
     def click(self, panel, label: str) -> None:
         """Click the panel's button (or toggle button) labelled ``label``."""
@@ -226,8 +227,7 @@ class Lab:
 
         for button in panel.find_elements(By.CSS_SELECTOR, "button"):
             if button.text.strip() == label:
-                self.script("arguments[0].scrollIntoView({block: 'center'})", button)
-                button.click()
+                self.into_view(button).click()
                 return
         raise RuntimeError(f"no button {label!r} in the panel")
 
@@ -246,8 +246,7 @@ class Lab:
         from selenium.webdriver.common.action_chains import ActionChains
 
         def hovered() -> str:
-            figure, dx, dy = self.script(_PLOTLY_POINT, CURRENT)
-            self.script("arguments[0].scrollIntoView({block: 'center'})", figure)
+            self.into_view(self.script(_PLOTLY_POINT, CURRENT)[0])
             figure, dx, dy = self.script(_PLOTLY_POINT, CURRENT)  # where it is now
             chain = ActionChains(self.driver).move_to_element_with_offset(figure, -int(dx), -int(dy)).pause(0.2)
             chain.move_to_element_with_offset(figure, int(dx), int(dy)).pause(0.5).perform()
@@ -259,6 +258,11 @@ class Lab:
     # --------------------------------------------------------------------------------------------- helpers
     def script(self, code: str, *args):
         return self.driver.execute_script(code, *args)
+
+    def into_view(self, element):
+        """Scroll ``element`` to the middle of the window (JupyterLab scrolls its notebook panel) and return it."""
+        self.script("arguments[0].scrollIntoView({block: 'center'})", element)
+        return element
 
     def wait_for(self, condition, timeout: float, message: str):
         """Poll ``condition`` until it is truthy (return its value); on timeout save a screenshot beside the

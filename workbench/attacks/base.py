@@ -43,6 +43,11 @@ def fresh(oracle: Oracle) -> Oracle:
     return oracle
 
 
+def loop_threads(oracle: Oracle) -> contextlib.AbstractContextManager:
+    """Where an attack's own loop runs: on one thread for an ``Oracle(threads="auto")``, else as the user set."""
+    return one_thread() if oracle.adaptive else contextlib.nullcontext()
+
+
 class Run:
     """The state of one attack run that the base class keeps for an attack: the query handle (``oracle``: the
     only way to the model, scores only), the original images, the labels (or targets), the random generator, and
@@ -197,7 +202,7 @@ class Attack(ABC):
         """Attack every image of ``oracle`` until it is misclassified (or classified as ``targets[i]`` when
         targets are given) or its budget is spent. The attack gets only ``oracle.handle(norm, eps)``."""
         handle = fresh(oracle).handle(self.norm, self.eps)
-        with one_thread() if oracle.adaptive else contextlib.nullcontext():  # threads="auto": see the Oracle
+        with loop_threads(oracle):
             result = self.run_on(handle, targets)
         return dataclasses.replace(result, forward_seconds=oracle.forward_seconds)
 

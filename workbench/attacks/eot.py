@@ -28,16 +28,14 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 
 import torch
 
 from workbench import checks
-from workbench.attacks.base import Attack, fresh
+from workbench.attacks.base import Attack, fresh, loop_threads
 from workbench.oracle import BudgetExceeded, Oracle, QueryHandle
 from workbench.results import AttackResult
-from workbench.threads import one_thread
 
 
 def averaging(inner: QueryHandle, m: int) -> QueryHandle:
@@ -76,7 +74,7 @@ class EOT:
         if fresh(oracle).budget < self.m:
             raise ValueError(f"the oracle's budget ({oracle.budget}) must allow one point of m={self.m} queries")
         handle = averaging(oracle.handle(self.norm, self.eps), self.m)
-        with one_thread() if oracle.adaptive else contextlib.nullcontext():  # threads="auto": see the Oracle
+        with loop_threads(oracle):
             result = self.attack.run_on(handle, targets)
         first = torch.where(result.success, result.first_success * self.m, result.first_success)
         return dataclasses.replace(result, queries=oracle.queries, first_success=first, budget=oracle.budget,

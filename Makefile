@@ -10,10 +10,21 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: test test-browser figures install benchmarks strip clean site lab
 
+# pip retries a dropped download (PyPI's torch build pulls ~5 GB of CUDA wheels) and the whole install is tried
+# three times before it fails; options as environment variables so an older pip ignores the ones it lacks.
+PIP_NET := PIP_RETRIES=10 PIP_RESUME_RETRIES=50
+define pip_install
+	for attempt in 1 2 3; do \
+	    $(PIP_NET) $(BIN)/python -m pip install $(1) && break; \
+	    if [ $$attempt = 3 ]; then exit 1; fi; \
+	    echo "pip install failed (attempt $$attempt of 3); retrying in 20 s"; sleep 20; \
+	done
+endef
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e ".[test]"
+	$(call pip_install,--upgrade pip)
+	$(call pip_install,-e ".[test]")
 	$(BIN)/python -m workbench.classroom enable
 	touch $(STAMP)
 
@@ -39,7 +50,7 @@ figures: $(STAMP)
 	$(BIN)/python -m workbench.notebooks --full
 
 benchmarks: $(STAMP)
-	$(BIN)/python -m pip install -e ".[peers]"
+	$(call pip_install,-e ".[peers]")
 	$(BIN)/python benchmarks/square_peers.py
 
 strip: $(STAMP)

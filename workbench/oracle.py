@@ -29,8 +29,9 @@ import torch
 import torch.nn as nn
 
 from workbench import checks
+from workbench.inference import agrees, fold_batchnorm
 from workbench.losses import margin
-from workbench.probes import IMAGES, probe
+from workbench.probes import IMAGES, probe, seeded
 from workbench.threads import Adaptive
 from workbench.threads import threads as intra_op_threads
 from workbench.threat import inside, model_device, quantize8
@@ -113,6 +114,12 @@ class Oracle:
             ``CPU_BATCH`` images, the measured sweet spot, unless the probes find the model batch-dependent (then
             the attacker's batch reaches it whole, as it must); on other devices everything at once. None:
             everything at once. Chunking changes scores only at float-rounding level.
+        fold: forward through a copy of the model with every batch norm folded into the convolution before it
+            (``inference.fold_batchnorm``; 1.27x faster forwards of 64 images on the zoo CNN) where that is safe: the Oracle holds
+            more than ``CPU_BATCH`` images, the model has no seeded random parts, the probes find it
+            deterministic (a defense that adapts its batch norms, like DENT, is batch-dependent: never folded)
+            and the copy's scores equal the model's up to float rounding on the probe images (``folded`` says
+            whether it is in use). The copy is made when the Oracle is built. False: always the model itself.
         threads: intra-op threads of the model's CPU forwards. None (default): the process's setting when the
             Oracle is built, fixed: results are reproducible bit for bit. An int: that many. ``"auto"``: for a
             busy machine (another process keeps a core busy) — the attack's own loop runs on one thread and each
@@ -126,7 +133,7 @@ class Oracle:
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, budget: int,
                  scores: str = "logits", quantize: bool = False, record: bool = False,
                  reference: nn.Module | None = None, batch_size: int | str | None = "auto", keep_images: int = 0,
-                 threads: int | str | None = None):
+                 threads: int | str | None = None, fold: bool = True):
         checks.module("model", model)
         if reference is not None:
             checks.module("reference", reference)
@@ -142,10 +149,9 @@ class Oracle:
         checks.choice("scores", scores, SCORES)
         self.model, self.reference = model, reference
         self.device = model_device(model)
-        if batch_size == "auto":
-            batch_size = self._auto_batch(x)
-        elif batch_size is not None:
+        if batch_size not in (None, "auto"):
             batch_size = checks.at_least("batch_size", batch_size, 1)
+        batch_size, self._net = self._inference(x, batch_size, checks.flag("fold", fold))
         if threads is not None and threads != "auto":
             try:
                 threads = checks.at_least("threads", threads, 1)
@@ -166,10 +172,23 @@ class Oracle:
         k = min(keep_images, len(x))
         self.kept = torch.full((k, budget, *x.shape[1:]), float("nan"), device=self.device) if k else None
 
-    def _auto_batch(self, x: torch.Tensor) -> int | None:
-        if self.device.type != "cpu" or len(x) <= CPU_BATCH:
-            return None
-        return None if probe(self.model, x[:IMAGES]).batch_dependent else CPU_BATCH
+    def _inference(self, x: torch.Tensor, batch_size: int | str | None, fold: bool) -> tuple[int | None, nn.Module]:
+        """The batch size and the module the forwards go through (the model or its folded copy), from one probe
+        of the model where either choice needs it (more than ``CPU_BATCH`` images)."""
+        cpu, many = self.device.type == "cpu", len(x) > CPU_BATCH
+        twin = fold_batchnorm(self.model) if fold and many and not seeded(self.model) else None
+        found = probe(self.model, x[:IMAGES]) if many and (twin is not None or (batch_size == "auto" and cpu)) \
+            else None
+        if batch_size == "auto":
+            batch_size = CPU_BATCH if cpu and found is not None and not found.batch_dependent else None
+        if twin is not None and found.deterministic and agrees(self.model, twin, x[:IMAGES].to(self.device)):
+            return batch_size, twin
+        return batch_size, self.model
+
+    @property
+    def folded(self) -> bool:
+        """Whether the forwards go through a copy of the model with its batch norms folded (see ``fold``)."""
+        return self._net is not self.model
 
     def _trace(self) -> torch.Tensor:
         return torch.full((len(self._x), self.budget), float("nan"), device=self.device)
@@ -220,7 +239,7 @@ class Oracle:
             raise BudgetExceeded(f"images {over[:5].tolist()} would exceed their budget of {self.budget} queries")
         x = self._admit(x.to(self.device, torch.float32), idx)
         with torch.no_grad():
-            logits = self._forward(self.model, x, timed=True)
+            logits = self._forward(self._net, x, timed=True)
             self._check_scores(logits, idx)
             out = logits.softmax(1) if self.scores == "probabilities" else logits
             if self.observed is not None:

@@ -73,6 +73,12 @@ def _scores(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         return model(x.to(model_device(model))).float().cpu()
 
 
+def seeded(model: nn.Module) -> bool:
+    """Whether ``model`` has seeded random parts (submodules with a ``reseed``, as the workbench's randomized
+    defenses have)."""
+    return any(callable(getattr(m, "reseed", None)) for m in model.modules())
+
+
 def reseed(model: nn.Module, seed: int | None = None) -> nn.Module:
     """Restart the random stream of every seeded part of ``model`` (every submodule with a ``reseed``, as the
     workbench's randomized defenses have) at ``seed``, or at each one's own seed."""

@@ -83,8 +83,9 @@ class Square(Attack):
         x_new = (self._candidate_linf if self.norm == "linf" else self._candidate_l2)(run, state, idx, x_best)
         new_loss = self.loss(run, run.evaluate(x_new, idx), idx)
         keep = self.accept(run, state, idx, new_loss)
-        state.x_best[idx] = torch.where(keep.view(-1, 1, 1, 1), x_new, x_best)
-        state.loss[idx] = torch.where(keep, new_loss, state.loss[idx])
+        kept = idx[keep]  # only the accepted rows are written (an image appears once in idx)
+        state.x_best[kept] = x_new[keep]
+        state.loss[kept] = new_loss[keep]
         state.it += 1
 
     def best(self, state: SquareState) -> torch.Tensor:
@@ -104,19 +105,21 @@ class Square(Attack):
         return (run.x0 + self.eps * run.signs(n, c, 1, w)).clamp(0.0, 1.0)
 
     def _candidate_linf(self, run: Run, state: SquareState, idx: torch.Tensor, x_best: torch.Tensor):
-        x0 = run.x0[idx]
-        b, c, h, w = x0.shape
+        """``x_best`` with one s x s square per image set to x0 +- eps per channel: the work is done on the
+        squares' pixels only (gathered), and written into a copy of ``x_best``."""
+        b, c, h, w = x_best.shape
         s = self._side(run, state.it, 1)
-        mask = _window_mask(run.randint(h - s, (b,)), run.randint(w - s, (b,)), s, h, w)
-        signs = self._signs(run, x0, x_best, mask)
-        window = (x0 + self.eps * signs).clamp(0.0, 1.0)
-        return torch.where(mask, window, x_best)
+        window = _window_index(run.randint(h - s, (b,)), run.randint(w - s, (b,)), s, w)
+        x0 = _gather(run.x0, window, s, idx)
+        signs = self._signs(run, x0, _gather(x_best, window, s))
+        return _scatter(x_best, window, (x0 + self.eps * signs).clamp(0.0, 1.0))
 
-    def _signs(self, run: Run, x0: torch.Tensor, x_best: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """(B, C, 1, 1) per-channel signs, uniform over the sign sets that change the image inside ``mask``
-        (the reference re-draws until the square changes something: the same distribution, in one pass)."""
+    def _signs(self, run: Run, x0: torch.Tensor, x_best: torch.Tensor) -> torch.Tensor:
+        """(B, C, 1, 1) per-channel signs, uniform over the sign sets that change the square ``x_best`` (B, C, s, s)
+        of clean pixels ``x0`` (the reference re-draws until the square changes something: the same distribution,
+        in one pass)."""
         b, c = x0.shape[:2]
-        same = torch.stack([(((x0 + self.eps * s).clamp(0.0, 1.0) - x_best).abs() < 1e-7) | ~mask
+        same = torch.stack([((x0 + self.eps * s).clamp(0.0, 1.0) - x_best).abs() < 1e-7
                             for s in (-1.0, 1.0)], -1).flatten(2, 3).all(2)  # (B, C, 2): channel k unchanged
         combos = (torch.arange(2 ** c, device=x0.device)[:, None] >> torch.arange(c, device=x0.device)) & 1
         stale = same[:, torch.arange(c, device=x0.device)[None, :], combos].all(-1)  # (B, 2^C)
@@ -164,24 +167,19 @@ def _norm(delta: torch.Tensor) -> torch.Tensor:
     return delta.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, 1, 1, 1)
 
 
-def _window_mask(top: torch.Tensor, left: torch.Tensor, s: int, h: int, w: int) -> torch.Tensor:
-    """(B, 1, H, W) boolean masks of one s x s square per image, at rows top..top+s and columns left..left+s."""
-    rows = torch.arange(h, device=top.device)
-    cols = torch.arange(w, device=top.device)
-    in_rows = (rows >= top[:, None]) & (rows < top[:, None] + s)
-    in_cols = (cols >= left[:, None]) & (cols < left[:, None] + s)
-    return (in_rows[:, :, None] & in_cols[:, None, :])[:, None]
-
-
 def _window_index(top: torch.Tensor, left: torch.Tensor, s: int, w: int) -> torch.Tensor:
     """(B, s*s) flat pixel indices of one s x s square per image."""
     ar = torch.arange(s, device=top.device)
     return ((top[:, None] + ar)[:, :, None] * w + (left[:, None] + ar)[:, None, :]).flatten(1)
 
 
-def _gather(t: torch.Tensor, index: torch.Tensor, s: int) -> torch.Tensor:
-    b, c = t.shape[:2]
-    return t.flatten(2).gather(2, index[:, None].expand(b, c, -1)).view(b, c, s, s)
+def _gather(t: torch.Tensor, index: torch.Tensor, s: int, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, C, s, s): the pixels ``index`` (B, s*s) of every image of ``t`` (or of its images ``rows``)."""
+    b, c = index.shape[0], t.shape[1]
+    t = t.flatten(2)
+    if rows is not None:  # (B, C, s*s) read straight from the rows, without copying whole images first
+        return t[rows[:, None, None], torch.arange(c, device=t.device)[:, None], index[:, None]].view(b, c, s, s)
+    return t.gather(2, index[:, None].expand(b, c, -1)).view(b, c, s, s)
 
 
 def _scatter(t: torch.Tensor, index: torch.Tensor, values: torch.Tensor) -> torch.Tensor:

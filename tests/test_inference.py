@@ -1,0 +1,66 @@
+"""The Oracle's folded copy of a model: batch norms folded only where safe, the same scores up to float rounding,
+the model itself untouched, and never for a defense that adapts its batch norms or draws random numbers."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn as nn
+
+from workbench.defenses.registry import build
+from workbench.inference import agrees, fold_batchnorm, foldable
+from workbench.oracle import CPU_BATCH, Oracle
+
+
+def test_the_zoo_cnn_folds_to_the_same_function_and_stays_untouched(cnn, test_set):
+    """Both conv/BN pairs fold; on 500 test images the largest logit change is 4e-6 (logits up to ~20, i.e.
+    2e-7 of their scale; AGREEMENT allows 1e-5 of it) and no prediction changes."""
+    before = {k: v.clone() for k, v in cnn.state_dict().items()}
+    twin = fold_batchnorm(cnn)
+    assert len(foldable(cnn)) == 2 and not foldable(twin)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in twin.modules())
+    x = test_set.x[:500]
+    with torch.no_grad():
+        a, b = cnn(x), twin(x)
+    assert torch.equal(a.argmax(1), b.argmax(1)) and (a - b).abs().max() < 1e-4
+    assert agrees(cnn, twin, x)
+    assert all(torch.equal(v, cnn.state_dict()[k]) for k, v in before.items())
+
+
+def test_only_eval_mode_unhooked_conv_bn_pairs_fold():
+    conv_bn = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(), nn.LazyLinear(3))
+    assert fold_batchnorm(nn.Sequential(nn.Flatten(), nn.Linear(4, 2))) is None  # nothing to fold
+    assert fold_batchnorm(conv_bn.train()) is None  # training mode: batch statistics, not an affine map
+    hooked = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4)).eval()
+    hooked[0].register_forward_hook(lambda *_: None)
+    assert fold_batchnorm(hooked) is None  # a hook would be lost
+    bn_first = nn.Sequential(nn.BatchNorm2d(1), nn.Conv2d(1, 4, 3)).eval()
+    assert fold_batchnorm(bn_first) is None  # a norm before a convolution does not fold into it
+    no_stats = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4, track_running_stats=False)).eval()
+    assert fold_batchnorm(no_stats) is None
+
+
+def test_agrees_notices_a_changed_function(cnn, test_set):
+    twin = fold_batchnorm(cnn)
+    conv = next(m for m in twin.modules() if isinstance(m, nn.Conv2d))
+    with torch.no_grad():
+        conv.bias += 0.1  # far beyond rounding: AGREEMENT allows 1e-5 of the scale (2e-4 here)
+    assert not agrees(cnn, twin, test_set.x[:32])
+
+
+def test_the_oracle_folds_deterministic_models_only(cnn, test_set):
+    x, y = test_set[:200]
+    folded, plain = Oracle(cnn, x, y, budget=1), Oracle(cnn, x, y, budget=1, fold=False)
+    assert folded.folded and not plain.folded and folded.model is cnn
+    a, b = folded.query(x, torch.arange(200)), plain.query(x, torch.arange(200))
+    assert torch.equal(a.argmax(1), b.argmax(1)) and (a - b).abs().max() < 1e-4
+    assert not Oracle(build("dent", cnn), x, y, budget=1).folded  # adapts its batch norms: batch-dependent
+    assert not Oracle(build("rnd", cnn), x, y, budget=1).folded  # seeded random parts
+    assert not Oracle(cnn, x[:CPU_BATCH], y[:CPU_BATCH], budget=1).folded  # too few images to pay for a probe
+    assert Oracle(build("aaa-linear", cnn), x, y, budget=1).folded
+
+
+def test_fold_must_be_a_flag(cnn, test_set):
+    x, y = test_set[:4]
+    with pytest.raises(ValueError, match="fold"):
+        Oracle(cnn, x, y, budget=1, fold="yes")

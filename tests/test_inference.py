@@ -40,6 +40,20 @@ def test_only_eval_mode_unhooked_conv_bn_pairs_fold():
     assert fold_batchnorm(no_stats) is None
 
 
+def test_relus_run_in_place_only_on_a_fresh_layer_output():
+    shared = nn.ReLU()
+    net = nn.Sequential(nn.ReLU(), nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.ReLU(),
+                        nn.Conv2d(4, 4, 3), shared, nn.Flatten(), nn.Linear(4, 3), nn.ReLU()).eval()
+    outer = nn.Sequential(net, shared)  # the shared ReLU is registered twice: it may be used elsewhere
+    twin = fold_batchnorm(outer)[0]
+    assert [type(m).__name__ + ("!" if getattr(m, "inplace", False) else "") for m in twin] == [
+        "ReLU", "Conv2d", "Identity", "ReLU!", "MaxPool2d", "ReLU", "Conv2d", "ReLU", "Flatten", "Linear", "ReLU!"]
+    x = torch.rand(2, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(fold_batchnorm(outer)(x), outer(x), atol=1e-5)
+    assert not any(getattr(m, "inplace", False) for m in outer.modules())  # the model itself is untouched
+
+
 def test_agrees_notices_a_changed_function(cnn, test_set):
     twin = fold_batchnorm(cnn)
     conv = next(m for m in twin.modules() if isinstance(m, nn.Conv2d))

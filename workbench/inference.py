@@ -1,16 +1,21 @@
-"""The model as the Oracle runs it: a copy with every batch norm folded into the convolution before it.
+"""The model as the Oracle runs it: a copy with every batch norm folded into the convolution before it, and the
+ReLUs after a convolution or linear layer applied in place.
 
 In eval mode a BatchNorm after a convolution is an affine map per channel, so it can be folded into that
 convolution's weights and bias (PyTorch's ``torch.nn.utils.fusion.fuse_conv_bn_eval``): one pass over the
-activations less per layer, the same function up to float rounding. Measured on this project's 2-core CPU, the
-zoo's MNIST CNN in channels_last, inference mode: 2.6 ms instead of 3.5 ms per batch of 64 (about 1.3x), 0.23
-instead of 0.26 ms for a batch of 2; largest logit change 4e-6 on 512 test images, no prediction changed.
+activations less per layer, the same function up to float rounding. A ReLU whose input is a fresh layer output
+that nothing else reads can overwrite it (``inplace=True``): one allocation less, bit-identical. Measured on this
+project's 2-core CPU, the zoo's MNIST CNN in channels_last, 512 test images in batches of 64 / 128 (best of 15
+interleaved runs): 32.9 / 24.1 ms as given, 26.5 / 22.0 ms folded, 23.6 / 18.3 ms folded with in-place ReLUs
+(1.39x / 1.32x); largest logit change 4e-6, no prediction changed.
 
-Only what can be folded safely is: a ``Conv1d/2d/3d`` directly followed, inside an ``nn.Sequential``, by a
-batch norm of the same dimension with running statistics, both in eval mode and without hooks. The copy is made
-once (``fold_batchnorm``) and is only used where the Oracle's probes found the model deterministic (not random,
-not batch-dependent: a defense that adapts its batch norms, like DENT, is never folded) and ``agrees`` finds its
-scores equal to the model's up to float rounding on the probe images.
+Only what can be changed safely is: a ``Conv1d/2d/3d`` directly followed, inside an ``nn.Sequential``, by a
+batch norm of the same dimension with running statistics, both in eval mode and without hooks; a ``ReLU`` inside
+an ``nn.Sequential`` whose nearest earlier module there (past the folded norms) is a convolution or linear layer,
+none of them hooked or registered twice. The copy is made once (``fold_batchnorm``) and is only used where the
+Oracle's probes found the model deterministic (not random, not batch-dependent: a defense that adapts its batch
+norms, like DENT, is never folded) and ``agrees`` finds its scores equal to the model's up to float rounding on
+the probe images.
 
     fold_batchnorm(model)       a folded copy, or None where nothing can be folded (or the model cannot be copied)
     agrees(model, copy, x)      same predictions and scores within float rounding on the images x
@@ -28,6 +33,7 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 # scores' scale (measured: 2e-7 of it on the zoo CNN, 4e-6 on logits up to 20).
 AGREEMENT = 1e-5
 _PAIRS = ((nn.Conv1d, nn.BatchNorm1d), (nn.Conv2d, nn.BatchNorm2d), (nn.Conv3d, nn.BatchNorm3d))
+_FRESH = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)  # layers whose output is a new tensor
 
 
 def _hooked(m: nn.Module) -> bool:
@@ -58,7 +64,27 @@ def fold_batchnorm(model: nn.Module) -> nn.Module | None:
     with torch.no_grad():
         for seq, i in foldable(twin):
             seq[i], seq[i + 1] = fuse_conv_bn_eval(seq[i], seq[i + 1]), nn.Identity()
+    _relu_in_place(twin)
     return twin
+
+
+def _relu_in_place(model: nn.Module) -> None:
+    """Set ``inplace`` on every ReLU of a Sequential whose input is the fresh output of a convolution or linear layer
+    of the same Sequential (Identity modules, the folded norms, pass it through unchanged)."""
+    counts: dict[int, int] = {}
+    for _, m in model.named_modules(remove_duplicate=False):
+        counts[id(m)] = counts.get(id(m), 0) + 1
+
+    def plain(m: nn.Module) -> bool:
+        return counts[id(m)] == 1 and not _hooked(m)
+
+    for seq in [m for m in model.modules() if isinstance(m, nn.Sequential)]:
+        for i, relu in enumerate(seq):
+            j = i - 1
+            while j >= 0 and type(seq[j]) is nn.Identity and plain(seq[j]):
+                j -= 1
+            if type(relu) is nn.ReLU and plain(relu) and j >= 0 and type(seq[j]) in _FRESH and plain(seq[j]):
+                relu.inplace = True
 
 
 def agrees(model: nn.Module, twin: nn.Module, x: torch.Tensor) -> bool:

@@ -114,13 +114,12 @@ class Oracle:
             ``CPU_BATCH`` images, the measured sweet spot, unless the probes find the model batch-dependent (then
             the attacker's batch reaches it whole, as it must); on other devices everything at once. None:
             everything at once. Chunking changes scores only at float-rounding level.
-        fold: forward through a copy of the model with every batch norm folded into the convolution before it
-            and ReLUs in place (``inference.fold_batchnorm``; 1.39x faster forwards of 64 images on the zoo CNN)
-            where that is safe:
-            the Oracle holds more than ``CPU_BATCH`` images, the model has no seeded random parts, the probes find
-            it deterministic (a defense that adapts its batch norms, like DENT, is batch-dependent: never folded)
-            and the copy's scores equal the model's up to float rounding on the probe images (``folded`` says
-            whether it is in use). The copy is made when the Oracle is built. False: always the model itself.
+        fold: forward through a copy of the model with every batch norm folded into the convolution before it and
+            ReLUs in place (``inference.fold_batchnorm``; 1.39x faster forwards of 64 images on the zoo CNN) where that
+            is safe: the Oracle holds more than ``CPU_BATCH`` images, the model has no seeded random parts, the probes
+            find it deterministic (a defense that adapts its batch norms, like DENT, is batch-dependent: never folded)
+            and the copy's scores equal the model's up to float rounding on the probe images (``folded`` says whether it
+            is in use). The copy is made when the Oracle is built. False: always the model itself.
         threads: intra-op threads of the model's CPU forwards. None (default): the process's setting when the
             Oracle is built, fixed: results are reproducible bit for bit (an attack's small steps run on one
             thread whatever the setting: ``attacks.base.SMALL_STEP``). An int: that many. ``"auto"``: for a

@@ -7,7 +7,6 @@ import hashlib
 
 import torch
 
-from workbench.attacks.base import SMALL_STEP
 from workbench.attacks.square import Square
 from workbench.oracle import Oracle
 from workbench.threads import Adaptive, one_thread, threads
@@ -66,28 +65,3 @@ def test_results_do_not_depend_on_the_threads(cnn, test_set):
     finally:
         torch.set_num_threads(before)
     assert len(set(found.values())) == 1, found
-
-
-def test_small_steps_run_on_one_thread_and_large_ones_on_the_setting(cnn, test_set):
-    """A step over fewer than SMALL_STEP values (images x pixels) runs on one thread; a larger one (and every
-    forward) on the process's setting."""
-
-    class Watched(Square):
-        def step(self, run, state, idx):
-            seen.append((len(idx), torch.get_num_threads()))
-            super().step(run, state, idx)
-
-    big = SMALL_STEP // 784 + 20  # MNIST: 784 values per image
-    x, y = test_set[:big]
-    seen: list[tuple[int, int]] = []
-    before = torch.get_num_threads()
-    try:
-        torch.set_num_threads(2)
-        Watched(eps=0.05, seed=0, progress=False).run(Oracle(cnn, x, y, budget=4))
-        small = x[:10], y[:10]
-        Watched(eps=0.05, seed=0, progress=False).run(Oracle(cnn, *small, budget=3))
-        assert torch.get_num_threads() == 2
-    finally:
-        torch.set_num_threads(before)
-    assert all(n == (2 if size * 784 >= SMALL_STEP else 1) for size, n in seen), seen
-    assert {n for _, n in seen} == {1, 2}

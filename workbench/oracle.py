@@ -121,12 +121,11 @@ class Oracle:
             and the copy's scores equal the model's up to float rounding on the probe images (``folded`` says whether it
             is in use). The copy is made when the Oracle is built. False: always the model itself.
         threads: intra-op threads of the model's CPU forwards. None (default): the process's setting when the
-            Oracle is built, fixed: results are reproducible bit for bit (an attack's small steps run on one
-            thread whatever the setting: ``attacks.base.SMALL_STEP``). An int: that many. ``"auto"``: for a
-            busy machine (another process keeps a core busy) — the attack's whole loop runs on one thread and each
+            Oracle is built, fixed: results are reproducible bit for bit. An int: that many. ``"auto"``: for a
+            busy machine (another process keeps a core busy) — the attack's own loop runs on one thread and each
             forward on the setting or on one thread, whichever has been faster per image lately
             (``threads.Adaptive``). Measured (benchmarks/contention.py): Square against AAA with a busy core
-            1.2x its quiet time instead of 1.7-2.0x. The price: which setting a forward gets depends on timing,
+            1.2x its quiet time instead of 2.0-2.2x. The price: which setting a forward gets depends on timing,
             and some models' scores differ in the last bits between thread counts (DENT's adaptation; the zoo
             CNN, AAA, UniG, RND, SND and GCM are bit-identical), so "auto" gives up exact reproducibility there.
     """

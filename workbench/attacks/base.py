@@ -43,23 +43,9 @@ def fresh(oracle: Oracle) -> Oracle:
     return oracle
 
 
-# A step whose images hold fewer values than this (images x channels x pixels) runs on one intra-op thread: its
-# operations are too small to split, and with several threads each one waits for all of them, which collapses
-# when another process keeps a core busy. Measured on a 2-core CPU, torch's 2 threads, Square (l-inf 0.3, 100
-# queries) against AAA on 100 MNIST images: 2.04x its quiet time with a busy core when every step ran on 2
-# threads, 1.75x with the small steps on one, quiet time unchanged (benchmarks/contention.py). Larger steps (NES's
-# samples, the first steps of a big batch) keep the user's setting. Deterministic: it depends on sizes only.
-SMALL_STEP = 2 ** 17
-
-
 def loop_threads(oracle: Oracle) -> contextlib.AbstractContextManager:
     """Where an attack's own loop runs: on one thread for an ``Oracle(threads="auto")``, else as the user set."""
     return one_thread() if oracle.adaptive else contextlib.nullcontext()
-
-
-def step_threads(run: Run, idx: torch.Tensor) -> contextlib.AbstractContextManager:
-    """Where one step over the images ``idx`` runs: small steps (``SMALL_STEP``) on one thread."""
-    return one_thread() if len(idx) * run.x0[0].numel() < SMALL_STEP else contextlib.nullcontext()
 
 
 class Run:
@@ -230,8 +216,7 @@ class Attack(ABC):
             bar.update(1)
             shown = time.perf_counter()
             while len(idx := run.active(self.cost)):
-                with step_threads(run, idx):
-                    self.step(run, state, idx)
+                self.step(run, state, idx)
                 if self.progress and time.perf_counter() - shown > 0.2:  # refresh a few times a second
                     shown = time.perf_counter()
                     bar.update(int(handle.queries.max()) - bar.n)

@@ -10,14 +10,17 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: test test-browser figures install benchmarks strip clean site lab
 
-# pip retries a dropped download (PyPI's torch build pulls ~5 GB of CUDA wheels) and the whole install is tried
-# three times before it fails; options as environment variables so an older pip ignores the ones it lacks.
-PIP_NET := PIP_RETRIES=10 PIP_RESUME_RETRIES=50
+# pip resumes a dropped download (PyPI's torch build pulls ~5 GB of CUDA wheels; connections to PyPI have been seen
+# breaking off every few hundred kB for minutes at a time) and the whole install is tried five times, waiting 30,
+# 60, 120 and 240 s in between, before make fails. Options as environment variables, so an older pip ignores the
+# ones it lacks.
+PIP_NET := PIP_RETRIES=10 PIP_RESUME_RETRIES=200
 define pip_install
-	for attempt in 1 2 3; do \
+	for attempt in 1 2 3 4 5; do \
 	    $(PIP_NET) $(BIN)/python -m pip install $(1) && break; \
-	    if [ $$attempt = 3 ]; then exit 1; fi; \
-	    echo "pip install failed (attempt $$attempt of 3); retrying in 20 s"; sleep 20; \
+	    if [ $$attempt = 5 ]; then exit 1; fi; \
+	    wait=$$((15 << attempt)); \
+	    echo "pip install failed (attempt $$attempt of 5); retrying in $$wait s"; sleep $$wait; \
 	done
 endef
 

@@ -10,17 +10,17 @@ STAMP  := $(VENV)/.installed-stamp
 
 .PHONY: test test-browser figures install benchmarks strip clean site lab
 
-# pip resumes a dropped download (PyPI's torch build pulls ~5 GB of CUDA wheels; connections to PyPI have been seen
-# breaking off every few hundred kB for minutes at a time) and the whole install is tried five times, waiting 30,
-# 60, 120 and 240 s in between, before make fails. Options as environment variables, so an older pip ignores the
-# ones it lacks.
-PIP_NET := PIP_RETRIES=10 PIP_RESUME_RETRIES=200
+# A fresh install downloads ~5 GB (PyPI's torch build brings its CUDA libraries) and needs ~7 GB of disk. pip
+# resumes a dropped download and the whole install is tried three times, 30 and 60 s apart, before make fails.
+# Options as environment variables, so an older pip ignores the ones it lacks.
+PIP_NET := PIP_RETRIES=10 PIP_RESUME_RETRIES=50
 define pip_install
-	for attempt in 1 2 3 4 5; do \
+	for attempt in 1 2 3; do \
 	    $(PIP_NET) $(BIN)/python -m pip install $(1) && break; \
-	    if [ $$attempt = 5 ]; then exit 1; fi; \
+	    if [ $$attempt = 3 ]; then exit 1; fi; \
 	    wait=$$((15 << attempt)); \
-	    echo "pip install failed (attempt $$attempt of 5); retrying in $$wait s"; sleep $$wait; \
+	    echo "pip install failed (attempt $$attempt of 3; is the network up and is there ~7 GB of disk?);" \
+	        "retrying in $$wait s"; sleep $$wait; \
 	done
 endef
 

@@ -42,13 +42,15 @@ def test_only_eval_mode_unhooked_conv_bn_pairs_fold():
 
 def test_relus_run_in_place_only_on_a_fresh_layer_output():
     shared = nn.ReLU()
-    net = nn.Sequential(nn.ReLU(), nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.ReLU(),
-                        nn.Conv2d(4, 4, 3), shared, nn.Flatten(), nn.Linear(4, 3), nn.ReLU()).eval()
+    with torch.random.fork_rng(devices=[]):  # seeded weights, the global stream left as it was
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.ReLU(), nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.MaxPool2d(2), nn.ReLU(),
+                            nn.Conv2d(4, 4, 3), shared, nn.Flatten(), nn.Linear(4, 3), nn.ReLU()).eval()
     outer = nn.Sequential(net, shared)  # the shared ReLU is registered twice: it may be used elsewhere
     twin = fold_batchnorm(outer)[0]
     assert [type(m).__name__ + ("!" if getattr(m, "inplace", False) else "") for m in twin] == [
         "ReLU", "Conv2d", "Identity", "ReLU!", "MaxPool2d", "ReLU", "Conv2d", "ReLU", "Flatten", "Linear", "ReLU!"]
-    x = torch.rand(2, 1, 8, 8)
+    x = torch.rand(2, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.allclose(fold_batchnorm(outer)(x), outer(x), atol=1e-5)
     assert not any(getattr(m, "inplace", False) for m in outer.modules())  # the model itself is untouched

@@ -24,6 +24,7 @@ the probe images.
 from __future__ import annotations
 
 import copy
+from collections import Counter
 
 import torch
 import torch.nn as nn
@@ -71,9 +72,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module | None:
 def _relu_in_place(model: nn.Module) -> None:
     """Set ``inplace`` on every ReLU of a Sequential whose input is the fresh output of a convolution or linear layer
     of the same Sequential (Identity modules, the folded norms, pass it through unchanged)."""
-    counts: dict[int, int] = {}
-    for _, m in model.named_modules(remove_duplicate=False):
-        counts[id(m)] = counts.get(id(m), 0) + 1
+    counts = Counter(id(m) for _, m in model.named_modules(remove_duplicate=False))
 
     def plain(m: nn.Module) -> bool:
         return counts[id(m)] == 1 and not _hooked(m)

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 
 from workbench import checks
-from workbench.inference import agrees, fold_batchnorm
+from workbench.inference import agrees, fold_batchnorm, foldable
 from workbench.losses import margin
 from workbench.probes import IMAGES, probe, seeded
 from workbench.threads import Adaptive
@@ -176,12 +176,12 @@ class Oracle:
         """The batch size and the module the forwards go through (the model or its folded copy), from one probe
         of the model where either choice needs it (more than ``CPU_BATCH`` images)."""
         cpu, many = self.device.type == "cpu", len(x) > CPU_BATCH
-        twin = fold_batchnorm(self.model) if fold and many and not seeded(self.model) else None
-        found = probe(self.model, x[:IMAGES]) if many and (twin is not None or (batch_size == "auto" and cpu)) \
-            else None
+        fold = fold and many and not seeded(self.model) and bool(foldable(self.model))
+        found = probe(self.model, x[:IMAGES]) if many and (fold or (batch_size == "auto" and cpu)) else None
         if batch_size == "auto":
             batch_size = CPU_BATCH if cpu and found is not None and not found.batch_dependent else None
-        if twin is not None and found.deterministic and agrees(self.model, twin, x[:IMAGES].to(self.device)):
+        twin = fold_batchnorm(self.model) if fold and found.deterministic else None  # copied only when usable
+        if twin is not None and agrees(self.model, twin, x[:IMAGES].to(self.device)):
             return batch_size, twin
         return batch_size, self.model
 

@@ -30,6 +30,8 @@ def tasks():
         "AAA.calibrate (500 images)": lambda: aaa.calibrate(*test[500:]),
         "Square vs AAA (100 images, 100 queries)": lambda: Square(eps=0.3, progress=False).run(
             Oracle(aaa, x, y, budget=100)),
+        "the same, threads fixed at the setting": lambda: Square(eps=0.3, progress=False).run(
+            Oracle(aaa, x, y, budget=100, threads=torch.get_num_threads())),
         "the same, Oracle(threads='auto')": lambda: Square(eps=0.3, progress=False).run(
             Oracle(aaa, x, y, budget=100, threads="auto")),
         "UniG forward (100 images)": lambda: unig(x),

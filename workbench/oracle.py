@@ -31,7 +31,7 @@ import torch.nn as nn
 from workbench import checks
 from workbench.inference import agrees, fold_batchnorm, foldable
 from workbench.losses import margin
-from workbench.probes import IMAGES, probe, seeded
+from workbench.probes import IMAGES, Probes, probe, seeded
 from workbench.threads import Adaptive
 from workbench.threads import threads as intra_op_threads
 from workbench.threat import inside, model_device, quantize8
@@ -121,13 +121,16 @@ class Oracle:
             and the copy's scores equal the model's up to float rounding on the probe images (``folded`` says whether it
             is in use). The copy is made when the Oracle is built. False: always the model itself.
         threads: intra-op threads of the model's CPU forwards. None (default): the process's setting when the
-            Oracle is built, fixed: results are reproducible bit for bit. An int: that many. ``"auto"``: for a
-            busy machine (another process keeps a core busy) — the attack's own loop runs on one thread and each
-            forward on the setting or on one thread, whichever has been faster per image lately
-            (``threads.Adaptive``). Measured (benchmarks/contention.py): Square against AAA with a busy core
-            1.2x its quiet time instead of 2.0-2.2x. The price: which setting a forward gets depends on timing,
-            and some models' scores differ in the last bits between thread counts (DENT's adaptation; the zoo
-            CNN, AAA, UniG, RND, SND and GCM are bit-identical), so "auto" gives up exact reproducibility there.
+            Oracle is built; where the Oracle holds more than ``CPU_BATCH`` images, the probes find the model not
+            random and one thread gives its scores bit for bit on the probe images, the attack's own loop runs on
+            one thread and each forward moves to one thread when that has been faster per image lately (another
+            process keeps a core busy), but only for batch sizes where one thread has been seen to give the
+            setting's scores exactly (``threads.Adaptive(verified=True)``): results never depend on timing.
+            ``adaptive`` says whether that is in use. Measured (benchmarks/contention.py): Square against AAA with
+            a busy core 1.1x its quiet time instead of 2.4x with the setting fixed; quiet, the watching costs 5-10%
+            (Square, 500 undefended images). An int: that many, fixed.
+            ``"auto"``: adapt without the check, for any model (DENT's adaptation never matches across thread
+            counts): faster on a busy machine, but results then depend on timing.
     """
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, budget: int,
@@ -151,18 +154,17 @@ class Oracle:
         self.device = model_device(model)
         if batch_size not in (None, "auto"):
             batch_size = checks.at_least("batch_size", batch_size, 1)
-        batch_size, self._net = self._inference(x, batch_size, checks.flag("fold", fold))
         if threads is not None and threads != "auto":
             try:
                 threads = checks.at_least("threads", threads, 1)
             except ValueError:
                 raise ValueError(f"threads must be None, 'auto' or an integer >= 1, got {threads!r}") from None
-        self.adaptive = threads == "auto" and self.device.type == "cpu"
-        fixed = torch.get_num_threads() if threads in (None, "auto") else threads
-        self.threads = Adaptive(fixed) if self.adaptive else Adaptive(fixed, probe=0)
+        batch_size, self._net, found = self._inference(x, batch_size, checks.flag("fold", fold))
         self._x = x.to(self.device, torch.float32, copy=True)
         self.y = checks.labels("y", y, len(x)).to(self.device).clone()
         self.budget, self.scores, self.quantize, self.batch_size = budget, scores, quantize, batch_size
+        self.threads = self._threads(threads, found)
+        self.adaptive = len(self.threads.options) > 1
         self._queries = torch.zeros(len(x), dtype=torch.long, device=self.device)
         self._threat: tuple[str, float] | None = None
         self._labels_checked = False
@@ -172,18 +174,39 @@ class Oracle:
         k = min(keep_images, len(x))
         self.kept = torch.full((k, budget, *x.shape[1:]), float("nan"), device=self.device) if k else None
 
-    def _inference(self, x: torch.Tensor, batch_size: int | str | None, fold: bool) -> tuple[int | None, nn.Module]:
+    def _inference(self, x: torch.Tensor, batch_size: int | str | None,
+                   fold: bool) -> tuple[int | None, nn.Module, Probes | None]:
         """The batch size and the module the forwards go through (the model or its folded copy), from one probe
-        of the model where either choice needs it (more than ``CPU_BATCH`` images)."""
+        of the model (returned too) where the Oracle holds more than ``CPU_BATCH`` images."""
         cpu, many = self.device.type == "cpu", len(x) > CPU_BATCH
         fold = fold and many and not seeded(self.model) and bool(foldable(self.model))
-        found = probe(self.model, x[:IMAGES]) if many and (fold or (batch_size == "auto" and cpu)) else None
+        found = probe(self.model, x[:IMAGES]) if many and (fold or cpu) else None
         if batch_size == "auto":
             batch_size = CPU_BATCH if cpu and found is not None and not found.batch_dependent else None
         twin = fold_batchnorm(self.model) if fold and found.deterministic else None  # copied only when usable
         if twin is not None and agrees(self.model, twin, x[:IMAGES].to(self.device)):
-            return batch_size, twin
-        return batch_size, self.model
+            return batch_size, twin, found
+        return batch_size, self.model, found
+
+    def _threads(self, threads: int | str | None, found: Probes | None) -> Adaptive:
+        """The thread choice of the forwards (see ``threads``): adaptive and checked by default where the probes
+        found the model not random and one thread gives the setting's scores on the probe images."""
+        cpu = self.device.type == "cpu"
+        if isinstance(threads, int):
+            return Adaptive(threads, probe=0)
+        setting = torch.get_num_threads()
+        if threads == "auto":
+            return Adaptive(setting) if cpu else Adaptive(setting, probe=0)
+        if not cpu or setting == 1 or found is None or found.randomized:
+            return Adaptive(setting, probe=0)
+        x = self._x[:self.batch_size or CPU_BATCH]  # a full chunk: the most common batch size
+        with torch.no_grad():
+            with intra_op_threads(1):
+                alone = self._net(x)
+            same = torch.equal(alone, self._net(x))
+        choice = Adaptive(setting, verified=True) if same else Adaptive(setting, probe=0)
+        choice.found(len(x), same)
+        return choice
 
     @property
     def folded(self) -> bool:
@@ -287,21 +310,39 @@ class Oracle:
         return quantize8(x, x0, eps, norm) if self.quantize else x
 
     def _forward(self, model: nn.Module, x: torch.Tensor, timed: bool = False) -> torch.Tensor:
-        sync = self.device.type == "cuda" and timed
-        if sync:
-            torch.cuda.synchronize(self.device)
-        n = self.threads.pick() if self.device.type == "cpu" else torch.get_num_threads()
-        start = time.perf_counter()
+        """Scores of ``x`` in chunks of ``batch_size``: the attacker's forwards (``timed``) on the adaptive thread
+        choice, the reference model's on the setting."""
         step = self.batch_size or len(x)
-        with intra_op_threads(n):
-            out = torch.cat([model(x[i:i + step]) for i in range(0, len(x), step)]) if len(x) else model(x)
+        chunks = [x[i:i + step] for i in range(0, len(x), step)] or [x]
+        if not timed:
+            with intra_op_threads(self.threads.setting):
+                return torch.cat([model(chunk) for chunk in chunks]).float()
+        sync = self.device.type == "cuda"
         if sync:
             torch.cuda.synchronize(self.device)
-        seconds = time.perf_counter() - start
-        if timed:
-            self.forward_seconds += seconds
-            self.threads.record(n, seconds, len(x))
+        start = time.perf_counter()
+        out = torch.cat([self._chunk(model, chunk) for chunk in chunks])
+        if sync:
+            torch.cuda.synchronize(self.device)
+        self.forward_seconds += time.perf_counter() - start
         return out.float()
+
+    def _chunk(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """One chunk's scores on the thread count the choice picks for its size; where the choice has to see first
+        whether one thread changes the scores of this size, on both, keeping the setting's."""
+        n = self.threads.pick(len(x))
+        if n is not None:
+            return self._timed(model, x, n)
+        kept, alone = self._timed(model, x, self.threads.setting), self._timed(model, x, 1)
+        self.threads.found(len(x), torch.equal(kept, alone))
+        return kept
+
+    def _timed(self, model: nn.Module, x: torch.Tensor, n: int) -> torch.Tensor:
+        start = time.perf_counter()
+        with intra_op_threads(n):
+            out = model(x)
+        self.threads.record(n, time.perf_counter() - start, len(x))
+        return out
 
     def _record(self, x: torch.Tensor, idx: torch.Tensor, out: torch.Tensor) -> None:
         pos = self._queries[idx] + rank_within_repeats(idx)

@@ -1,12 +1,17 @@
-"""Intra-op threads for CPU work: loops of small operations on one thread; optionally, forwards that adapt.
+"""Intra-op threads for CPU work: loops of small operations on one thread; forwards that adapt to a busy machine.
 
 With several threads every small operation waits for all of them, and when another process keeps a core busy
 that wait becomes the run time. Measured on a 2-core CPU, torch's default 2 threads, interleaved runs of Square
 (l-inf 0.3): 500 images x 1000 queries, 1.45 s quiet -> 4.43 s with a busy core; against AAA, 100 x 100 queries,
-1.82 -> 4.70 s. With the attack's loop on one thread and forwards that pick 2 threads or 1 by their measured
-speed (``Oracle(threads="auto")``): 2.22 s and 2.16 s, for a few percent more quiet. Which setting a forward gets
-then depends on timing, and not every model is bit-identical across thread counts (DENT's adaptation is not;
-Bandits' steps are not), so the default stays fixed: reproducible results first.
+1.66 -> 3.93 s. With the attack's loop on one thread and forwards that pick 2 threads or 1 by their measured
+speed (the Oracle's default where that keeps the scores, see below): 1.77 -> 2.02 s.
+
+One thread does not always give the same scores bit for bit: the zoo CNN's do for batches of 1-4, 8 and 12-500
+images and differ by 2e-6 for 5-7 and 9-11 (its 3136 -> 128 linear layer; measured on this project's CPU), enough
+to send a rounding-sensitive attack (NES's finite differences) down another path. So the Oracle's default
+(``Adaptive(n, verified=True)``) moves a forward to one thread only for batch sizes where it has seen both settings
+give identical scores (the first time a size is wanted on one thread, it is run on both and compared): results
+never depend on timing. ``Oracle(threads="auto")`` skips that check (for models that never match, like DENT).
 
     threads(n)      context: run a block on n intra-op threads, then restore the setting
     one_thread()    context: run a block (AAA's solver, UniG's step, an attack's loop) on one thread
@@ -15,6 +20,7 @@ Bandits' steps are not), so the default stays fixed: reproducible results first.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -46,30 +52,68 @@ def one_thread() -> Iterator[None]:
 
 
 class Adaptive:
-    """Chooses between ``n`` threads (the user's setting) and one thread for each CPU forward: whichever took less
-    time per image, as a running average of the recent forwards on each; the other setting is re-measured every
-    ``probe``-th forward, so a core taken (or freed) by another process is noticed within a few dozen forwards.
-    With n = 1 (or ``probe=0``) it always answers n."""
+    """Chooses between ``n`` threads (the user's setting) and one thread for each CPU forward of a batch: whichever
+    took less time per image, as a running average of the recent forwards of batches of about that size (sizes
+    1, 2-3, 4-7, 8-15, ...: the cost per image falls with the batch size, so only like is compared with like). The
+    other setting is re-measured every ``probe``-th forward of a size class, so a core taken (or freed) by another
+    process is noticed within a few dozen forwards. With n = 1 (or ``probe=0``) it always answers n.
 
-    def __init__(self, n: int, probe: int = 16, weight: float = 0.3):
+    ``verified``: one thread only for batch sizes known to give the setting's scores bit for bit. Where that is not
+    known yet, ``pick`` answers None when one thread is wanted (measured for the first time in a size class, or
+    the faster choice): the caller runs both settings, keeps the setting's scores and reports with ``found``. A
+    periodic re-measurement on a size not known stays on the setting, so a quiet machine pays only for the
+    re-measurements on known sizes and one extra forward per size class. Measured (zoo CNN, 2-core CPU, quiet):
+    chunks of 64 take 1.9x as long per image on one thread (about 1.4% more with ``probe=64``), batches of 1-3
+    images 0.55-0.6x (one thread is the faster choice there even on a quiet machine). A core taken by another
+    process is noticed within 64 forwards of a size class (a Square step of 500 images is 8 chunks of 64).
+    """
+
+    def __init__(self, n: int, probe: int = 64, weight: float = 0.3, verified: bool = False):
         self.options = (n, 1) if n > 1 and probe else (n,)  # probe=0: always n
-        self.probe, self.weight = probe, weight
-        self.cost: dict[int, float] = {}
-        self.calls = 0
+        self.probe, self.weight, self.verified = probe, weight, verified
+        self.cost: dict[tuple[int, int], float] = {}  # (threads, size class) -> seconds per image
+        self.calls: Counter[int] = Counter()  # forwards per size class
+        self.same: dict[int, bool] = {}  # batch size -> one thread gives the setting's scores bit for bit
 
-    def pick(self) -> int:
-        """The thread count for the next forward."""
-        self.calls += 1
-        untried = [n for n in self.options if n not in self.cost]
+    @property
+    def setting(self) -> int:
+        """The user's setting."""
+        return self.options[0]
+
+    @staticmethod
+    def size_class(size: int) -> int:
+        """Batches of 1, 2-3, 4-7, 8-15, ... images share a class."""
+        return size.bit_length()
+
+    def pick(self, size: int) -> int | None:
+        """The thread count for the next forward of ``size`` images; None (verified mode): run both and report."""
+        if len(self.options) == 1:
+            return self.setting
+        k = self.size_class(size)
+        self.calls[k] += 1
+        known = {n: self.cost[n, k] for n in self.options if (n, k) in self.cost}
+        untried = [n for n in self.options if n not in known]
         if untried:
-            return untried[0]
-        best = min(self.options, key=self.cost.__getitem__)
-        if len(self.options) > 1 and self.calls % self.probe == 0:
-            return next(n for n in self.options if n != best)
-        return best
+            return self._settle(untried[0], size, exploring=False)
+        best = min(known, key=known.__getitem__)
+        if self.calls[k] % self.probe == 0:
+            return self._settle(next(n for n in self.options if n != best), size, exploring=True)
+        return self._settle(best, size, exploring=False)
+
+    def _settle(self, n: int, size: int, exploring: bool) -> int | None:
+        if n == self.setting or not self.verified:
+            return n
+        same = self.same.get(size)
+        if same is None:
+            return self.setting if exploring else None
+        return n if same else self.setting
+
+    def found(self, size: int, same: bool) -> None:
+        """Note whether one thread gave the setting's scores bit for bit for a forward of ``size`` images."""
+        self.same[size] = same
 
     def record(self, n: int, seconds: float, images: int) -> None:
         """Note that a forward of ``images`` images on ``n`` threads took ``seconds``."""
         if images > 0:
-            per = seconds / images
-            self.cost[n] = per if n not in self.cost else (1 - self.weight) * self.cost[n] + self.weight * per
+            key, per = (n, self.size_class(images)), seconds / images
+            self.cost[key] = per if key not in self.cost else (1 - self.weight) * self.cost[key] + self.weight * per

@@ -44,7 +44,8 @@ def fresh(oracle: Oracle) -> Oracle:
 
 
 def loop_threads(oracle: Oracle) -> contextlib.AbstractContextManager:
-    """Where an attack's own loop runs: on one thread for an ``Oracle(threads="auto")``, else as the user set."""
+    """Where an attack's own loop runs: on one thread where the Oracle's forwards adapt to a busy machine
+    (``oracle.adaptive``), else as the user set."""
     return one_thread() if oracle.adaptive else contextlib.nullcontext()
 
 

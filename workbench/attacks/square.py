@@ -154,13 +154,16 @@ class Square(Attack):
         norm_win1 = old.pow(2).sum((2, 3), keepdim=True).sqrt()
         both = torch.zeros(b, 1, h * w, device=delta.device)
         both.scatter_(2, win1[:, None], 1.0).scatter_(2, win2[:, None], 1.0)
-        norm_windows = (delta * both.view(b, 1, h, w)).pow(2).sum((2, 3), keepdim=True).sqrt()
+        norm_windows = (delta * both.view(b, 1, h, w)).pow_(2).sum((2, 3), keepdim=True).sqrt()
         room = (self.eps ** 2 - _norm(delta).pow(2)).clamp_min(0.0) / c
         new = _pseudo_gaussian(run, b, s) * run.signs(b, c, 1, 1) + old / (1e-10 + norm_win1)
         new = new / new.pow(2).sum((2, 3), keepdim=True).sqrt() * (room + norm_windows.pow(2)).sqrt()
-        delta = _scatter(delta, win2, torch.zeros_like(new))
-        delta = _scatter(delta, win1, new)
-        return (x0 + self.eps * delta / _norm(delta)).clamp(0.0, 1.0)
+        flat = delta.flatten(2)  # this step's own tensor (a view of delta, or a copy): written in place
+        flat.scatter_(2, win2[:, None].expand(b, c, -1), 0.0)
+        flat.scatter_(2, win1[:, None].expand(b, c, -1), new.flatten(2))
+        delta = flat.view(b, c, h, w)
+        norm = _norm(delta)
+        return delta.mul_(self.eps).div_(norm).add_(x0).clamp_(0.0, 1.0)
 
 
 def _norm(delta: torch.Tensor) -> torch.Tensor:

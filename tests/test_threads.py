@@ -113,6 +113,22 @@ def test_adaptive_takes_the_cheaper_setting_per_size_class_and_keeps_probing_the
     assert Adaptive(1).options == (1,) and Adaptive(3, probe=0).options == (3,)
 
 
+def test_one_slow_forward_does_not_move_a_size_class_but_a_busy_core_does():
+    choice = Adaptive(2, probe=1000)
+    for _ in range(3):  # quiet: one thread takes 1.9x as long per image (the zoo CNN's chunks of 64)
+        choice.record(2, 1.0, 64)
+        choice.record(1, 1.9, 64)
+    choice.record(2, 10.0, 64)  # one hiccup of the machine on the setting
+    assert choice.pick(64) == 2
+    choice.record(2, 4.0, 64)  # another process keeps a core busy: the setting stays slow
+    assert choice.pick(64) == 1
+    choice.record(1, 1.5, 64)
+    assert choice.pick(64) == 1  # medians 1.9 (one thread) against 4.0 (the setting)
+    for _ in range(3):  # the core is free again
+        choice.record(2, 1.4, 64)
+    assert choice.pick(64) == 2  # 1.9 is not below 0.8 x 1.4
+
+
 def test_verified_choice_asks_for_a_check_before_one_thread_on_a_new_size():
     choice = Adaptive(2, probe=4, verified=True)
     choice.record(2, 2.0, 64)

@@ -20,7 +20,8 @@ never depend on timing. ``Oracle(threads="auto")`` skips that check (for models 
 
 from __future__ import annotations
 
-from collections import Counter
+import statistics
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -52,11 +53,14 @@ def one_thread() -> Iterator[None]:
 
 
 class Adaptive:
-    """Chooses between ``n`` threads (the user's setting) and one thread for each CPU forward of a batch: whichever
-    took less time per image, as a running average of the recent forwards of batches of about that size (sizes
-    1, 2-3, 4-7, 8-15, ...: the cost per image falls with the batch size, so only like is compared with like). The
-    other setting is re-measured every ``probe``-th forward of a size class, so a core taken (or freed) by another
-    process is noticed within a few dozen forwards. With n = 1 (or ``probe=0``) it always answers n.
+    """Chooses between ``n`` threads (the user's setting) and one thread for each CPU forward of a batch: one thread
+    where its time per image, the median of the last ``window`` forwards of batches of about that size (sizes 1,
+    2-3, 4-7, 8-15, ...: the cost per image falls with the batch size, so only like is compared with like), is
+    below ``margin`` times the setting's; else the setting. The median and the margin keep one slow forward (a
+    hiccup of the machine) from moving a size class to the slower choice; a core taken by another process makes
+    one thread 2-10x cheaper per image, far beyond the margin. The other setting is re-measured every
+    ``probe``-th forward of a size class, so a core taken (or freed) is noticed within a few hundred forwards.
+    With n = 1 (or ``probe=0``) it always answers n.
 
     ``verified``: one thread only for batch sizes known to give the setting's scores bit for bit. Where that is not
     known yet, ``pick`` answers None when one thread is wanted (measured for the first time in a size class, or
@@ -68,11 +72,12 @@ class Adaptive:
     process is noticed within 64 forwards of a size class (a Square step of 500 images is 8 chunks of 64).
     """
 
-    def __init__(self, n: int, probe: int = 64, weight: float = 0.3, verified: bool = False,
+    def __init__(self, n: int, probe: int = 64, window: int = 3, margin: float = 0.8, verified: bool = False,
                  same: dict[int, bool] | None = None):
         self.options = (n, 1) if n > 1 and probe else (n,)  # probe=0: always n
-        self.probe, self.weight, self.verified = probe, weight, verified
-        self.cost: dict[tuple[int, int], float] = {}  # (threads, size class) -> seconds per image
+        self.probe, self.margin, self.verified = probe, margin, verified
+        self.cost: dict[tuple[int, int], float] = {}  # (threads, size class) -> seconds per image (the median)
+        self.recent: defaultdict[tuple[int, int], deque[float]] = defaultdict(lambda: deque(maxlen=window))
         self.calls: Counter[int] = Counter()  # forwards per size class
         # batch size -> one thread gives the setting's scores bit for bit (a dict shared with earlier choices for
         # the same model, where the caller keeps one: what they found need not be checked again)
@@ -98,7 +103,7 @@ class Adaptive:
         untried = [n for n in self.options if n not in known]
         if untried:
             return self._settle(untried[0], size, exploring=False)
-        best = min(known, key=known.__getitem__)
+        best = 1 if known[1] < self.margin * known[self.setting] else self.setting
         if self.calls[k] % self.probe == 0:
             return self._settle(next(n for n in self.options if n != best), size, exploring=True)
         return self._settle(best, size, exploring=False)
@@ -118,5 +123,6 @@ class Adaptive:
     def record(self, n: int, seconds: float, images: int) -> None:
         """Note that a forward of ``images`` images on ``n`` threads took ``seconds``."""
         if images > 0:
-            key, per = (n, self.size_class(images)), seconds / images
-            self.cost[key] = per if key not in self.cost else (1 - self.weight) * self.cost[key] + self.weight * per
+            key = (n, self.size_class(images))
+            self.recent[key].append(seconds / images)
+            self.cost[key] = statistics.median(self.recent[key])

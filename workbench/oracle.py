@@ -129,7 +129,7 @@ class Oracle:
             setting's scores exactly (``threads.Adaptive(verified=True)``; what was found is kept for the model
             object, so later Oracles on it need not check again): results never depend on timing.
             ``adaptive`` says whether that is in use. Measured (benchmarks/contention.py): Square against AAA with
-            a busy core 1.1x its quiet time instead of 2.0-2.4x with the setting fixed; quiet, the watching costs 0-6%
+            a busy core 1.0-1.6x its quiet time instead of 1.9-3.1x with the setting fixed; quiet, watching costs 0-10%
             (Square, 500 undefended images). An int: that many, fixed.
             ``"auto"``: adapt without the check, for any model (DENT's adaptation never matches across thread
             counts): faster on a busy machine, but results then depend on timing.

@@ -161,12 +161,12 @@ class Oracle:
                 threads = checks.at_least("threads", threads, 1)
             except ValueError:
                 raise ValueError(f"threads must be None, 'auto' or an integer >= 1, got {threads!r}") from None
-        batch_size, self._net, found = self._inference(x, batch_size, checks.flag("fold", fold))
+        batch_size, self._net, found = self._inference(x, batch_size, checks.flag("fold", fold),
+                                                        adapt=threads is None and torch.get_num_threads() > 1)
         self._x = x.to(self.device, torch.float32, copy=True)
         self.y = checks.labels("y", y, len(x)).to(self.device).clone()
         self.budget, self.scores, self.quantize, self.batch_size = budget, scores, quantize, batch_size
         self.threads = self._threads(threads, found)
-        self.adaptive = len(self.threads.options) > 1
         self._queries = torch.zeros(len(x), dtype=torch.long, device=self.device)
         self._threat: tuple[str, float] | None = None
         self._labels_checked = False
@@ -176,13 +176,15 @@ class Oracle:
         k = min(keep_images, len(x))
         self.kept = torch.full((k, budget, *x.shape[1:]), float("nan"), device=self.device) if k else None
 
-    def _inference(self, x: torch.Tensor, batch_size: int | str | None,
-                   fold: bool) -> tuple[int | None, nn.Module, Probes | None]:
+    def _inference(self, x: torch.Tensor, batch_size: int | str | None, fold: bool,
+                   adapt: bool) -> tuple[int | None, nn.Module, Probes | None]:
         """The batch size and the module the forwards go through (the model or its folded copy), from one probe
-        of the model (returned too) where the Oracle holds more than ``CPU_BATCH`` images."""
+        of the model (returned too) where the Oracle holds more than ``CPU_BATCH`` images and the batch size, the
+        fold or (``adapt``) the thread choice needs it."""
         cpu, many = self.device.type == "cpu", len(x) > CPU_BATCH
         fold = fold and many and not seeded(self.model) and bool(foldable(self.model))
-        found = probe(self.model, x[:IMAGES]) if many and (fold or cpu) else None
+        wanted = fold or (cpu and (batch_size == "auto" or adapt))
+        found = probe(self.model, x[:IMAGES]) if many and wanted else None
         if batch_size == "auto":
             batch_size = CPU_BATCH if cpu and found is not None and not found.batch_dependent else None
         twin = fold_batchnorm(self.model) if fold and found.deterministic else None  # copied only when usable
@@ -209,6 +211,12 @@ class Oracle:
                     alone = self._net(x)
                 known[len(x)] = torch.equal(alone, self._net(x))
         return Adaptive(setting, verified=True, same=known) if known[len(x)] else Adaptive(setting, probe=0)
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the forwards adapt to a busy machine (and the attack's loop runs on one thread): see
+        ``threads``."""
+        return len(self.threads.options) > 1
 
     @property
     def folded(self) -> bool:

@@ -121,8 +121,9 @@ class Adaptive:
         self.same[size] = same
 
     def record(self, n: int, seconds: float, images: int) -> None:
-        """Note that a forward of ``images`` images on ``n`` threads took ``seconds``."""
-        if images > 0:
+        """Note that a forward of ``images`` images on ``n`` threads took ``seconds`` (nothing to note where there is
+        no choice)."""
+        if images > 0 and len(self.options) > 1:
             key = (n, self.size_class(images))
             self.recent[key].append(seconds / images)
             self.cost[key] = statistics.median(self.recent[key])

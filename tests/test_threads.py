@@ -59,9 +59,18 @@ def _prefer_one_thread(oracle: Oracle) -> None:
     oracle.threads.record = lambda *args: None
 
 
+class Pixels(nn.Module):
+    """Ten pixels as logits: elementwise work only, so the same on any number of threads on every machine."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.flatten(1)[:, 300:310] * 2.0
+
+
 def test_the_default_adapts_only_where_one_thread_gives_the_same_scores(cnn, test_set, two_threads):
+    """Pixels matches on any number of threads on every machine; whether the zoo CNN does at a given batch size
+    depends on the CPU's kernels (on ours it does at 64, not at 5-7 and 9-11), so it is not asserted here."""
     x, y = test_set[:80]
-    default = Oracle(cnn, x, y, budget=3)
+    default = Oracle(Pixels(), x, y, budget=3)
     assert default.adaptive and default.threads.verified and default.threads.same[64]
     assert not Oracle(cnn, x[:4], y[:4], budget=3).adaptive  # no probes for a small Oracle: fixed
     assert not Oracle(ThreadDependent(cnn, None), x, y, budget=3).adaptive  # never the same: fixed
@@ -71,13 +80,6 @@ def test_the_default_adapts_only_where_one_thread_gives_the_same_scores(cnn, tes
     assert not fixed.adaptive and fixed.threads.options == (3,)
     with pytest.raises(ValueError, match="threads must be None, 'auto' or an integer >= 1"):
         Oracle(cnn, x, y, budget=3, threads="many")
-
-
-class Pixels(nn.Module):
-    """Ten pixels as logits: elementwise work only, so the same on any number of threads on every machine."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x.flatten(1)[:, 300:310] * 2.0
 
 
 def test_a_batch_size_that_one_thread_changes_stays_on_the_setting(test_set, two_threads):

@@ -25,7 +25,7 @@ def setup():
 def test_the_handle_reaches_neither_model_nor_reference_nor_traces(setup):
     oracle, handle, _ = setup
     for name in ("model", "reference", "oracle", "_oracle", "observed", "reference_margin", "kept", "inner",
-                 "set_threat", "handle", "forward_seconds", "_queries"):
+                 "set_threat", "handle", "forward_seconds", "forwards", "_queries"):
         assert not hasattr(handle, name), name
     with pytest.raises(TypeError):
         vars(handle)  # no __dict__ to look into

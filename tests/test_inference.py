@@ -9,7 +9,8 @@ import torch.nn as nn
 
 from workbench.defenses.registry import build
 from workbench.inference import agrees, fold_batchnorm, foldable
-from workbench.oracle import CPU_BATCH, Oracle
+from workbench.forward import CPU_BATCH
+from workbench.oracle import Oracle
 
 
 def test_the_zoo_cnn_folds_to_the_same_function_and_stays_untouched(cnn, test_set):
@@ -67,13 +68,13 @@ def test_agrees_notices_a_changed_function(cnn, test_set):
 def test_the_oracle_folds_deterministic_models_only(cnn, test_set):
     x, y = test_set[:200]
     folded, plain = Oracle(cnn, x, y, budget=1), Oracle(cnn, x, y, budget=1, fold=False)
-    assert folded.folded and not plain.folded and folded.model is cnn
+    assert folded.forwards.folded and not plain.forwards.folded and folded.model is cnn
     a, b = folded.query(x, torch.arange(200)), plain.query(x, torch.arange(200))
     assert torch.equal(a.argmax(1), b.argmax(1)) and (a - b).abs().max() < 1e-4
-    assert not Oracle(build("dent", cnn), x, y, budget=1).folded  # adapts its batch norms: batch-dependent
-    assert not Oracle(build("rnd", cnn), x, y, budget=1).folded  # seeded random parts
-    assert not Oracle(cnn, x[:CPU_BATCH], y[:CPU_BATCH], budget=1).folded  # too few images to pay for a probe
-    assert Oracle(build("aaa-linear", cnn), x, y, budget=1).folded
+    assert not Oracle(build("dent", cnn), x, y, budget=1).forwards.folded  # adapts its batch norms: batch-dependent
+    assert not Oracle(build("rnd", cnn), x, y, budget=1).forwards.folded  # seeded random parts
+    assert not Oracle(cnn, x[:CPU_BATCH], y[:CPU_BATCH], budget=1).forwards.folded  # too few images to pay for a probe
+    assert Oracle(build("aaa-linear", cnn), x, y, budget=1).forwards.folded
 
 
 def test_fold_must_be_a_flag(cnn, test_set):

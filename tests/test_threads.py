@@ -55,8 +55,8 @@ class ThreadDependent(nn.Module):
 
 def _prefer_one_thread(oracle: Oracle) -> None:
     """Make one thread the measured faster choice in every size class, and keep it so (a busy machine)."""
-    oracle.threads.cost = {(n, k): float(n) for n in (1, 2) for k in range(12)}
-    oracle.threads.record = lambda *args: None
+    oracle.forwards.choice.cost = {(n, k): float(n) for n in (1, 2) for k in range(12)}
+    oracle.forwards.choice.record = lambda *args: None
 
 
 class Pixels(nn.Module):
@@ -71,13 +71,13 @@ def test_the_default_adapts_only_where_one_thread_gives_the_same_scores(cnn, tes
     depends on the CPU's kernels (on ours it does at 64, not at 5-7 and 9-11), so it is not asserted here."""
     x, y = test_set[:80]
     default = Oracle(Pixels(), x, y, budget=3)
-    assert default.adaptive and default.threads.verified and default.threads.same[64]
-    assert not Oracle(cnn, x[:4], y[:4], budget=3).adaptive  # no probes for a small Oracle: fixed
-    assert not Oracle(ThreadDependent(cnn, None), x, y, budget=3).adaptive  # never the same: fixed
+    assert default.forwards.adaptive and default.forwards.choice.verified and default.forwards.choice.same[64]
+    assert not Oracle(cnn, x[:4], y[:4], budget=3).forwards.adaptive  # no probes for a small Oracle: fixed
+    assert not Oracle(ThreadDependent(cnn, None), x, y, budget=3).forwards.adaptive  # never the same: fixed
     auto = Oracle(ThreadDependent(cnn, None), x, y, budget=3, threads="auto")
-    assert auto.adaptive and not auto.threads.verified  # asked for: adapts unchecked
+    assert auto.forwards.adaptive and not auto.forwards.choice.verified  # asked for: adapts unchecked
     fixed = Oracle(cnn, x, y, budget=3, threads=3)
-    assert not fixed.adaptive and fixed.threads.options == (3,)
+    assert not fixed.forwards.adaptive and fixed.forwards.choice.options == (3,)
     with pytest.raises(ValueError, match="threads must be None, 'auto' or an integer >= 1"):
         Oracle(cnn, x, y, budget=3, threads="many")
 
@@ -92,12 +92,12 @@ def test_a_batch_size_that_one_thread_changes_stays_on_the_setting(test_set, two
         with torch.no_grad():
             expected = model(x[:size])  # on the setting (2 threads)
         assert torch.equal(oracle.query(x[:size], idx), expected)
-    assert oracle.threads.same == {64: True, 7: False, 5: True}
-    assert oracle.threads.pick(7) == 2 and oracle.threads.pick(5) == 1
+    assert oracle.forwards.choice.same == {64: True, 7: False, 5: True}
+    assert oracle.forwards.choice.pick(7) == 2 and oracle.forwards.choice.pick(5) == 1
     again = Oracle(model, x, y, budget=4, fold=False)  # the same model later: what was found is known
     _prefer_one_thread(again)
-    assert again.threads.same == {64: True, 7: False, 5: True} and again.threads.pick(7) == 2
-    assert Oracle(ThreadDependent(Pixels(), (7,)), x, y, budget=4, fold=False).threads.same == {64: True}
+    assert again.forwards.choice.same == {64: True, 7: False, 5: True} and again.forwards.choice.pick(7) == 2
+    assert Oracle(ThreadDependent(Pixels(), (7,)), x, y, budget=4, fold=False).forwards.choice.same == {64: True}
 
 
 def test_adaptive_takes_the_cheaper_setting_per_size_class_and_keeps_probing_the_other():

@@ -22,27 +22,20 @@ Example::
 
 from __future__ import annotations
 
-import time
-import weakref
 from collections.abc import Callable
+from typing import TypeVar
 
 import torch
 import torch.nn as nn
 
 from workbench import checks
-from workbench.inference import agrees, fold_batchnorm, foldable
+from workbench.forward import Forwards
 from workbench.losses import margin
-from workbench.probes import IMAGES, Probes, probe, seeded
-from workbench.threads import Adaptive
-from workbench.threads import threads as intra_op_threads
 from workbench.threat import inside, model_device, quantize8
 
 SCORES = ("logits", "probabilities")
-# Images per forward pass on a CPU (Oracle(batch_size="auto")). Measured on this project's 2-core CPU, the zoo CNN
-# in channels_last, images per second at 16 / 32 / 64 / 128 / 256 / 512 per batch: 23.9k / 25.6k / 23.2k / 22.5k /
-# 12.7k / 9.4k with 2 threads, 15.2k / 15.9k / 15.5k / 12.5k / 6.7k / 6.7k with one (benchmarks/square_peers.py
-# prints the same sweep on your machine): small batches keep the activations in cache.
-CPU_BATCH = 64
+RECORD_LIMIT = 2 ** 31  # recorded values (images x budget, and kept pixels) an Oracle may allocate: 8 GB of float32
+T = TypeVar("T")
 
 
 class BudgetExceeded(RuntimeError):
@@ -111,28 +104,11 @@ class Oracle:
         reference: the undefended model, for analysis only: it is never shown to the attacker.
         keep_images: also keep every queried image of the first ``keep_images`` images (``kept``: (k, budget, C,
             H, W), NaN where not queried) for replays; needs ``record=True``.
-        batch_size: largest batch sent through the model at once. ``"auto"`` (default): on a CPU, chunks of
-            ``CPU_BATCH`` images, the measured sweet spot, unless the probes find the model batch-dependent (then
-            the attacker's batch reaches it whole, as it must); on other devices everything at once. None:
-            everything at once. Chunking changes scores only at float-rounding level.
-        fold: forward through a copy of the model with every batch norm folded into the convolution before it and
-            ReLUs in place (``inference.fold_batchnorm``; 1.39x faster forwards of 64 images on the zoo CNN) where that
-            is safe: the Oracle holds more than ``CPU_BATCH`` images, the model has no seeded random parts, the probes
-            find it deterministic (a defense that adapts its batch norms, like DENT, is batch-dependent: never folded)
-            and the copy's scores equal the model's up to float rounding on the probe images (``folded`` says whether it
-            is in use). The copy is made when the Oracle is built. False: always the model itself.
-        threads: intra-op threads of the model's CPU forwards. None (default): the process's setting when the
-            Oracle is built; where the Oracle holds more than ``CPU_BATCH`` images, the probes find the model not
-            random and one thread gives its scores bit for bit on the probe images, the attack's own loop runs on
-            one thread and each forward moves to one thread when that has been faster per image lately (another
-            process keeps a core busy), but only for batch sizes where one thread has been seen to give the
-            setting's scores exactly (``threads.Adaptive(verified=True)``; what was found is kept for the model
-            object, so later Oracles on it need not check again): results never depend on timing.
-            ``adaptive`` says whether that is in use. Measured (benchmarks/contention.py): Square against AAA with
-            a busy core 1.0-1.6x its quiet time instead of 1.9-3.1x with the setting fixed; quiet, watching costs 0-10%
-            (Square, 500 undefended images). An int: that many, fixed.
-            ``"auto"``: adapt without the check, for any model (DENT's adaptation never matches across thread
-            counts): faster on a busy machine, but results then depend on timing.
+        batch_size, fold, threads: how the forward passes run fast without changing what they compute (chunks,
+            batch-norm folding, the thread choice): see ``workbench.forward.Forwards``, which the Oracle holds as
+            ``forwards``. Defaults: chunks of 64 images on a CPU for a batch-independent model, the folded copy
+            where it is safe, and forwards that move to one thread on a busy machine only where that keeps the
+            scores bit for bit.
     """
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, budget: int,
@@ -154,74 +130,29 @@ class Oracle:
         checks.choice("scores", scores, SCORES)
         self.model, self.reference = model, reference
         self.device = model_device(model)
-        if batch_size not in (None, "auto"):
-            batch_size = checks.at_least("batch_size", batch_size, 1)
-        if threads is not None and threads != "auto":
-            try:
-                threads = checks.at_least("threads", threads, 1)
-            except ValueError:
-                raise ValueError(f"threads must be None, 'auto' or an integer >= 1, got {threads!r}") from None
-        batch_size, self._net, found = self._inference(x, batch_size, checks.flag("fold", fold),
-                                                        adapt=threads is None and torch.get_num_threads() > 1)
+        if record:
+            _fits_in_memory(len(x), budget, keep_images, x.shape[1:])
+        self.forwards = Forwards(model, x, batch_size=batch_size, fold=fold, threads=threads)
         self._x = x.to(self.device, torch.float32, copy=True)
         self.y = checks.labels("y", y, len(x)).to(self.device).clone()
-        self.budget, self.scores, self.quantize, self.batch_size = budget, scores, quantize, batch_size
-        self.threads = self._threads(threads, found)
+        self.budget, self.scores, self.quantize = budget, scores, quantize
         self._queries = torch.zeros(len(x), dtype=torch.long, device=self.device)
         self._threat: tuple[str, float] | None = None
         self._labels_checked = False
-        self.forward_seconds = 0.0
         self.observed = self._trace() if record else None
         self.reference_margin = self._trace() if record and reference is not None else None
         k = min(keep_images, len(x))
         self.kept = torch.full((k, budget, *x.shape[1:]), float("nan"), device=self.device) if k else None
 
-    def _inference(self, x: torch.Tensor, batch_size: int | str | None, fold: bool,
-                   adapt: bool) -> tuple[int | None, nn.Module, Probes | None]:
-        """The batch size and the module the forwards go through (the model or its folded copy), from one probe
-        of the model (returned too) where the Oracle holds more than ``CPU_BATCH`` images and the batch size, the
-        fold or (``adapt``) the thread choice needs it."""
-        cpu, many = self.device.type == "cpu", len(x) > CPU_BATCH
-        fold = fold and many and not seeded(self.model) and bool(foldable(self.model))
-        wanted = fold or (cpu and (batch_size == "auto" or adapt))
-        found = probe(self.model, x[:IMAGES]) if many and wanted else None
-        if batch_size == "auto":
-            batch_size = CPU_BATCH if cpu and found is not None and not found.batch_dependent else None
-        twin = fold_batchnorm(self.model) if fold and found.deterministic else None  # copied only when usable
-        if twin is not None and agrees(self.model, twin, x[:IMAGES].to(self.device)):
-            return batch_size, twin, found
-        return batch_size, self.model, found
-
-    def _threads(self, threads: int | str | None, found: Probes | None) -> Adaptive:
-        """The thread choice of the forwards (see ``threads``): adaptive and checked by default where the probes
-        found the model not random and one thread gives the setting's scores on the probe images."""
-        cpu = self.device.type == "cpu"
-        if isinstance(threads, int):
-            return Adaptive(threads, probe=0)
-        setting = torch.get_num_threads()
-        if threads == "auto":
-            return Adaptive(setting) if cpu else Adaptive(setting, probe=0)
-        if not cpu or setting == 1 or found is None or found.randomized:
-            return Adaptive(setting, probe=0)
-        known = _known_sizes(self.model, self.folded, setting)
-        x = self._x[:self.batch_size or CPU_BATCH]  # a full chunk: the most common batch size
-        if len(x) not in known:
-            with torch.no_grad():
-                with intra_op_threads(1):
-                    alone = self._net(x)
-                known[len(x)] = torch.equal(alone, self._net(x))
-        return Adaptive(setting, verified=True, same=known) if known[len(x)] else Adaptive(setting, probe=0)
+    @property
+    def batch_size(self) -> int | None:
+        """The most images per forward pass (see ``batch_size``)."""
+        return self.forwards.batch_size
 
     @property
-    def adaptive(self) -> bool:
-        """Whether the forwards adapt to a busy machine (and the attack's loop runs on one thread): see
-        ``threads``."""
-        return len(self.threads.options) > 1
-
-    @property
-    def folded(self) -> bool:
-        """Whether the forwards go through a copy of the model with its batch norms folded (see ``fold``)."""
-        return self._net is not self.model
+    def forward_seconds(self) -> float:
+        """Time spent in the attacker's forward passes so far."""
+        return self.forwards.seconds
 
     def _trace(self) -> torch.Tensor:
         return torch.full((len(self._x), self.budget), float("nan"), device=self.device)
@@ -243,6 +174,16 @@ class Oracle:
     def threat(self) -> tuple[str, float] | None:
         """The threat model (norm, eps) fixed by ``handle``, or None before."""
         return self._threat
+
+    def run(self, norm: str, eps: float, loop: Callable[[QueryHandle], T]) -> tuple[T, float]:
+        """Run an attacker's ``loop`` on a handle for the threat model (norm, eps), on the threads the forwards
+        call for (one thread where they adapt to a busy machine), and return what it returns with the seconds it
+        spent in forward passes. ``Attack.run`` uses this: an attack never reads the Oracle's state."""
+        handle = self.handle(norm, eps)
+        before = self.forwards.seconds
+        with self.forwards.loop():
+            out = loop(handle)
+        return out, self.forwards.seconds - before
 
     def handle(self, norm: str, eps: float) -> QueryHandle:
         """Fix the threat model (the eps-ball every query must stay in) and return the attacker's handle. The
@@ -272,7 +213,7 @@ class Oracle:
             raise BudgetExceeded(f"images {over[:5].tolist()} would exceed their budget of {self.budget} queries")
         x = self._admit(x.to(self.device, torch.float32), idx)
         with torch.no_grad():
-            logits = self._forward(self._net, x, timed=True)
+            logits = self.forwards(x)
             self._check_scores(logits, idx)
             out = logits.softmax(1) if self.scores == "probabilities" else logits
             if self.observed is not None:
@@ -319,63 +260,25 @@ class Oracle:
             raise ValueError(f"x: candidates {bad[:5].tolist()} leave the {norm} ball of radius {eps} or [0, 1]")
         return quantize8(x, x0, eps, norm) if self.quantize else x
 
-    def _forward(self, model: nn.Module, x: torch.Tensor, timed: bool = False) -> torch.Tensor:
-        """Scores of ``x`` in chunks of ``batch_size``: the attacker's forwards (``timed``) on the adaptive thread
-        choice, the reference model's on the setting."""
-        step = self.batch_size or len(x)
-        chunks = [x[i:i + step] for i in range(0, len(x), step)] or [x]
-        if not timed:
-            with intra_op_threads(self.threads.setting):
-                return torch.cat([model(chunk) for chunk in chunks]).float()
-        sync = self.device.type == "cuda"
-        if sync:
-            torch.cuda.synchronize(self.device)
-        start = time.perf_counter()
-        out = torch.cat([self._chunk(model, chunk) for chunk in chunks])
-        if sync:
-            torch.cuda.synchronize(self.device)
-        self.forward_seconds += time.perf_counter() - start
-        return out.float()
-
-    def _chunk(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """One chunk's scores on the thread count the choice picks for its size; where the choice has to see first
-        whether one thread changes the scores of this size, on both, keeping the setting's."""
-        n = self.threads.pick(len(x))
-        if n is not None:
-            return self._timed(model, x, n)
-        kept, alone = self._timed(model, x, self.threads.setting), self._timed(model, x, 1)
-        self.threads.found(len(x), torch.equal(kept, alone))
-        return kept
-
-    def _timed(self, model: nn.Module, x: torch.Tensor, n: int) -> torch.Tensor:
-        start = time.perf_counter()
-        with intra_op_threads(n):
-            out = model(x)
-        self.threads.record(n, time.perf_counter() - start, len(x))
-        return out
-
     def _record(self, x: torch.Tensor, idx: torch.Tensor, out: torch.Tensor) -> None:
         pos = self._queries[idx] + rank_within_repeats(idx)
         y = self.y[idx]
         self.observed[idx, pos] = margin(out, y)
         if self.reference_margin is not None:
-            self.reference_margin[idx, pos] = margin(self._forward(self.reference, x), y)
+            self.reference_margin[idx, pos] = margin(self.forwards.other(self.reference, x), y)
         if self.kept is not None:
             keep = idx < len(self.kept)
             self.kept[idx[keep], pos[keep]] = x[keep]
 
 
-# model -> {(folded, threads, layer shapes): {batch size: one thread gives the setting's scores bit for bit}}, for
-# the life of the model object: whether one thread rounds differently depends on the layers' shapes and the
-# kernels chosen for them, not on the weights' values, so a model trained further keeps what was found for it.
-_KNOWN: weakref.WeakKeyDictionary[nn.Module, dict[tuple, dict[int, bool]]] = weakref.WeakKeyDictionary()
-
-
-def _known_sizes(model: nn.Module, folded: bool, setting: int) -> dict[int, bool]:
-    """The batch sizes checked so far (by any Oracle of this process) for ``model`` on ``setting`` threads."""
-    shapes = tuple((name, type(m).__name__, tuple(tuple(p.shape) for p in m.parameters(recurse=False)))
-                   for name, m in model.named_modules())
-    return _KNOWN.setdefault(model, {}).setdefault((folded, setting, shapes), {})
+def _fits_in_memory(n: int, budget: int, keep_images: int, shape: torch.Size) -> None:
+    """Refuse a recording larger than ``RECORD_LIMIT`` values, naming the arguments."""
+    values = n * budget * 2 + min(keep_images, n) * budget * shape.numel()
+    if values > RECORD_LIMIT:
+        raise ValueError(f"record=True keeps {values:.3g} values for {n} images x budget={budget}"
+                         f"{f' (keep_images={keep_images})' if keep_images else ''}: more than {RECORD_LIMIT:.3g} "
+                         f"({4 * RECORD_LIMIT / 2 ** 30:.0f} GiB); lower budget, keep_images or the number of "
+                         f"images, or pass record=False")
 
 
 def rank_within_repeats(idx: torch.Tensor) -> torch.Tensor:

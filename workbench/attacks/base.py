@@ -16,7 +16,6 @@ that leave the clean check uncounted report one query fewer per image.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
 import warnings
@@ -30,7 +29,6 @@ from workbench import checks
 from workbench.losses import cross_entropy, margin
 from workbench.oracle import Oracle, QueryHandle, rank_within_repeats
 from workbench.results import AttackResult
-from workbench.threads import one_thread
 from workbench.threat import quantize8
 
 LOSSES = ("margin", "ce", "probability")
@@ -41,12 +39,6 @@ def fresh(oracle: Oracle) -> Oracle:
     if not isinstance(oracle, Oracle):
         raise ValueError(f"oracle must be a workbench Oracle, got {type(oracle).__name__}")
     return oracle
-
-
-def loop_threads(oracle: Oracle) -> contextlib.AbstractContextManager:
-    """Where an attack's own loop runs: on one thread where the Oracle's forwards adapt to a busy machine
-    (``oracle.adaptive``), else as the user set."""
-    return one_thread() if oracle.adaptive else contextlib.nullcontext()
 
 
 class Run:
@@ -202,10 +194,8 @@ class Attack(ABC):
     def run(self, oracle: Oracle, targets: torch.Tensor | None = None) -> AttackResult:
         """Attack every image of ``oracle`` until it is misclassified (or classified as ``targets[i]`` when
         targets are given) or its budget is spent. The attack gets only ``oracle.handle(norm, eps)``."""
-        handle = fresh(oracle).handle(self.norm, self.eps)
-        with loop_threads(oracle):
-            result = self.run_on(handle, targets)
-        return dataclasses.replace(result, forward_seconds=oracle.forward_seconds)
+        result, seconds = fresh(oracle).run(self.norm, self.eps, lambda handle: self.run_on(handle, targets))
+        return dataclasses.replace(result, forward_seconds=seconds)
 
     def run_on(self, handle: QueryHandle, targets: torch.Tensor | None = None) -> AttackResult:
         """The query loop on an attacker's handle (``run`` opens one; EOT passes an averaging one)."""

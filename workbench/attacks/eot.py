@@ -33,7 +33,7 @@ import dataclasses
 import torch
 
 from workbench import checks
-from workbench.attacks.base import Attack, fresh, loop_threads
+from workbench.attacks.base import Attack, fresh
 from workbench.oracle import BudgetExceeded, Oracle, QueryHandle
 from workbench.results import AttackResult
 
@@ -71,11 +71,12 @@ class EOT:
         return f"EOT({self.attack!r}, m={self.m})"
 
     def run(self, oracle: Oracle, targets: torch.Tensor | None = None) -> AttackResult:
-        if fresh(oracle).budget < self.m:
-            raise ValueError(f"the oracle's budget ({oracle.budget}) must allow one point of m={self.m} queries")
-        handle = averaging(oracle.handle(self.norm, self.eps), self.m)
-        with loop_threads(oracle):
-            result = self.attack.run_on(handle, targets)
+        def loop(handle: QueryHandle) -> tuple[AttackResult, torch.Tensor, int]:
+            if handle.budget < self.m:
+                raise ValueError(f"the oracle's budget ({handle.budget}) must allow one point of m={self.m} queries")
+            return self.attack.run_on(averaging(handle, self.m), targets), handle.queries, handle.budget
+
+        (result, queries, budget), seconds = fresh(oracle).run(self.norm, self.eps, loop)
         first = torch.where(result.success, result.first_success * self.m, result.first_success)
-        return dataclasses.replace(result, queries=oracle.queries, first_success=first, budget=oracle.budget,
-                                   forward_seconds=oracle.forward_seconds, queries_per_point=self.m)
+        return dataclasses.replace(result, queries=queries, first_success=first, budget=budget,
+                                   forward_seconds=seconds, queries_per_point=self.m)

@@ -1,0 +1,173 @@
+"""How the Oracle's forward passes run fast, without changing what they compute: chunking, batch-norm folding,
+the thread choice and its timing, and what is known per model. The Oracle (the black box) holds one
+:class:`Forwards` and calls it; an attack never sees it.
+
+- Chunks: on a CPU, queries go through the model ``CPU_BATCH`` images at a time (``batch_size="auto"``) unless the
+  probes find the model batch-dependent (UniG, DENT: then the attacker's batch reaches it whole, as it must).
+- Folding: where the probes find the model deterministic and it has no seeded random parts, forwards go through a
+  copy with its batch norms folded into the convolutions and its ReLUs in place (``workbench.inference``), used
+  only where the copy agrees with the model on the probe images.
+- Threads: with the default ``threads=None`` and a model the probes find not random, each chunk runs on the
+  user's setting or on one thread, whichever has lately been cheaper per image (``threads.Adaptive``), but on one
+  thread only at batch sizes where one thread has been seen to give the setting's scores bit for bit: results
+  never depend on timing. The attack's own loop then runs on one thread too (``loop``).
+
+The timings behind these defaults are in docs/performance.md, each with the benchmark that prints it.
+
+Example::
+
+    forwards = Forwards(model, x)          # probes the model on x's first images where a choice needs it
+    scores = forwards(x[:100])             # chunked, maybe folded, on the chosen threads; timed
+    forwards.batch_size, forwards.folded, forwards.adaptive, forwards.seconds
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import weakref
+
+import torch
+import torch.nn as nn
+
+from workbench import checks
+from workbench.inference import agrees, fold_batchnorm, foldable
+from workbench.probes import IMAGES, Probes, probe, seeded
+from workbench.threads import Adaptive, one_thread
+from workbench.threads import threads as intra_op_threads
+from workbench.threat import model_device
+
+# Images per forward pass on a CPU (batch_size="auto"): small batches keep the activations in cache. The sweep
+# behind it: benchmarks/square_peers.py (docs/performance.md).
+CPU_BATCH = 64
+
+
+class Forwards:
+    """The forward passes of ``model`` for an Oracle holding the images ``x`` (see the module docstring).
+
+    Args:
+        model: the classifier the Oracle wraps.
+        x: the Oracle's images; the first ``probes.IMAGES`` probe the model where a choice needs it (only where
+            there are more than ``CPU_BATCH``).
+        batch_size: the most images per forward: ``"auto"`` (``CPU_BATCH`` on a CPU for a batch-independent model,
+            else everything at once), None (everything at once) or an int.
+        fold: use the folded copy where that is safe (``folded`` says whether it is in use).
+        threads: None (the setting, adapting to a busy machine where that keeps the scores), ``"auto"`` (adapt
+            without the check: results may then depend on timing) or an int (fixed).
+    """
+
+    def __init__(self, model: nn.Module, x: torch.Tensor, *, batch_size: int | str | None = "auto",
+                 fold: bool = True, threads: int | str | None = None):
+        if batch_size not in (None, "auto"):
+            batch_size = checks.at_least("batch_size", batch_size, 1)
+        if threads is not None and threads != "auto":
+            try:
+                threads = checks.at_least("threads", threads, 1)
+            except ValueError:
+                raise ValueError(f"threads must be None, 'auto' or an integer >= 1, got {threads!r}") from None
+        self.model, self.device = model, model_device(model)
+        self.seconds = 0.0  # spent in the timed forwards
+        adapt = threads is None and torch.get_num_threads() > 1
+        self.batch_size, self.net, found = self._plan(x, batch_size, checks.flag("fold", fold), adapt)
+        self.choice = self._choice(threads, found, x)
+
+    def _plan(self, x: torch.Tensor, batch_size: int | str | None, fold: bool,
+              adapt: bool) -> tuple[int | None, nn.Module, Probes | None]:
+        """The batch size and the module the forwards go through (the model or its folded copy), from one probe
+        of the model (returned too) where there are more than ``CPU_BATCH`` images and the batch size, the fold
+        or (``adapt``) the thread choice needs it."""
+        cpu, many = self.device.type == "cpu", len(x) > CPU_BATCH
+        fold = fold and many and not seeded(self.model) and bool(foldable(self.model))
+        wanted = fold or (cpu and (batch_size == "auto" or adapt))
+        found = probe(self.model, x[:IMAGES]) if many and wanted else None
+        if batch_size == "auto":
+            batch_size = CPU_BATCH if cpu and found is not None and not found.batch_dependent else None
+        twin = fold_batchnorm(self.model) if fold and found.deterministic else None  # copied only when usable
+        if twin is not None and agrees(self.model, twin, x[:IMAGES].to(self.device)):
+            return batch_size, twin, found
+        return batch_size, self.model, found
+
+    def _choice(self, threads: int | str | None, found: Probes | None, x: torch.Tensor) -> Adaptive:
+        """The thread choice (see ``threads``): adaptive and checked by default where the probes found the model
+        not random and one thread gives the setting's scores on a full chunk of ``x``."""
+        cpu = self.device.type == "cpu"
+        if isinstance(threads, int):
+            return Adaptive(threads, probe=0)
+        setting = torch.get_num_threads()
+        if threads == "auto":
+            return Adaptive(setting) if cpu else Adaptive(setting, probe=0)
+        if not cpu or setting == 1 or found is None or found.randomized:
+            return Adaptive(setting, probe=0)
+        known = _known_sizes(self.model, self.folded, setting)
+        chunk = x[:self.batch_size or CPU_BATCH].to(self.device, torch.float32)  # the most common batch size
+        if len(chunk) not in known:
+            with torch.no_grad():
+                with intra_op_threads(1):
+                    alone = self.net(chunk)
+                known[len(chunk)] = torch.equal(alone, self.net(chunk))
+        return Adaptive(setting, verified=True, same=known) if known[len(chunk)] else Adaptive(setting, probe=0)
+
+    @property
+    def adaptive(self) -> bool:
+        """Whether the forwards adapt to a busy machine (and the attack's loop runs on one thread)."""
+        return len(self.choice.options) > 1
+
+    @property
+    def folded(self) -> bool:
+        """Whether the forwards go through a copy of the model with its batch norms folded."""
+        return self.net is not self.model
+
+    def loop(self) -> contextlib.AbstractContextManager:
+        """Where the attacker's own loop runs: on one thread where the forwards adapt, else on the setting."""
+        return one_thread() if self.adaptive else contextlib.nullcontext()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's scores of ``x`` (float32), chunked, on the thread count chosen per chunk, timed."""
+        sync = self.device.type == "cuda"
+        if sync:
+            torch.cuda.synchronize(self.device)
+        start = time.perf_counter()
+        out = torch.cat([self._chunk(chunk) for chunk in self._chunks(x)])
+        if sync:
+            torch.cuda.synchronize(self.device)
+        self.seconds += time.perf_counter() - start
+        return out.float()
+
+    def other(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Scores of another model (the experimenter's reference) on the same chunks, on the setting, untimed."""
+        with intra_op_threads(self.choice.setting):
+            return torch.cat([model(chunk) for chunk in self._chunks(x)]).float()
+
+    def _chunks(self, x: torch.Tensor) -> list[torch.Tensor]:
+        step = self.batch_size or len(x)
+        return [x[i:i + step] for i in range(0, len(x), step)] or [x]
+
+    def _chunk(self, x: torch.Tensor) -> torch.Tensor:
+        """One chunk's scores on the thread count the choice picks for its size; where the choice has to see first
+        whether one thread changes the scores of this size, on both, keeping the setting's."""
+        n = self.choice.pick(len(x))
+        if n is not None:
+            return self._timed(x, n)
+        kept, alone = self._timed(x, self.choice.setting), self._timed(x, 1)
+        self.choice.found(len(x), torch.equal(kept, alone))
+        return kept
+
+    def _timed(self, x: torch.Tensor, n: int) -> torch.Tensor:
+        start = time.perf_counter()
+        with intra_op_threads(n):
+            out = self.net(x)
+        self.choice.record(n, time.perf_counter() - start, len(x))
+        return out
+
+
+# model -> {(folded, threads, layer shapes): {batch size: one thread gives the setting's scores bit for bit}}, for
+# the life of the model object: whether one thread rounds differently depends on the layers' shapes and the
+# kernels chosen for them, not on the weights' values, so a model trained further keeps what was found for it.
+_KNOWN: weakref.WeakKeyDictionary[nn.Module, dict[tuple, dict[int, bool]]] = weakref.WeakKeyDictionary()
+
+
+def _known_sizes(model: nn.Module, folded: bool, setting: int) -> dict[int, bool]:
+    """The batch sizes checked so far (by any Oracle of this process) for ``model`` on ``setting`` threads."""
+    shapes = tuple((name, type(m).__name__, tuple(tuple(p.shape) for p in m.parameters(recurse=False)))
+                   for name, m in model.named_modules())
+    return _KNOWN.setdefault(model, {}).setdefault((folded, setting, shapes), {})

@@ -38,7 +38,7 @@ def main() -> None:
         defended = prepare(name, "mnist-cnn" if variant(name) else model, held_out=test[500:])
         x, y = test[:n]
         key = json.dumps({"defense": name, "kwargs": {}, "model": "mnist-cnn",
-                          "weights": models.SHIPPED["mnist-cnn"]}, sort_keys=True)
+                          "weights": models.entry("mnist-cnn").sha256}, sort_keys=True)
         report = evaluate(defended, x, y, undefended=model, budget=args.budget, cache_dir=paths.data_dir() /
                           "evaluations", cache_key=key)
         finals = dict(zip(report.attacks["attack"], report.attacks["final"]))

@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workbench.attacks import build, names
-from workbench.attacks.presets import preset
+from workbench import protocol
 from workbench.threat import inside
 from workbench.oracle import BudgetExceeded, Oracle
 
@@ -75,7 +75,7 @@ def test_registry_rejects_unknown_names_and_arguments():
         build("square", eot=0)
     assert build("nes", dataset="cifar10").lr == pytest.approx(2 / 255)
     assert build("nes", dataset="mnist", lr=0.01).lr == 0.01  # overrides win over the preset
-    assert preset("imagenet", "square", "l2") == {"norm": "l2", "eps": 5.0, "p_init": 0.1}
+    assert protocol.get("imagenet").attack_kwargs("square", "l2") == {"norm": "l2", "eps": 5.0, "p_init": 0.1}
 
 
 @pytest.mark.parametrize("name", names())

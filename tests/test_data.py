@@ -120,7 +120,7 @@ def test_imagenet_takes_one_image_per_class_at_224(tmp_path):
     assert len(data.load("imagenet", root=tmp_path, n=2)) == 2
 
 
-@pytest.mark.parametrize("kwargs, arg", [({"name": "mnist"}, "name"), ({"name": "mnist5k", "split": "val"}, "split"),
+@pytest.mark.parametrize("kwargs, arg", [({"name": "mnist-10k"}, "name"), ({"name": "mnist5k", "split": "val"}, "split"),
                                          ({"name": "mnist5k", "n": 0}, "n")])
 def test_bad_arguments_name_the_argument(kwargs, arg):
     with pytest.raises(ValueError, match=arg):

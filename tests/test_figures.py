@@ -11,6 +11,7 @@ import torch
 from workbench import metrics, plots
 from workbench.attacks.square import Square
 from workbench.attacks.whitebox import input_gradient
+from workbench.defenses.aaa import target_curves
 from workbench.oracle import Oracle
 from tests.toy import Recorder, linear_model
 
@@ -97,7 +98,7 @@ def test_input_gradient_matches_autograd_and_bpda_restores_it():
 
 def test_savefig_is_deterministic_and_rejects_bad_names(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_FIGURES", str(tmp_path))
-    fig = plots.aaa_target_curves()
+    fig = plots.aaa_target_curves(*target_curves())
     first = plots.savefig(fig, "99_check").read_bytes()
     second = plots.savefig(fig, "99_check").read_bytes()
     assert first == second and first[:8] == b"\x89PNG\r\n\x1a\n"
@@ -132,11 +133,11 @@ def test_fast_mode_never_writes_the_committed_figures(monkeypatch):
 
 
 def test_target_curves_draw_only_the_curves_asked_for():
-    fig = plots.aaa_target_curves(curves=["linear"])
+    fig = plots.aaa_target_curves(*target_curves(curves=("linear",)))
     assert [line.get_label() for line in fig.axes[0].get_lines()] == ["original", "AAA-linear"]
     plt.close(fig)
     with pytest.raises(ValueError, match="curves"):
-        plots.aaa_target_curves(curves=["cosine"])
+        target_curves(curves=("cosine",))
 
 
 def test_plotly_hover_labels_keep_the_whole_trace_name():

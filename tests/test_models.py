@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench import metrics, models
+from workbench import metrics, models, training
+from workbench.models import loading
 
 
 def test_shipped_zoo_loads_with_its_pinned_hash_and_writes_nothing(cnn, test_set, tmp_path, monkeypatch):
@@ -14,9 +15,11 @@ def test_shipped_zoo_loads_with_its_pinned_hash_and_writes_nothing(cnn, test_set
     threshold leaves 14 images of room for another CPU's rounding). Loading needs no training and no cache."""
     assert metrics.accuracy(metrics.predict(cnn, test_set.x), test_set.y) >= 0.96
     monkeypatch.setenv("WORKBENCH_DATA", str(tmp_path))
-    for name, digest in models.SHIPPED.items():
+    shipped = {name: e.sha256 for name, e in models.entries().items() if e.shipped}
+    assert set(shipped) >= {"mnist-cnn", "mnist-cnn-at", "mnist-cnn-gf"}
+    for name, digest in shipped.items():
         path = models.weights_path(name)
-        assert path.parent == models.ZOO and models.sha256(path) == digest
+        assert path.parent == models.WEIGHTS and models.sha256(path) == digest
         model = models.load(name)
         assert not any(p.requires_grad for p in model.parameters()) and not model.training
     assert list(tmp_path.iterdir()) == []  # nothing trained, nothing cached
@@ -25,7 +28,7 @@ def test_shipped_zoo_loads_with_its_pinned_hash_and_writes_nothing(cnn, test_set
 
 
 def _bad_files(tmp_path, cnn):
-    good = models.ZOO / "mnist-cnn.pt"
+    good = models.WEIGHTS / "mnist-cnn.pt"
     (tmp_path / "empty.pt").write_bytes(b"")
     (tmp_path / "truncated.pt").write_bytes(good.read_bytes()[:5000])
     (tmp_path / "garbage.pt").write_bytes(b"not a checkpoint at all" * 10)
@@ -45,10 +48,10 @@ def test_bad_weights_files_get_a_clear_error_naming_the_file(cnn, tmp_path):
 
 def test_a_changed_shipped_file_is_refused(tmp_path, monkeypatch):
     copy = tmp_path / "mnist-cnn.pt"
-    data = bytearray((models.ZOO / "mnist-cnn.pt").read_bytes())
+    data = bytearray((models.WEIGHTS / "mnist-cnn.pt").read_bytes())
     data[-100] ^= 1  # one flipped bit
     copy.write_bytes(bytes(data))
-    monkeypatch.setattr(models, "ZOO", tmp_path)
+    monkeypatch.setattr(loading, "WEIGHTS", tmp_path)
     with pytest.raises(ValueError, match="pinned") as err:
         models.load("mnist-cnn")
     assert str(copy) in str(err.value)
@@ -62,12 +65,12 @@ def test_training_is_an_explicit_command_and_learns(test_set, tmp_path, capsys):
     0.955 clean accuracy after one epoch (training is seeded and single-threaded; another CPU may round
     differently, hence the wide threshold)."""
     out = tmp_path / "cnn.pt"
-    assert models.main(["train", "mnist-cnn", "--epochs", "1", "--out", str(out)]) == 0
+    assert training.main(["train", "mnist-cnn", "--epochs", "1", "--out", str(out)]) == 0
     assert str(out) in capsys.readouterr().out and not list(tmp_path.glob(".*.tmp"))
     trained = models.load("mnist-cnn", weights=out)
     assert metrics.accuracy(metrics.predict(trained, test_set.x), test_set.y) >= 0.9
     with pytest.raises(ValueError, match="name"):
-        models.train("wrn-28-10")
+        training.train("wrn-28-10")
 
 
 @pytest.mark.parametrize("name, shape", [("preactresnet18", (2, 3, 32, 32)), ("wrn-28-10", (2, 3, 32, 32))])

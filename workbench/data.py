@@ -22,10 +22,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from workbench import checks
+from workbench import checks, protocol
 from workbench.paths import atomic_write, data_dir
 
-DATASETS = ("mnist5k", "digits", "cifar10", "imagenet")
+DATASETS = ("mnist5k", "digits", "cifar10-jpeg", "cifar10", "imagenet")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SPLITS = ("train", "test")
 _SPLIT_SEED = 0
 
@@ -56,7 +57,7 @@ def load(name: str, split: str = "test", *, root: str | Path | None = None, down
     """Load a dataset split as tensors.
 
     Args:
-        name: one of ``"mnist5k"`` (embedded, 4000 train / 1000 test, stratified), ``"digits"`` (scikit-learn 8x8,
+        name: a protocol's name (``"mnist"``...: its images) or one of ``"mnist5k"`` (embedded, 4000 train / 1000 test, stratified), ``"digits"`` (scikit-learn 8x8,
             stratified 80/20), ``"cifar10"`` (torchvision's on-disk format under ``root``) and ``"imagenet"`` (an
             ImageFolder of the validation set under ``root``; one image per class, resized to 256 and centre-cropped
             to 224).
@@ -65,6 +66,8 @@ def load(name: str, split: str = "test", *, root: str | Path | None = None, down
         download: let torchvision download CIFAR-10 into ``root`` (never done by default or in tests).
         n: keep only the first ``n`` images (after the deterministic split).
     """
+    if name not in DATASETS and name in protocol.names():  # a protocol's name (e.g. "mnist") names its images
+        name = protocol.get(name).data
     checks.choice("name", name, DATASETS)
     checks.choice("split", split, SPLITS)
     if n is not None:
@@ -73,6 +76,8 @@ def load(name: str, split: str = "test", *, root: str | Path | None = None, down
         ds = _mnist5k(split)
     elif name == "digits":
         ds = _digits(split)
+    elif name == "cifar10-jpeg":
+        ds = _cifar10_jpeg(split, _root(root))
     elif name == "cifar10":
         ds = _cifar10(split, _root(root), download)
     else:
@@ -188,6 +193,39 @@ def _cifar10(split: str, root: Path, download: bool) -> Dataset:
                          f"(cifar-10-batches-py/): {err}") from err
     x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float().div(255.0).contiguous()
     return Dataset("cifar10", split, x, torch.tensor(ds.targets, dtype=torch.int64), tuple(ds.classes))
+
+
+def _cifar10_jpeg(split: str, root: Path) -> Dataset:
+    """CIFAR-10 as one JPEG per image in class folders: ``<root>/<split>/<class>/*.jpg`` (``root`` may also be the
+    folder above ``cifar10-jpeg/``). Classes in CIFAR-10's label order, files sorted by name within a class."""
+    folder = next((p for p in (root / split, root / "cifar10-jpeg" / split) if p.is_dir()), None)
+    if folder is None:
+        raise ValueError(f"root={str(root)!r} holds no {split}/ folder of CIFAR-10 class folders (expected "
+                         f"<root>/{split}/<class>/*.jpg with the classes {', '.join(CIFAR10_CLASSES)})")
+    missing = [c for c in CIFAR10_CLASSES if not (folder / c).is_dir()]
+    if missing:
+        raise ValueError(f"root={str(root)!r}: the class folders {missing} are missing under {folder}")
+    files = [(label, path) for label, c in enumerate(CIFAR10_CLASSES) for path in sorted((folder / c).glob("*.jpg"))]
+    pixels = np.stack([read_image(path, "a CIFAR-10 (JPEG) image", size=(32, 32)) for _, path in files])
+    x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(255.0).contiguous()
+    return Dataset("cifar10-jpeg", split, x, torch.tensor([label for label, _ in files]), CIFAR10_CLASSES)
+
+
+def read_image(path: Path, role: str, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The RGB pixels (H, W, 3) uint8 of an image file; a file that cannot be decoded (or, with ``size``, is not
+    ``size`` = (height, width)) is a ValueError naming the file and its role."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("RGB"))
+    except (OSError, UnidentifiedImageError, ValueError) as err:
+        raise ValueError(f"{role} {path} cannot be decoded ({type(err).__name__}: {err}); replace or delete the "
+                         f"file") from None
+    if size is not None and pixels.shape[:2] != size:
+        raise ValueError(f"{role} {path} is {pixels.shape[1]}x{pixels.shape[0]} pixels, expected "
+                         f"{size[1]}x{size[0]}")
+    return pixels
 
 
 def _imagenet(root: Path, n: int | None) -> Dataset:

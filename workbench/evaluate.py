@@ -3,7 +3,8 @@ worst case per image (an image is robust only if it survives every attack that r
 
 The suite follows from the probes (``workbench.probes``):
 
-- always: Square, SignHunter, SimBA, NES and Bandits (each with the dataset's preset);
+- always: the dataset's standard suite (Square, SignHunter, SimBA, NES and Bandits, each with the dataset's
+  settings from ``workbench.protocol``);
 - op-Square and bi-Square when the defense is a post-processing that changes the scores but keeps every
   prediction (AAA-like: its adaptive attacks, AAA Sec. 5.6);
 - EOT-Square, EOT-NES and EOT-Bandits (``eot`` queries averaged per point) when it is randomized;
@@ -46,18 +47,13 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from workbench import cache, checks, data, metrics, models, paths, plots
+from workbench import cache, checks, data, metrics, models, paths, plots, protocol
 from workbench.attacks import registry as attack_registry
-from workbench.attacks.presets import EPS
 from workbench.defenses import registry as defenses
 from workbench.oracle import Oracle
 from workbench.probes import IMAGES, Probes, probe
 
-STANDARD = ("square", "signhunter", "simba", "nes", "bandits")
-POST_PROCESSING = ("square-op", "square-bi")
-EOT = ("square", "nes", "bandits")
-SPLITS = {"mnist": "mnist5k", "cifar10": "cifar10", "imagenet": "imagenet"}
-HELD_OUT = 500  # the CLI calibrates on the last test images, disjoint from the attacked ones
+STANDARD, POST_PROCESSING, EOT = protocol.STANDARD, protocol.POST_PROCESSING, protocol.EOT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +68,8 @@ class Planned:
         return self.attack if self.eot == 1 else f"eot{self.eot}-{self.attack}"
 
 
-def suite(probes: Probes, attacks: str | Sequence[str] = "standard", eot: int = 5) -> list[Planned]:
+def suite(probes: Probes, attacks: str | Sequence[str] = "standard", eot: int = 5,
+          standard: Sequence[str] = STANDARD) -> list[Planned]:
     """The attacks to run for a defense with these probes (``attacks``: "standard", or a list of registry
     names, optionally ``"eot<M>-<name>"``)."""
     if isinstance(attacks, str):
@@ -80,7 +77,7 @@ def suite(probes: Probes, attacks: str | Sequence[str] = "standard", eot: int = 
             raise ValueError(f'attacks must be "standard" or a list of attack names, got {attacks!r}')
     else:
         return [_parse(name) for name in attacks]
-    runs = [Planned(a) for a in STANDARD]
+    runs = [Planned(a) for a in standard]
     if probes.post_processing:
         runs += [Planned(a) for a in POST_PROCESSING]
     if probes.randomized:
@@ -139,7 +136,7 @@ def evaluate(defended: nn.Module, x: torch.Tensor, y: torch.Tensor, *, undefende
     Args:
         defended: any ``nn.Module`` mapping images in [0, 1] to logits.
         undefended: the model without the defense (for the prediction probe; recommended).
-        dataset: the attack presets and default eps to use ("mnist", "cifar10", "imagenet").
+        dataset: the protocol (``workbench.protocol``: attack settings, default eps, standard suite) to use.
         norm, eps: the threat model (eps default: the dataset's, l-inf 0.3 / l2 2.0 on MNIST).
         budget: queries per image; budgets: where robust accuracy is read (default 10, 100, ... up to budget).
         attacks: "standard" (the suite the probes call for) or a list of names (``"eot5-square"`` for EOT).
@@ -154,9 +151,9 @@ def evaluate(defended: nn.Module, x: torch.Tensor, y: torch.Tensor, *, undefende
     checks.module("defended", defended)
     checks.images("x", x)
     y = checks.labels("y", y, len(x))
-    checks.choice("dataset", dataset, tuple(EPS))
-    checks.choice("norm", norm, checks.NORMS)
-    eps = EPS[dataset][norm] if eps is None else checks.positive("eps", eps)
+    entry = protocol.get(dataset)
+    checks.choice("norm", norm, tuple(entry.eps))
+    eps = entry.eps[norm] if eps is None else checks.positive("eps", eps)
     budget = checks.at_least("budget", budget, 1)
     budgets = checks.budgets("budgets", budgets if budgets is not None else _decades(budget))
     if budgets[-1] != budget:
@@ -166,7 +163,7 @@ def evaluate(defended: nn.Module, x: torch.Tensor, y: torch.Tensor, *, undefende
     if (cache_dir is None) != (cache_key is None):
         raise ValueError("cache_dir and cache_key go together: give both (or neither)")
     probes = probe(defended, x[:IMAGES] if probe_images is None else probe_images, undefended)
-    runs = suite(probes, attacks, eot)
+    runs = suite(probes, attacks, eot, entry.suite)
     reevaluate = not probes.deterministic
     settings = {"dataset": dataset, "norm": norm, "eps": eps, "budget": budget, "seed": seed, "eot": eot,
                 "repeats": repeats, "batch_size": batch_size, "n": len(x), "reevaluated": reevaluate}
@@ -283,9 +280,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                      description="Evaluate a defense against every score-based attack it calls for.")
     parser.add_argument("defense", help="a registry name (" + ", ".join(defenses.names()) +
                         ") or an import path package.module:factory")
-    parser.add_argument("--model", default="mnist-cnn", help="zoo model the defense wraps (default mnist-cnn)")
+    parser.add_argument("--model", default=None, help="zoo model the defense wraps (default: the dataset's)")
     parser.add_argument("--weights", default=None, help="local checkpoint of the model (CIFAR-10 / ImageNet)")
-    parser.add_argument("--dataset", default="mnist", choices=tuple(EPS))
+    parser.add_argument("--dataset", default="mnist", choices=protocol.names())
     parser.add_argument("--root", default=None, help="data folder (CIFAR-10 / ImageNet)")
     parser.add_argument("--norm", default="linf", choices=checks.NORMS)
     parser.add_argument("--eps", type=float, default=None)
@@ -299,14 +296,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-cache", action="store_true")
     args = parser.parse_args(None if argv is None else list(argv))
     kwargs = json.loads(args.kwargs)
-    split = SPLITS[args.dataset]
-    test = data.load(split, "test", root=args.root)
+    entry = protocol.get(args.dataset)
+    test = data.load(entry.data, "test", root=args.root)
     n = checks.at_least("n", args.n, 1)
-    if n > len(test) - HELD_OUT:
-        raise ValueError(f"--n {n} would overlap the last {HELD_OUT} test images, held out for calibration")
+    if n > len(test) - entry.held_out:
+        raise ValueError(f"--n {n} would overlap the last {entry.held_out} test images, held out for calibration")
+    args.model = args.model or entry.model
     model = models.load(args.model, weights=args.weights)
     defended = defenses.prepare(args.defense, args.model if defenses.variant(args.defense) else model,
-                                dataset=args.dataset, held_out=test[len(test) - HELD_OUT:], seed=args.seed, **kwargs)
+                                dataset=args.dataset, held_out=test[len(test) - entry.held_out:], seed=args.seed,
+                                **kwargs)
     x, y = test[:n]
     fingerprint = models.sha256(Path(args.weights)) if args.weights else _zoo_fingerprint(args.model)
     key = json.dumps({"defense": args.defense, "kwargs": kwargs, "model": args.model, "weights": fingerprint},

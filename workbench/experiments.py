@@ -46,7 +46,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from workbench import cache, checks, data, metrics, models, paths
+from workbench import cache, checks, data, metrics, models, paths, protocol
 from workbench.attacks import registry as attacks
 from workbench.defenses import registry as defenses
 from workbench.oracle import Oracle
@@ -54,9 +54,6 @@ from workbench.probes import IMAGES, probe
 from workbench.report import clean_metrics, robust_metrics
 
 EXECUTORS = ("local", "ray")
-DATASETS = {"mnist": "mnist5k", "cifar10": "cifar10", "imagenet": "imagenet"}
-SPLIT_SIZES = {"mnist": 1000, "cifar10": 10000, "imagenet": 1000}  # test split sizes (ImageNet: one per class)
-CALIBRATION = 500  # calibrated defenses are tuned on the last images of the test split, disjoint from the attacked
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,7 +126,7 @@ def validate(cells: Sequence[Cell], cache_dir: str | Path | None = None) -> None
         where = f"cell {i} ({c.defense} x {c.attack})"
         if not isinstance(c, Cell):
             raise ValueError(f"cell {i} must be a Cell (experiments.cell(...)), got {type(c).__name__}")
-        _field(where, "dataset", lambda: checks.choice("dataset", c.dataset, tuple(DATASETS)))
+        _field(where, "dataset", lambda: protocol.get(c.dataset))
         _field(where, "defense", lambda: defenses.factory(c.defense))
         _field(where, "attack", lambda: checks.choice("attack", c.attack, attacks.names()))
         _field(where, "norm", lambda: checks.choice("norm", c.norm, checks.NORMS))
@@ -138,9 +135,10 @@ def validate(cells: Sequence[Cell], cache_dir: str | Path | None = None) -> None
         _field(where, "n", lambda: checks.at_least("n", c.n, 1))
         _field(where, "seed", lambda: checks.at_least("seed", c.seed, 0))
         _field(where, "targeted", lambda: checks.flag("targeted", c.targeted))
-        if c.n > SPLIT_SIZES[c.dataset]:
-            raise ValueError(f"{where}: n={c.n} is larger than the {c.dataset} test split "
-                             f"({SPLIT_SIZES[c.dataset]} images)")
+        entry = protocol.get(c.dataset)
+        if c.n > entry.attacked:
+            raise ValueError(f"{where}: n={c.n} would reach the last {entry.held_out} of the {entry.test_size} "
+                             f"{c.dataset} test images, held out for calibration (at most {entry.attacked})")
         _field(where, "budgets", lambda: checks.budgets("budgets", c.budgets))
         allowed = attacks.parameters(c.attack) + ("eot",)
         for key, _ in c.attack_kwargs:
@@ -179,11 +177,12 @@ def run_cell(c: Cell, device: str | torch.device | None = None, progress: bool =
     start = time.perf_counter()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(c.seed)
-    test = data.load(DATASETS[c.dataset], "test")
+    entry = protocol.get(c.dataset)
+    test = data.load(entry.data, "test")
     x, y = test[:c.n]
     model = models.load(c.model, weights=c.weights, device=device)
     defended = defenses.prepare(c.defense, c.model if defenses.variant(c.defense) else model, dataset=c.dataset,
-                                held_out=test[len(test.x) - CALIBRATION:], seed=c.seed, device=device,
+                                held_out=test[len(test.x) - entry.held_out:], seed=c.seed, device=device,
                                 **dict(c.defense_kwargs))
     clean = clean_metrics(defended, model, x, y)
     probes = probe(defended, test.x[:IMAGES], model)  # re-evaluate unless it is deterministic
@@ -309,7 +308,7 @@ def _run_ray(todo: list[Cell], folder: Path, device: str | None, rows: dict, bar
 
 
 # ---------------------------------------------------------------------------------------------- presets
-SQAS = ("square", "simba", "signhunter", "nes", "bandits")
+SQAS = ("square", "simba", "signhunter", "nes", "bandits")  # the table's column order (the suite, as the papers list it)
 
 
 def _presets() -> dict[str, list[Cell]]:
@@ -335,7 +334,7 @@ def _presets() -> dict[str, list[Cell]]:
         # the defenses' CIFAR-10 defaults (UniG: delta 0.5, alpha 10) come from their registry specs
         "cifar10-table": grid(defenses=["none", "aaa-linear", "unig", "rnd", "dent"], attacks=SQAS, n=1000,
                               budgets=(100, 2500), dataset="cifar10", model="wrn-28-10"),
-        "imagenet-table": grid(defenses=["none", "aaa-linear", "unig", "rnd"], attacks=SQAS, n=1000,
+        "imagenet-table": grid(defenses=["none", "aaa-linear", "unig", "rnd"], attacks=SQAS, n=500,
                                budgets=(100, 2500), dataset="imagenet", model="resnet50"),
     }
 

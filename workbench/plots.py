@@ -17,7 +17,6 @@ import torch
 
 from workbench import checks, paths
 from workbench.results import AttackResult
-from workbench.defenses.aaa import CURVES, target_margin
 from workbench.metrics import accepted_points, earliest, robust_accuracy_curve, robust_by_query
 
 sns.set_theme(style="whitegrid", context="notebook")
@@ -70,19 +69,14 @@ def margin_trajectory(observed: torch.Tensor, reference: torch.Tensor | None = N
     return fig
 
 
-def aaa_target_curves(tau: float = 6.0, alphas: Mapping[str, float] | None = None, m_max: float = 24.0,
-                      ax: plt.Axes | None = None, curves: Sequence[str] = CURVES) -> plt.Figure:
-    """AAA Fig. 1b: the original margin and AAA's target margins (``curves``: linear and / or sine, each with
-    its alpha from ``alphas`` or the paper's) as the attack lowers it."""
-    for curve in curves:
-        checks.choice("curves", curve, CURVES)
+def aaa_target_curves(m: torch.Tensor, targets: Mapping[str, torch.Tensor], ax: plt.Axes | None = None) -> plt.Figure:
+    """AAA Fig. 1b: the original margins ``m`` and AAA's target margin of each curve at them (``targets``: curve
+    -> values, as ``defenses.aaa.target_curves`` gives them) as the attack lowers the margin."""
     fig, ax = _axes(ax, (6, 4))
-    m = torch.linspace(1e-3, m_max, 2000)
     ax.plot(m, m, label="original", color="tab:blue")
-    for curve, color in zip(CURVES, ("tab:orange", "tab:green")):
-        if curve in curves:
-            alpha = (alphas or {}).get(curve)
-            ax.plot(m, target_margin(m, curve, tau, alpha), label=f"AAA-{curve}", color=color)
+    colors = {"linear": "tab:orange", "sine": "tab:green"}
+    for curve, target in targets.items():
+        ax.plot(m, target, label=f"AAA-{curve}", color=colors.get(curve))
     ax.set(xlabel="original margin (decreases as the attack goes on)", ylabel="margin shown to the attacker")
     ax.invert_xaxis()
     ax.legend()

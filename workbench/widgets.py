@@ -35,11 +35,12 @@ from IPython.display import display
 
 from workbench import checks, metrics, plots
 from workbench.attacks import registry as attacks
-from workbench.defenses.aaa import AAA, target_margin
+from workbench.defenses.aaa import AAA, target_curves, target_margin
 from workbench.defenses.noise import InputNoise
 from workbench.defenses.unig import UniG
 from workbench.losses import top2_margin
 from workbench.oracle import Oracle
+from workbench.protocol import AAA_ALPHA, AAA_TAU
 from workbench.threat import model_device
 
 
@@ -155,8 +156,8 @@ def aaa_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, curve: str 
     logits = metrics.predict(model, x)
     controls = {
         "curve": W.ToggleButtons(options=["linear", "sine"], value=curve, description="curve"),
-        "tau": _slider(W.FloatSlider, 6.0, 0.5, 12.0, 0.5, "tau", live=False),
-        "alpha": _slider(W.FloatSlider, 1.0 if curve == "linear" else 0.7, 0.0, 2.0, 0.1, "alpha", live=False),
+        "tau": _slider(W.FloatSlider, AAA_TAU, 0.5, 12.0, 0.5, "tau", live=False),
+        "alpha": _slider(W.FloatSlider, AAA_ALPHA[curve], 0.0, 2.0, 0.1, "alpha", live=False),
         "beta": _slider(W.FloatLogSlider, 5.0, -1, 2, 0.25, "beta", live=False),
     }
 
@@ -170,7 +171,7 @@ def aaa_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, curve: str 
 
     def draw(r: dict[str, Any]) -> plt.Figure:
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
-        plots.aaa_target_curves(r["tau"], {r["curve"]: r["alpha"]}, ax=left, curves=[r["curve"]])
+        plots.aaa_target_curves(*target_curves(r["tau"], {r["curve"]: r["alpha"]}, (r["curve"],)), ax=left)
         left.set_title(f"target curve (AAA-{r['curve']})")
         right.scatter(r["original"], r["achieved"], s=6, label="AAA output")
         right.scatter(r["original"], r["target"], s=3, label="target", alpha=0.5)

@@ -1,7 +1,7 @@
 """Attacks by name, so notebooks and grids can say ``build("square", dataset="mnist")``.
 
 Names: ``square``, ``square-op``, ``square-bi``, ``simba`` (DCT basis), ``simba-pixel``, ``signhunter``,
-``nes``, ``bandits``. ``build`` starts from ``presets.preset(dataset, name, norm)``, applies overrides, and wraps
+``nes``, ``bandits``. ``build`` starts from the dataset's protocol entry (``protocol.get(dataset).attack_kwargs(name, norm)``), applies overrides, and wraps
 the attack in :class:`~workbench.attacks.eot.EOT` when ``eot`` > 1.
 
 Example::
@@ -15,12 +15,11 @@ from __future__ import annotations
 import inspect
 from typing import Any
 
-from workbench import checks
+from workbench import checks, protocol
 from workbench.attacks.bandits import Bandits
 from workbench.attacks.base import Attack
 from workbench.attacks.eot import EOT
 from workbench.attacks.nes import NES
-from workbench.attacks.presets import preset
 from workbench.attacks.signhunter import SignHunter
 from workbench.attacks.simba import SimBA
 from workbench.attacks.square import Square
@@ -59,5 +58,5 @@ def build(name: str, *, dataset: str = "mnist", norm: str = "linf", eot: int = 1
         if key not in allowed:
             raise ValueError(f"{key!r} is not an argument of attack {name!r}; choose from {', '.join(allowed)}")
     cls, fixed = ATTACKS[name]
-    attack = cls(**{**preset(dataset, name, norm), **fixed, **overrides})
+    attack = cls(**{**protocol.get(dataset).attack_kwargs(name, norm), **fixed, **overrides})
     return EOT(attack, m=eot) if eot > 1 else attack

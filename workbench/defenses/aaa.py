@@ -49,12 +49,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from workbench import checks
+from workbench.protocol import AAA_ALPHA, AAA_TAU
 from workbench.defenses.temperature import held_out_logits, tune_temperature
 from workbench.losses import top2_margin
 from workbench.threads import one_thread
 
-CURVES = ("linear", "sine")
-DEFAULT_ALPHA = {"linear": 1.0, "sine": 0.7}
+CURVES = tuple(AAA_ALPHA)
 
 
 def attractor(m: torch.Tensor, tau: float) -> torch.Tensor:
@@ -62,14 +62,25 @@ def attractor(m: torch.Tensor, tau: float) -> torch.Tensor:
     return (torch.ceil(m / tau) - 0.5) * tau
 
 
-def target_margin(m: torch.Tensor, curve: str = "linear", tau: float = 6.0, alpha: float | None = None) -> torch.Tensor:
+def target_margin(m: torch.Tensor, curve: str = "linear", tau: float = AAA_TAU,
+                  alpha: float | None = None) -> torch.Tensor:
     """AAA's target margin for original margins ``m`` (eq. 5)."""
     checks.choice("curve", curve, CURVES)
-    alpha = DEFAULT_ALPHA[curve] if alpha is None else alpha
+    alpha = AAA_ALPHA[curve] if alpha is None else alpha
     atr = attractor(m, tau)
     if curve == "linear":
         return atr - alpha * (m - atr)
     return m - alpha * tau * torch.sin(math.pi * (1 - 2 * (m - atr) / tau))
+
+
+def target_curves(tau: float = AAA_TAU, alphas: dict[str, float] | None = None, curves: tuple[str, ...] = CURVES,
+                  m_max: float = 24.0, points: int = 2000) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The data of AAA Fig. 1b: original margins ``m`` in (0, ``m_max``] and each curve's target margin at them
+    (alpha from ``alphas`` or the paper's), for ``plots.aaa_target_curves``."""
+    for curve in curves:
+        checks.choice("curves", curve, CURVES)
+    m = torch.linspace(1e-3, checks.positive("m_max", m_max), checks.at_least("points", points, 2))
+    return m, {curve: target_margin(m, curve, tau, (alphas or {}).get(curve)) for curve in curves}
 
 
 class AAA(nn.Module):
@@ -78,13 +89,13 @@ class AAA(nn.Module):
     Args:
         model: the classifier to defend.
         curve: ``"linear"`` (default) or ``"sine"``.
-        tau: attractor interval (default 6). alpha: reverse step (default 1 linear, 0.7 sine).
+        tau: attractor interval (default ``protocol.AAA_TAU`` = 6). alpha: reverse step (default 1 linear, 0.7 sine).
         beta: weight of the calibration term (default 5). kappa: optimization steps (default 100).
         lr: Adam learning rate (default 0.1). temperature: T of the calibration target (default 1; ``calibrate``
             tunes it).
     """
 
-    def __init__(self, model: nn.Module, curve: str = "linear", *, tau: float = 6.0, alpha: float | None = None,
+    def __init__(self, model: nn.Module, curve: str = "linear", *, tau: float = AAA_TAU, alpha: float | None = None,
                  beta: float = 5.0, kappa: int = 100, lr: float = 0.1, temperature: float = 1.0):
         super().__init__()
         checks.module("model", model)
@@ -94,7 +105,7 @@ class AAA(nn.Module):
         self.temperature = checks.positive("temperature", temperature)
         self.kappa = checks.at_least("kappa", kappa, 0)
         self.beta = checks.non_negative("beta", beta)
-        self.alpha = DEFAULT_ALPHA[curve] if alpha is None else checks.non_negative("alpha", alpha)
+        self.alpha = AAA_ALPHA[curve] if alpha is None else checks.non_negative("alpha", alpha)
         self.last_repaired = 0
 
     def extra_repr(self) -> str:

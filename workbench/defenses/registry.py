@@ -1,9 +1,9 @@
 """Defenses by name, as declarative specs: ``build("aaa-linear", model)`` wraps any classifier; every defense is
 an ``nn.Module`` mapping images in [0, 1] to logits, so they compose (``build("aaa-linear", build("unig", m))``).
 
-Each :class:`DefenseSpec` says what the entry builds (its factory), its default hyperparameters per dataset with
-their source, the zoo variant of the model it needs (``at``, ``gf``), and whether it is calibrated on held-out
-data. ``prepare`` is the one place that builds a defense, moves it to the model's device, calibrates it on
+Each :class:`DefenseSpec` says what the entry builds (its factory), the zoo variant of the model it needs (``at``,
+``gf``), and whether it is calibrated on held-out data; its default hyperparameters per dataset and their sources
+are in the protocol table (``workbench.protocol``). ``prepare`` is the one place that builds a defense, moves it to the model's device, calibrates it on
 held-out images and reseeds it; notebooks, grids, the report and ``evaluate`` all call it.
 
 Bring your own defense: anywhere a defense name is taken (``prepare``, grids, the CLIs), an import path
@@ -20,13 +20,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn as nn
 
-from workbench import checks
+from workbench import checks, data, models, protocol
 from workbench.defenses.aaa import AAA
 from workbench.defenses.dent import DENT
 from workbench.defenses.gcm import GCM
@@ -36,66 +36,53 @@ from workbench.defenses.unig import UniG
 from workbench.probes import reseed
 from workbench.threat import model_device
 
-DATASETS = ("mnist", "cifar10", "imagenet")
-TRAIN_SPLITS = {"mnist": "mnist5k", "cifar10": "cifar10", "imagenet": "imagenet"}
-
-
 @dataclass(frozen=True)
 class DefenseSpec:
     """One registry entry.
 
     Attributes:
-        factory: ``factory(model, **kwargs) -> nn.Module``.
-        defaults: keyword arguments per dataset (a dataset not listed gets none: the factory's own defaults).
-        source: where the defaults come from.
+        factory: ``factory(model, **kwargs) -> nn.Module`` (with ``dataset=`` too where ``per_dataset``).
         variant: the zoo variant of the model the defense serves (``"at"``, ``"gf"``), or None.
         calibrate: whether ``prepare`` tunes it on held-out data (its ``calibrate(x, y)``).
+        per_dataset: the factory takes the dataset's name (UniG: its reference images).
+
+    The default hyperparameters per dataset and their sources live in the protocol table
+    (``workbench.protocol``).
     """
 
     factory: Callable[..., nn.Module]
-    source: str
-    defaults: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     variant: str | None = None
     calibrate: bool = False
+    per_dataset: bool = False
 
-    def kwargs(self, dataset: str) -> dict[str, Any]:
-        return dict(self.defaults.get(dataset, {}))
+    @property
+    def source(self) -> str:
+        return protocol.SOURCES[next(k for k, v in SPECS.items() if v is self)]
 
 
 def _unig(model: nn.Module, dataset: str = "mnist", root: str | None = None, **kw: Any) -> UniG:
-    """UniG with ``reference`` images to pad single images: the first ten training images of ``dataset`` (the
-    embedded MNIST-5k, or CIFAR-10 / ImageNet when their ``root`` is given; without it single images are
-    refused with a clear error)."""
-    if "reference" not in kw and (dataset in ("mnist", "mnist5k") or root is not None):
-        from workbench import data
-
-        kw["reference"] = data.load(TRAIN_SPLITS.get(dataset, dataset), "train", root=root).x[:10]
+    """UniG with ``reference`` images to pad single images: the first ten training images of ``dataset`` (where
+    they ship with the workbench, or where their ``root`` is given; without them single images are refused with a
+    clear error)."""
+    entry = protocol.get(dataset)
+    if "reference" not in kw and (not entry.root or root is not None):
+        kw["reference"] = data.load(entry.data, "train", root=root).x[:10]
     return UniG(model, **kw)
 
 
-_NOISE_SOURCE = "RND (Qin et al. 2021): nu 0.02, 0.05 with Gaussian-augmentation fine-tuning"
 SPECS: dict[str, DefenseSpec] = {
-    "none": DefenseSpec(lambda m: m, "the undefended model"),
-    "aaa-linear": DefenseSpec(lambda m, **kw: AAA(m, "linear", **kw), "AAA (Chen et al. 2022): tau 6, alpha 1, "
-                              "beta 5, kappa 100, lr 0.1; T tuned on held-out data", calibrate=True),
-    "aaa-sine": DefenseSpec(lambda m, **kw: AAA(m, "sine", **kw), "AAA: tau 6, alpha 0.7, beta 5, kappa 100",
-                            calibrate=True),
-    "unig": DefenseSpec(_unig, "UniG (Wu et al.): CIFAR-10 delta 0.5, p 1, alpha 10; ImageNet delta 0.1, alpha 1. "
-                        "MNIST uses ImageNet's setting: CIFAR's cost 1.1 points of clean accuracy on the zoo CNN",
-                        {"mnist": {"delta": 0.1, "p": 1, "alpha": 1.0, "dataset": "mnist"},
-                         "cifar10": {"delta": 0.5, "p": 1, "alpha": 10.0, "dataset": "cifar10"},
-                         "imagenet": {"delta": 0.1, "p": 1, "alpha": 1.0, "dataset": "imagenet"}}),
-    "rnd": DefenseSpec(InputNoise, _NOISE_SOURCE, {d: {"sigma": 0.02} for d in DATASETS}),
-    "rnd-gf": DefenseSpec(InputNoise, _NOISE_SOURCE, {d: {"sigma": 0.05} for d in DATASETS}, variant="gf"),
-    "snd": DefenseSpec(InputNoise, "SND (Byun et al. 2022): sigma in 0.001-0.02", {d: {"sigma": 0.01} for d in DATASETS}),
-    "snd-beta": DefenseSpec(InputNoise, "SND Sec. 4.7: the noise of every query scaled by k ~ Beta(1, 1)",
-                            {d: {"sigma": 0.02, "beta": (1.0, 1.0)} for d in DATASETS}),
-    "gcm": DefenseSpec(GCM, "GCM (Pei et al.): x + 1e-8 sin(1e20 x) at the input"),
-    "temperature": DefenseSpec(TemperatureScaling, "Guo et al. 2017: T tuned by 15-bin ECE on held-out data",
-                               calibrate=True),
-    "at": DefenseSpec(lambda m: m, "PGD-7 adversarial training (Madry et al. 2018), the zoo's <model>-at",
-                      variant="at"),
-    "dent": DefenseSpec(DENT, "DENT as AAA / UniG ran it: 6 Adam steps, lr 1e-3, entropy, per query batch"),
+    "none": DefenseSpec(lambda m: m),
+    "aaa-linear": DefenseSpec(lambda m, **kw: AAA(m, "linear", **kw), calibrate=True),
+    "aaa-sine": DefenseSpec(lambda m, **kw: AAA(m, "sine", **kw), calibrate=True),
+    "unig": DefenseSpec(_unig, per_dataset=True),
+    "rnd": DefenseSpec(InputNoise),
+    "rnd-gf": DefenseSpec(InputNoise, variant="gf"),
+    "snd": DefenseSpec(InputNoise),
+    "snd-beta": DefenseSpec(InputNoise),
+    "gcm": DefenseSpec(GCM),
+    "temperature": DefenseSpec(TemperatureScaling, calibrate=True),
+    "at": DefenseSpec(lambda m: m, variant="at"),
+    "dent": DefenseSpec(DENT),
 }
 
 
@@ -149,19 +136,25 @@ def _call(name: str, model: nn.Module, kwargs: Mapping[str, Any]) -> nn.Module:
     return defended
 
 
+def _kwargs(name: str, dataset: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The protocol's defaults of ``name`` on ``dataset`` with ``kwargs`` on top (and the dataset's name for
+    factories that take it)."""
+    if is_import_path(name):
+        return dict(kwargs)
+    extra = {"dataset": dataset} if spec(name).per_dataset else {}
+    return {**extra, **protocol.get(dataset).defense_kwargs(name), **kwargs}
+
+
 def check(name: str, dataset: str = "mnist", /, **kwargs: Any) -> None:
     """Build the defense ``name`` with its defaults and ``kwargs`` around a tiny dummy classifier, so that bad
     arguments fail before any experiment runs (a ValueError naming the argument)."""
-    defaults = {} if is_import_path(name) else spec(name).kwargs(dataset)
-    _call(name, _dummy(), {**defaults, **kwargs})
+    _call(name, _dummy(), _kwargs(name, dataset, kwargs))
 
 
 def build(name: str, model: nn.Module | str, *, dataset: str = "mnist", **kwargs: Any) -> nn.Module:
     """The defense ``name`` (a registry name or an import path) around ``model`` (a module, or a zoo name that is
     loaded), with the dataset's defaults and ``kwargs`` on top."""
-    from workbench import models
-
-    checks.choice("dataset", dataset, DATASETS)
+    protocol.get(dataset)
     suffix = variant(name)
     if suffix is not None:
         if not isinstance(model, str):
@@ -170,8 +163,7 @@ def build(name: str, model: nn.Module | str, *, dataset: str = "mnist", **kwargs
         model = f"{model}-{suffix}"
     if isinstance(model, str):
         model = models.load(model)
-    defaults = {} if is_import_path(name) else spec(name).kwargs(dataset)
-    return _call(name, model, {**defaults, **kwargs})
+    return _call(name, model, _kwargs(name, dataset, kwargs))
 
 
 def prepare(name: str, model: nn.Module | str, *, dataset: str = "mnist",

@@ -1,0 +1,94 @@
+"""The zoo as a table of entries, in the manner of RobustBench's model zoo: a name, how to build the
+architecture, the dataset it serves and, for models whose weights ship inside the package (``workbench/zoo/``),
+the SHA-256 the file must have. ``register`` adds an entry (a dataset of your own, a checkpoint of your own).
+
+Trained weights are made by ``python -m workbench.models train NAME`` (the recipes are in
+``workbench.training``); shipped ones are pinned, so every machine loads the same model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch.nn as nn
+
+from workbench import checks
+from workbench.models.architectures import (CIFAR_MEAN, CIFAR_STD, MNIST_MEAN, MNIST_STD, CifarResNet, MnistCNN,
+                                            Normalized, PreActResNet18, WideResNet)
+
+
+@dataclass(frozen=True)
+class ZooEntry:
+    """One zoo model.
+
+    Attributes:
+        name: what ``models.load`` takes.
+        build: an untrained model of the architecture (normalization included).
+        dataset: the protocol it serves (``workbench.protocol``), or None.
+        sha256: the SHA-256 of its shipped weights file ``workbench/zoo/<name>.pt``; None where weights come from
+            a local checkpoint (``load(name, weights=path)``).
+        about: what the model is, and how it was made.
+    """
+
+    name: str
+    build: Callable[[], nn.Module]
+    dataset: str | None = None
+    sha256: str | None = None
+    about: str = ""
+
+    @property
+    def shipped(self) -> bool:
+        return self.sha256 is not None
+
+
+def _mnist() -> nn.Module:
+    return Normalized(MnistCNN(), MNIST_MEAN, MNIST_STD)
+
+
+def _cifar(net: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
+    return lambda: Normalized(net(), CIFAR_MEAN, CIFAR_STD)
+
+
+_TABLE: dict[str, ZooEntry] = {}
+
+
+def register(entry: ZooEntry) -> ZooEntry:
+    """Add (or replace) a zoo entry."""
+    if not isinstance(entry, ZooEntry):
+        raise ValueError(f"entry must be a ZooEntry, got {type(entry).__name__}")
+    _TABLE[entry.name] = entry
+    return entry
+
+
+def unregister(name: str) -> None:
+    """Remove an entry (tests that register a toy model)."""
+    _TABLE.pop(name, None)
+
+
+def entries() -> dict[str, ZooEntry]:
+    """The zoo by name (a copy)."""
+    return dict(_TABLE)
+
+
+def entry(name: str) -> ZooEntry:
+    """The entry ``name``."""
+    checks.choice("name", name, tuple(_TABLE))
+    return _TABLE[name]
+
+
+for _entry in (
+    ZooEntry("mnist-cnn", _mnist, "mnist", "115c812624ac4a38f3b272bd6f84d16a5f8b55f1ccfd362fc1ef6a2f5746cd4f",
+             "small CNN trained on the embedded MNIST-5k training split (6 epochs of Adam)"),
+    ZooEntry("mnist-cnn-at", _mnist, "mnist", "2bd5a81db63334843c4391ad942b8750882720452bb902bea04f66ee6b7bd531",
+             "PGD-7 adversarial training at eps 0.3, fine-tuned from mnist-cnn (the AT baseline): clean 0.901 on "
+             "the 1000 test images, PGD-40 (l-inf 0.3) 0.465 on the first 200"),
+    ZooEntry("mnist-cnn-gf", _mnist, "mnist", "743ad658ad501d9298575299cb1f96521bbbb5c313bfe80e64978e284e6e3590",
+             "Gaussian augmentation (nu 0.05, the loss of the expectation over 4 draws), fine-tuned from mnist-cnn "
+             "(RND-GF)"),
+    ZooEntry("cifar10-resnet20", _cifar(lambda: CifarResNet(3)), "cifar10-jpeg",
+             about="ResNet-20 (He et al. 2016) trained on the 50,000 CIFAR-10 (JPEG q75) training images"),
+    ZooEntry("preactresnet18", _cifar(PreActResNet18), "cifar10", about="UniG's CIFAR-10 architecture"),
+    ZooEntry("wrn-28-10", _cifar(lambda: WideResNet(28, 10)), "cifar10", about="AAA's CIFAR-10 architecture"),
+):
+    register(_entry)

@@ -8,13 +8,14 @@ import pytest
 import torch
 
 from tests.toy import linear_model
-from workbench import data, experiments, metrics
+from workbench import data, experiments, metrics, models
 from workbench.attacks import build, names
 from workbench.attacks.eot import EOT
 from workbench.attacks.square import Square
 from workbench.attacks.whitebox import pgd
 from workbench.defenses.aaa import AAA
 from workbench.defenses.dent import DENT
+from workbench.defenses.gcm import GCM
 from workbench.defenses.noise import InputNoise
 from workbench.defenses.registry import build as defend
 from workbench.defenses.unig import UniG
@@ -80,6 +81,11 @@ BAD = {
     "grid with a bad defense value": (lambda: experiments.validate(
         [experiments.cell(defense="rnd", defense_kwargs={"sigma": -1})]), "cell 0 .*sigma"),
     "grid with float n": (lambda: experiments.cell(n=10.5), "n"),
+    "ece with labels outside the classes": (lambda: metrics.ece(torch.zeros(3, 3), torch.tensor([0, 1, 5])), "y"),
+    "query stats past the run's budget": (lambda: metrics.query_stats(result(), budget=6), "budget=6"),
+    "an unknown device": (lambda: models.load("mnist-cnn", device="quantum"), "device='quantum'"),
+    "a recording of 10^12 queries": (lambda: oracle(budget=10 ** 12, record=True), "budget"),
+    "a half-precision model under GCM": (lambda: GCM(linear_model(side=4).half()), "float16.*model.float"),
 }
 
 
@@ -88,6 +94,15 @@ def test_bad_input_gets_a_value_error_naming_it(case):
     call, match = BAD[case]
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_a_corrupt_image_names_the_file_and_its_role(tmp_path):
+    """A broken JPEG inside an ImageNet folder (or a CIFAR-10 class folder) is a ValueError naming the file."""
+    folder = tmp_path / "val" / "n01440764"
+    folder.mkdir(parents=True)
+    (folder / "broken.JPEG").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    with pytest.raises(ValueError, match="ImageNet validation image .*broken.JPEG"):
+        data.load("imagenet", root=tmp_path)
 
 
 def test_every_attack_refuses_an_empty_batch_before_it_starts():

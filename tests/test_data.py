@@ -142,3 +142,25 @@ def test_quantize8_rounds_to_levels_inside_the_ball(norm, eps, seed):
     assert inside(q, x0, eps, norm).all()
     assert torch.allclose(q * 255, (q * 255).round(), atol=1e-4)
     assert (q - x).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_cifar10_jpeg_loader_reads_class_folders_in_label_order(tmp_path):
+    """Fake CIFAR-10 in the JPEG copy's on-disk layout: <root>/<split>/<class>/NNNN.jpg."""
+
+    gen = np.random.default_rng(0)
+    for split, count in (("train", 2), ("test", 3)):
+        for c in data.CIFAR10_CLASSES:
+            (tmp_path / split / c).mkdir(parents=True)
+            for i in range(count):
+                pixels = gen.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(tmp_path / split / c / f"{i:04d}.jpg", quality=95)
+    test = data.load("cifar10-jpeg", "test", root=tmp_path)
+    assert test.x.shape == (30, 3, 32, 32) and test.x.dtype == torch.float32
+    assert 0 <= float(test.x.min()) and float(test.x.max()) <= 1
+    assert test.y.tolist() == [c for c in range(10) for _ in range(3)] and test.classes == data.CIFAR10_CLASSES
+    assert len(data.load("cifar10-jpeg", "train", root=tmp_path)) == 20
+    (tmp_path / "test" / "cat" / "0001.jpg").write_bytes(b"broken")
+    with pytest.raises(ValueError, match="CIFAR-10 .*0001.jpg"):
+        data.load("cifar10-jpeg", "test", root=tmp_path)
+    with pytest.raises(ValueError, match="root"):
+        data.load("cifar10-jpeg", "test", root=tmp_path / "test" / "cat")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image, UnidentifiedImageError
 
 from workbench import checks, protocol
 from workbench.paths import atomic_write, data_dir
@@ -206,23 +207,25 @@ def _cifar10_jpeg(split: str, root: Path) -> Dataset:
     if missing:
         raise ValueError(f"root={str(root)!r}: the class folders {missing} are missing under {folder}")
     files = [(label, path) for label, c in enumerate(CIFAR10_CLASSES) for path in sorted((folder / c).glob("*.jpg"))]
-    pixels = np.stack([read_image(path, "a CIFAR-10 (JPEG) image", size=(32, 32)) for _, path in files])
+    pixels = np.stack([_pixels(path, "a CIFAR-10 (JPEG) image", (32, 32)) for _, path in files])
     x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(255.0).contiguous()
     return Dataset("cifar10-jpeg", split, x, torch.tensor([label for label, _ in files]), CIFAR10_CLASSES)
 
 
-def read_image(path: Path, role: str, size: tuple[int, int] | None = None) -> np.ndarray:
-    """The RGB pixels (H, W, 3) uint8 of an image file; a file that cannot be decoded (or, with ``size``, is not
-    ``size`` = (height, width)) is a ValueError naming the file and its role."""
-    from PIL import Image, UnidentifiedImageError
-
+def open_image(path: str | Path, role: str) -> Image.Image:
+    """An image file decoded to RGB; a file that cannot be decoded is a ValueError naming the file and its role."""
     try:
         with Image.open(path) as image:
-            pixels = np.asarray(image.convert("RGB"))
+            return image.convert("RGB")
     except (OSError, UnidentifiedImageError, ValueError) as err:
         raise ValueError(f"{role} {path} cannot be decoded ({type(err).__name__}: {err}); replace or delete the "
                          f"file") from None
-    if size is not None and pixels.shape[:2] != size:
+
+
+def _pixels(path: Path, role: str, size: tuple[int, int]) -> np.ndarray:
+    """The RGB pixels (H, W, 3) uint8 of an image file that must be ``size`` = (height, width)."""
+    pixels = np.asarray(open_image(path, role))
+    if pixels.shape[:2] != size:
         raise ValueError(f"{role} {path} is {pixels.shape[1]}x{pixels.shape[0]} pixels, expected "
                          f"{size[1]}x{size[0]}")
     return pixels
@@ -242,5 +245,5 @@ def _imagenet(root: Path, n: int | None) -> Dataset:
         first.setdefault(label, path)
     labels = sorted(first)[:n] if n is not None else sorted(first)
     prep = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()])
-    x = torch.stack([prep(tree.loader(first[c]).convert("RGB")) for c in labels])
+    x = torch.stack([prep(open_image(first[c], "an ImageNet validation image")) for c in labels])
     return Dataset("imagenet", "test", x, torch.tensor(labels, dtype=torch.int64), tuple(tree.classes))

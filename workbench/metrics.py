@@ -66,6 +66,7 @@ def logit_difference(logits: torch.Tensor, reference: torch.Tensor) -> float:
 def ece(logits: torch.Tensor, y: torch.Tensor, bins: int = 15) -> float:
     """Expected calibration error: 15 equal-width bins over the maximum softmax probability, weighted by count."""
     _paired(logits, y)
+    checks.labels("y", y, len(logits), logits.shape[1])
     bins = checks.at_least("bins", bins, 1)
     probs = logits.float().softmax(1).cpu()
     conf, pred = probs.max(1)
@@ -120,7 +121,10 @@ def earliest(firsts: np.ndarray) -> np.ndarray:
 
 def query_stats(result: AttackResult, budget: int | None = None) -> dict[str, float]:
     """Mean and median queries of the images that were correct when clean and fooled within ``budget``."""
-    budget = result.budget if budget is None else budget
+    budget = result.budget if budget is None else checks.at_least("budget", budget, 1)
+    if budget > result.budget:
+        raise ValueError(f"budget={budget} is above the run's budget of {result.budget} queries: the run cannot tell "
+                         f"what happened after its last query")
     fooled = result.success & result.clean_correct & (result.first_success <= budget)
     q = result.first_success[fooled].float()
     if not len(q):

@@ -77,6 +77,11 @@ class GCM(nn.Module):
                  dtype: torch.dtype = torch.float32):
         super().__init__()
         checks.module("model", model)
+        narrow = sorted({str(p.dtype) for p in model.parameters() if p.is_floating_point()
+                         and torch.finfo(p.dtype).max < w})
+        if narrow:
+            raise ValueError(f"model has {', '.join(narrow)} parameters: GCM feeds it float32 (or float64) inputs "
+                             f"and w={w:g} overflows {narrow[0]}; pass a float32 or float64 model (model.float())")
         concealment = Concealment(eps, w, dtype)
         self.layer = layer
         if layer is None:

@@ -9,6 +9,7 @@ import torch
 
 from tests.user_defense import NoisyLogits, ScaledLogits
 from workbench import evaluate as ev
+from workbench import runs
 from workbench.defenses.registry import names, prepare, variant
 from workbench.probes import probe
 
@@ -79,7 +80,7 @@ def test_a_cached_evaluation_resumes_without_recomputing(cnn, test_set, tmp_path
     first = ev.evaluate(cnn, x, y, budget=20, attacks=["square", "signhunter"], cache_dir=tmp_path,
                         cache_key="none", progress=False)
     assert len(list(tmp_path.glob("*.json"))) == 2
-    monkeypatch.setattr(ev, "_attack", lambda *a, **k: pytest.fail("a cached attack was recomputed"))
+    monkeypatch.setattr(runs, "_run", lambda *a, **k: pytest.fail("a cached attack was recomputed"))
     again = ev.evaluate(cnn, x, y, budget=20, attacks=["square", "signhunter"], cache_dir=tmp_path,
                         cache_key="none", progress=False)
     assert again.images.equals(first.images)

@@ -13,7 +13,7 @@ import time
 import pandas as pd
 import pytest
 
-from workbench import experiments
+from workbench import experiments, runs
 from workbench.experiments import cell, grid, preset, run, validate
 
 VOLATILE = ["seconds"]  # wall time differs between runs; everything else must match
@@ -45,9 +45,9 @@ def test_a_second_run_recomputes_nothing(smoke_table, monkeypatch):
     folder, first = smoke_table
 
     def refuse(*args, **kwargs):
-        raise AssertionError("a cached cell was recomputed")
+        raise AssertionError("a cached attack was recomputed")
 
-    monkeypatch.setattr(experiments, "run_cell", refuse)
+    monkeypatch.setattr(runs, "_run", refuse)
     _same(run(preset("smoke"), cache_dir=folder, progress=False), first)
 
 
@@ -158,42 +158,42 @@ def _corruptions(good: dict, other: dict) -> dict[str, object]:
     row = good["row"]
     stale = {**row, "workbench": "0.0.1"}
     return {
-        "{}": {}, "[]": [], "missing column": {"row": {k: v for k, v in row.items() if k != "ECE"}},
-        "edited value": {"row": {**row, "robust@50": 0.5}, "digest": good["digest"]},
-        "another cell's row": other,
+        "{}": {}, "[]": [], "missing column": {"row": {k: v for k, v in row.items() if k != "robust"}},
+        "edited value": {"row": {**row, "queries": [1] * len(row["queries"])}, "digest": good["digest"]},
+        "another run's record": other,
         "stale version": {"row": stale, "digest": experiments.cache.digest(stale)},
-        "not finite": {"row": {**row, "clean acc": float("nan")}},
+        "short columns": {"row": {**row, "robust": row["robust"][:1]}},
         "truncated": json.dumps(good)[:40],
     }
 
 
 def test_unusable_cache_files_are_recomputed_and_rewritten(smoke_table, tmp_path, monkeypatch):
+    """The grid's cache is the run path's: a damaged record is recomputed (that run only, once) and rewritten."""
     folder, table = smoke_table
-    cells = experiments._fingerprinted(preset("smoke"))
-    first, second = (folder / f"{c.key()}.json" for c in cells[:2])
-    good, other = json.loads(first.read_text()), json.loads(second.read_text())
+    files = sorted(folder.glob("*.json"))
+    assert len(files) == 4  # one record per cell
+    good, other = json.loads(files[0].read_text()), json.loads(files[1].read_text())
     calls = []
-    monkeypatch.setattr(experiments, "run_cell", lambda c, *a, **k: calls.append(c) or dict(good["row"]))
+    monkeypatch.setattr(runs, "_run", lambda *a, **k: calls.append(a) or runs.Record.from_row(good["row"]))
     for name, content in _corruptions(good, other).items():
         cache = tmp_path / name.replace(" ", "_").replace("'", "")
         cache.mkdir()
-        for c in cells:
-            (cache / f"{c.key()}.json").write_text((folder / f"{c.key()}.json").read_text())
-        (cache / first.name).write_text(content if isinstance(content, str) else json.dumps(content))
+        for f in files:
+            (cache / f.name).write_text(f.read_text())
+        (cache / files[0].name).write_text(content if isinstance(content, str) else json.dumps(content))
         calls.clear()
         with pytest.warns(UserWarning, match="is not used"):
             out = run(preset("smoke"), cache_dir=cache, progress=False)
-        assert [c.key() for c in calls] == [cells[0].key()], name  # only the damaged cell, once
-        assert json.loads((cache / first.name).read_text()) == good, name  # rewritten
+        assert len(calls) == 1, name  # only the damaged record, once
+        assert json.loads((cache / files[0].name).read_text()) == good, name  # rewritten
         _same(out, table)
 
 
 def test_recompute_ignores_the_cache(smoke_table, monkeypatch):
-    folder, _ = smoke_table
-    calls = []
-    monkeypatch.setattr(experiments, "run_cell", lambda c, *a, **k: calls.append(c) or
-                        json.loads((folder / f"{c.key()}.json").read_text())["row"])
-    run(preset("smoke"), cache_dir=folder, progress=False, recompute=True)
+    folder, table = smoke_table
+    calls, original = [], runs._run
+    monkeypatch.setattr(runs, "_run", lambda *a, **k: calls.append(a) or original(*a, **k))
+    _same(run(preset("smoke"), cache_dir=folder, progress=False, recompute=True), table)
     assert len(calls) == 4
 
 

@@ -27,6 +27,11 @@ def version() -> str:
         return "unknown"
 
 
+def key(config: dict[str, Any]) -> str:
+    """The cache key of what ``config`` (JSON-able) describes: a hash of its canonical JSON, 20 hex digits."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
 def digest(row: dict[str, Any]) -> str:
     """SHA-256 of a row's canonical JSON."""
     return hashlib.sha256(json.dumps(row, sort_keys=True, default=float).encode()).hexdigest()

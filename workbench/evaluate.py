@@ -32,10 +32,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,11 +45,10 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from workbench import cache, checks, data, metrics, models, paths, plots, protocol
+from workbench import checks, data, metrics, paths, plots, protocol, runs
 from workbench.attacks import registry as attack_registry
 from workbench.defenses import registry as defenses
-from workbench.oracle import Oracle
-from workbench.probes import IMAGES, Probes, probe
+from workbench.probes import IMAGES, Probes
 
 STANDARD, POST_PROCESSING, EOT = protocol.STANDARD, protocol.POST_PROCESSING, protocol.EOT
 
@@ -77,12 +74,12 @@ def suite(probes: Probes, attacks: str | Sequence[str] = "standard", eot: int = 
             raise ValueError(f'attacks must be "standard" or a list of attack names, got {attacks!r}')
     else:
         return [_parse(name) for name in attacks]
-    runs = [Planned(a) for a in standard]
+    plan = [Planned(a) for a in standard]
     if probes.post_processing:
-        runs += [Planned(a) for a in POST_PROCESSING]
+        plan += [Planned(a) for a in POST_PROCESSING]
     if probes.randomized:
-        runs += [Planned(a, eot) for a in EOT]
-    return runs
+        plan += [Planned(a, eot) for a in EOT]
+    return plan
 
 
 def _parse(name: str) -> Planned:
@@ -125,16 +122,16 @@ class Evaluation:
                                 self.worst["final"], ax=ax)
 
 
-def evaluate(defended: nn.Module, x: torch.Tensor, y: torch.Tensor, *, undefended: nn.Module | None = None,
-             dataset: str = "mnist", norm: str = "linf", eps: float | None = None, budget: int = 1000,
-             budgets: Sequence[int] | None = None, attacks: str | Sequence[str] = "standard", seed: int = 0,
-             eot: int = 5, repeats: int = 10, batch_size: int | str | None = "auto",
-             probe_images: torch.Tensor | None = None,
+def evaluate(defended: nn.Module | runs.Prepared, x: torch.Tensor, y: torch.Tensor, *,
+             undefended: nn.Module | None = None, dataset: str = "mnist", norm: str = "linf", eps: float | None = None,
+             budget: int = 1000, budgets: Sequence[int] | None = None, attacks: str | Sequence[str] = "standard",
+             seed: int = 0, eot: int = 5, repeats: int = runs.REPEATS, probe_images: torch.Tensor | None = None,
              cache_dir: str | Path | None = None, cache_key: str | None = None, progress: bool = True) -> Evaluation:
     """Evaluate ``defended`` on the images ``x`` with labels ``y`` (see the module docstring).
 
     Args:
-        defended: any ``nn.Module`` mapping images in [0, 1] to logits.
+        defended: any ``nn.Module`` mapping images in [0, 1] to logits, or a defense ``runs.prepare`` made (then
+            ``undefended``, ``probe_images`` and ``cache_key`` come with it).
         undefended: the model without the defense (for the prediction probe; recommended).
         dataset: the protocol (``workbench.protocol``: attack settings, default eps, standard suite) to use.
         norm, eps: the threat model (eps default: the dataset's, l-inf 0.3 / l2 2.0 on MNIST).
@@ -142,13 +139,10 @@ def evaluate(defended: nn.Module, x: torch.Tensor, y: torch.Tensor, *, undefende
         attacks: "standard" (the suite the probes call for) or a list of names (``"eot5-square"`` for EOT).
         seed: seed of every attack (and the defense's randomness, reseeded before each attack).
         eot: queries averaged per point by the EOT attacks; repeats: fresh queries per re-evaluated image.
-        batch_size: the most images the Oracle sends through the model at once ("auto": see ``Oracle``; a
-            batch-dependent defense always gets the attacker's whole query batch).
         probe_images: clean images to probe the defense with (default: the first 32 of ``x``).
-        cache_dir, cache_key: keep every attack's per-image results under ``cache_dir`` (a killed run resumes);
-            ``cache_key`` must identify the defense (the CLI uses its name or import path and arguments).
+        cache_dir, cache_key: keep every attack's per-image record under ``cache_dir`` (a killed run resumes);
+            ``cache_key`` must identify the defense (the CLI uses its name, arguments and weights fingerprint).
     """
-    checks.module("defended", defended)
     checks.images("x", x)
     y = checks.labels("y", y, len(x))
     entry = protocol.get(dataset)
@@ -158,82 +152,39 @@ def evaluate(defended: nn.Module, x: torch.Tensor, y: torch.Tensor, *, undefende
     budgets = checks.budgets("budgets", budgets if budgets is not None else _decades(budget))
     if budgets[-1] != budget:
         raise ValueError(f"budgets={list(budgets)} must end at budget={budget}")
-    seed, eot, repeats = checks.at_least("seed", seed, 0), checks.at_least("eot", eot, 2), checks.at_least(
-        "repeats", repeats, 1)
-    if (cache_dir is None) != (cache_key is None):
+    seed, eot = checks.at_least("seed", seed, 0), checks.at_least("eot", eot, 2)
+    if (cache_dir is None) != (cache_key is None) and not isinstance(defended, runs.Prepared):
         raise ValueError("cache_dir and cache_key go together: give both (or neither)")
-    probes = probe(defended, x[:IMAGES] if probe_images is None else probe_images, undefended)
-    runs = suite(probes, attacks, eot, entry.suite)
-    reevaluate = not probes.deterministic
+    prepared = defended if isinstance(defended, runs.Prepared) else runs.Prepared.of(
+        defended, x[:IMAGES] if probe_images is None else probe_images, undefended, cache_key)
+    plan = suite(prepared.probes, attacks, eot, entry.suite)
     settings = {"dataset": dataset, "norm": norm, "eps": eps, "budget": budget, "seed": seed, "eot": eot,
-                "repeats": repeats, "batch_size": batch_size, "n": len(x), "reevaluated": reevaluate}
-    folder = cache.writable(Path(cache_dir)) if cache_dir is not None else None
-    columns = {}
-    for run in tqdm(runs, desc="attacks", unit="attack", disable=not progress):
-        key = _key(cache_key, run, settings, x, y) if folder is not None else None
-        columns[run.label] = (_cached(folder, key, len(x)) if folder is not None else None) or _attack(
-            defended, x, y, run, settings, reevaluate, progress)
-        if folder is not None:
-            cache.store(folder / f"{key}.json", {"key": key, "workbench": cache.version(), **columns[run.label]})
-    images = _images(y, columns, budget, reevaluate)
-    return Evaluation(probes, _per_attack(columns, budgets, images, reevaluate), images,
-                      _worst(images, columns, budgets), budgets, reevaluate, settings)
+                "repeats": repeats, "n": len(x), "reevaluated": prepared.reevaluate}
+    records = {}
+    for planned in tqdm(plan, desc="attacks", unit="attack", disable=not progress):
+        records[planned.label] = runs.run(prepared, planned.attack, x, y, budget=budget, dataset=dataset, norm=norm,
+                                          eps=eps, seed=seed, eot=planned.eot, repeats=repeats, cache_dir=cache_dir,
+                                          progress=progress)
+    images = _images(y, records, budget, prepared.reevaluate)
+    return Evaluation(prepared.probes, _per_attack(records, budgets, images), images,
+                      _worst(images, records, budgets), budgets, prepared.reevaluate, settings)
 
 
 def _decades(budget: int) -> tuple[int, ...]:
     return tuple(b for b in (10, 100, 1000, 10000) if b < budget) + (budget,)
 
 
-def _attack(defended: nn.Module, x: torch.Tensor, y: torch.Tensor, run: Planned, settings: dict[str, Any],
-            reevaluate: bool, progress: bool) -> dict[str, Any]:
-    """One attack: every image's first successful query (-1: none) and, when re-evaluating, its share of
-    correct answers under fresh queries of its final image."""
-    start = time.perf_counter()
-    defenses.reseed(defended, settings["seed"])
-    attack = attack_registry.build(run.attack, dataset=settings["dataset"], norm=settings["norm"], eps=settings["eps"],
-                           seed=settings["seed"], eot=run.eot, progress=progress)
-    result = attack.run(Oracle(defended, x, y, budget=settings["budget"], batch_size=settings["batch_size"]))
-    first = torch.where(result.success, result.first_success, torch.full_like(result.first_success, -1))
-    correct = None
-    if reevaluate:
-        y_dev = y.to(result.x_adv.device)
-        correct = torch.stack([metrics.predict(defended, result.x_adv).argmax(1).to(y_dev.device) == y_dev
-                               for _ in range(settings["repeats"])]).float().mean(0).cpu().tolist()
-    return {"first success": first.cpu().tolist(), "clean correct": result.clean_correct.cpu().tolist(),
-            "queries": result.queries.cpu().tolist(), "re-evaluated correct": correct,
-            "seconds": time.perf_counter() - start}
-
-
-def _key(cache_key: str, run: Planned, settings: dict[str, Any], x: torch.Tensor, y: torch.Tensor) -> str:
-    images = hashlib.sha256(x.cpu().numpy().tobytes() + y.cpu().numpy().tobytes()).hexdigest()
-    text = json.dumps({"defense": cache_key, "run": dataclasses.asdict(run), **settings, "images": images,
-                       "workbench": cache.version()}, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:20]
-
-
-def _cached(folder: Path, key: str, n: int) -> dict[str, Any] | None:
-    def problem(row: dict[str, Any]) -> str | None:
-        if row.get("key") != key or row.get("workbench") != cache.version():
-            return "it belongs to another run or workbench version"
-        if any(not isinstance(row.get(k), list) or len(row[k]) != n for k in ("first success", "queries")):
-            return "its per-image columns are missing or of the wrong length"
-        return None
-
-    row = cache.load(folder / f"{key}.json", problem)
-    return None if row is None else {k: v for k, v in row.items() if k not in ("key", "workbench")}
-
-
-def _images(y: torch.Tensor, columns: dict[str, dict[str, Any]], budget: int, reevaluate: bool) -> pd.DataFrame:
+def _images(y: torch.Tensor, records: dict[str, runs.Record], budget: int, reevaluate: bool) -> pd.DataFrame:
     """One row per image: each attack's first successful query and re-evaluated share, and the worst case."""
-    first = next(iter(columns.values()))
+    first = next(iter(records.values()))
     table = pd.DataFrame({"image": np.arange(len(y)), "label": y.cpu().numpy(),
-                          "clean correct": np.asarray(first["clean correct"], dtype=bool)})
-    for label, col in columns.items():
-        table[f"{label}: query"] = col["first success"]
+                          "clean correct": first.clean_correct.numpy()})
+    for label, record in records.items():
+        table[f"{label}: query"] = record.first_success.numpy()
         if reevaluate:
-            table[f"{label}: re-evaluated"] = col["re-evaluated correct"]
-    labels = list(columns)
-    broken = np.stack([_broken(table, label, reevaluate) for label in labels])  # (attacks, images)
+            table[f"{label}: re-evaluated"] = record.reevaluated.numpy()
+    labels = list(records)
+    broken = np.stack([~records[label].robust.numpy() for label in labels])  # (attacks, images)
     queries = np.stack([table[f"{label}: query"].to_numpy() for label in labels])
     # the query that broke it (the budget where only the re-evaluation saw it fall); the earliest attack wins ties
     when = np.where(broken, np.where(queries > 0, queries, budget), np.iinfo(np.int64).max)
@@ -245,30 +196,22 @@ def _images(y: torch.Tensor, columns: dict[str, dict[str, Any]], budget: int, re
     return table
 
 
-def _broken(table: pd.DataFrame, label: str, reevaluate: bool) -> np.ndarray:
-    """Per image: whether ``label`` broke it (re-evaluated: misclassified by the majority of fresh queries)."""
-    if reevaluate:
-        return table[f"{label}: re-evaluated"].to_numpy() < 0.5
-    return table[f"{label}: query"].to_numpy() > 0
-
-
-def _per_attack(columns: dict[str, dict[str, Any]], budgets: Sequence[int], images: pd.DataFrame,
-                reevaluate: bool) -> pd.DataFrame:
+def _per_attack(records: dict[str, runs.Record], budgets: Sequence[int], images: pd.DataFrame) -> pd.DataFrame:
     rows = []
-    for label, col in columns.items():
-        first = np.asarray(col["first success"])
+    for label, record in records.items():
+        first = record.first_success.numpy()
         fooled = first[first > 0]
         row = {"attack": label, **{f"robust@{b}": float(r) for b, r in zip(budgets, metrics.robust_by_query(first,
                                                                                                       budgets))}}
-        row["final"] = float(1 - _broken(images, label, reevaluate).mean())
+        row["final"] = record.reevaluated_accuracy
         row["median queries"] = float(np.median(fooled)) if len(fooled) else float("nan")
-        row["seconds"] = col["seconds"]
+        row["seconds"] = record.seconds
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _worst(images: pd.DataFrame, columns: dict[str, dict[str, Any]], budgets: Sequence[int]) -> dict[str, float]:
-    first = metrics.earliest(np.stack([np.asarray(col["first success"]) for col in columns.values()]))
+def _worst(images: pd.DataFrame, records: dict[str, runs.Record], budgets: Sequence[int]) -> dict[str, float]:
+    first = metrics.earliest(np.stack([r.first_success.numpy() for r in records.values()]))
     worst = {f"robust@{b}": float(r) for b, r in zip(budgets, metrics.robust_by_query(first, budgets))}
     worst["final"] = float(images["robust"].mean())
     return worst
@@ -301,18 +244,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     n = checks.at_least("n", args.n, 1)
     if n > len(test) - entry.held_out:
         raise ValueError(f"--n {n} would overlap the last {entry.held_out} test images, held out for calibration")
-    args.model = args.model or entry.model
-    model = models.load(args.model, weights=args.weights)
-    defended = defenses.prepare(args.defense, args.model if defenses.variant(args.defense) else model,
-                                dataset=args.dataset, held_out=test[len(test) - entry.held_out:], seed=args.seed,
-                                **kwargs)
+    prepared = runs.prepare(args.defense, args.model or entry.model, dataset=args.dataset, weights=args.weights,
+                            held_out=test[len(test) - entry.held_out:], seed=args.seed, **kwargs)
     x, y = test[:n]
-    fingerprint = models.sha256(Path(args.weights)) if args.weights else _zoo_fingerprint(args.model)
-    key = json.dumps({"defense": args.defense, "kwargs": kwargs, "model": args.model, "weights": fingerprint},
-                     sort_keys=True)
     folder = None if args.no_cache else (args.cache_dir or paths.data_dir() / "evaluations")
-    report = evaluate(defended, x, y, undefended=model, dataset=args.dataset, norm=args.norm, eps=args.eps,
-                      budget=args.budget, seed=args.seed, cache_dir=folder, cache_key=None if folder is None else key)
+    if folder is None:
+        prepared = dataclasses.replace(prepared, key=None)
+    report = evaluate(prepared, x, y, dataset=args.dataset, norm=args.norm, eps=args.eps, budget=args.budget,
+                      seed=args.seed, cache_dir=folder)
     print(report.to_markdown())
     out = Path(args.csv or f"{args.defense.replace(':', '_').replace('.', '_')}-evaluation.csv")
     paths.atomic_write(out, lambda tmp: report.table().to_csv(tmp, index=False))
@@ -323,13 +262,6 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                                          bbox_inches="tight", metadata={"Software": None}))
     print(f"\nwritten: {out}, {images}, {out.with_suffix('.png')}")
     return 0
-
-
-def _zoo_fingerprint(name: str) -> str:
-    try:
-        return models.sha256(models.weights_path(name))
-    except ValueError:
-        return "none"
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 as one tidy pandas DataFrame (one row per cell).
 
 A :class:`Cell` names everything a run depends on (dataset, model, defense and its arguments, attack and its
-arguments, norm, eps, budgets, number of images, seed). Its cache key is a hash of that configuration; a finished
-cell is written to ``<cache_dir>/<key>.json`` atomically, so running the same grid again recomputes nothing and
-a run killed at any point resumes where it stopped without losing or recomputing a finished cell.
+arguments, norm, eps, budgets, number of images, seed) and ``key()`` identifies it. Its attack runs through the
+one run path (``workbench.runs``), whose per-image records are cached in ``cache_dir`` atomically under a hash of
+everything they depend on, the weights fingerprint included: running the same grid again attacks nothing, and a
+run killed at any point resumes without losing or recomputing a finished attack; cells computed with a retrained
+model are never mixed with older ones.
 
-The key also covers a fingerprint of the model's weights files, so cells computed with a retrained model are
-never mixed with older ones. Every budget of a cell comes from one attack run with the largest budget (the workbench's protocol). Each row
+Every budget of a cell comes from one attack run with the largest budget (the workbench's protocol). Each row
 holds clean accuracy, agreement with the undefended predictions, logit difference, ECE (all on the attacked
 images), robust accuracy at every budget as the attacker saw it, the re-evaluated robust accuracy (fresh queries
 on the final images) for randomized or batch-dependent defenses, mean / median queries of the successes, wall
@@ -31,11 +32,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import functools
-import hashlib
 import itertools
 import json
-import math
 import subprocess
 import time
 from collections.abc import Iterable, Sequence
@@ -46,12 +44,11 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from workbench import cache, checks, data, metrics, models, paths, protocol
+from workbench import cache, checks, data, paths, protocol, runs
 from workbench.attacks import registry as attacks
 from workbench.defenses import registry as defenses
-from workbench.oracle import Oracle
-from workbench.probes import IMAGES, probe
-from workbench.report import clean_metrics, robust_metrics
+from workbench.probes import IMAGES
+from workbench.report import clean_metrics
 
 EXECUTORS = ("local", "ray")
 
@@ -85,9 +82,8 @@ class Cell:
         return cfg
 
     def key(self) -> str:
-        """Cache key: a hash of the configuration and the workbench version (an upgrade never reuses old cells)."""
-        text = json.dumps({**self.config(), "workbench": cache.version()}, sort_keys=True, default=str)
-        return hashlib.sha256(text.encode()).hexdigest()[:20]
+        """The cell's identity: a hash of the configuration and the workbench version."""
+        return cache.key({**self.config(), "workbench": cache.version()})
 
 
 def cell(**fields: Any) -> Cell:
@@ -171,39 +167,37 @@ def _provenance(device: torch.device) -> dict[str, str]:
             "device": str(device)}
 
 
-def run_cell(c: Cell, device: str | torch.device | None = None, progress: bool = False) -> dict[str, Any]:
-    """Run one cell and return its row (see the module docstring)."""
-
+def run_cell(c: Cell, device: str | torch.device | None = None, progress: bool = False,
+             cache_dir: str | Path | None = None, recompute: bool = False) -> dict[str, Any]:
+    """Run one cell through the run path (``runs.run``: its record is cached under ``cache_dir``) and return its
+    row (see the module docstring)."""
     start = time.perf_counter()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(c.seed)
     entry = protocol.get(c.dataset)
-    test = data.load(entry.data, "test")
+    test = data.load(c.dataset, "test")
     x, y = test[:c.n]
-    model = models.load(c.model, weights=c.weights, device=device)
-    defended = defenses.prepare(c.defense, c.model if defenses.variant(c.defense) else model, dataset=c.dataset,
-                                held_out=test[len(test.x) - entry.held_out:], seed=c.seed, device=device,
-                                **dict(c.defense_kwargs))
-    clean = clean_metrics(defended, model, x, y)
-    probes = probe(defended, test.x[:IMAGES], model)  # re-evaluate unless it is deterministic
+    prepared = runs.prepare(c.defense, c.model, dataset=c.dataset, weights=c.weights,
+                            held_out=test[len(test) - entry.held_out:], seed=c.seed, device=device,
+                            probe_images=test.x[:IMAGES], **dict(c.defense_kwargs))
+    clean = clean_metrics(prepared.defended, prepared.undefended, x, y)
     targets = None
     if c.targeted:
         gen = torch.Generator().manual_seed(c.seed)
         k = test.num_classes
         targets = (y + torch.randint(1, k, y.shape, generator=gen)) % k
     kwargs = dict(c.attack_kwargs)
-    if c.eps is not None:
-        kwargs["eps"] = c.eps
-    attack = attacks.build(c.attack, dataset=c.dataset, norm=c.norm, seed=c.seed, progress=progress, **kwargs)
-    defenses.reseed(defended, c.seed)
-    result = attack.run(Oracle(defended, x, y, budget=c.budgets[-1], batch_size=500), targets)
+    eot = kwargs.pop("eot", 1)
+    record = runs.run(prepared, c.attack, x, y, budget=c.budgets[-1], dataset=c.dataset, norm=c.norm, eps=c.eps,
+                      seed=c.seed, eot=eot, targets=targets, attack_kwargs=kwargs, cache_dir=cache_dir,
+                      recompute=recompute, progress=progress)
+    stats = record.query_stats()
     row = {"dataset": c.dataset, "model": c.model, "defense": c.defense, "attack": c.attack, "norm": c.norm,
-           "eps": attack.eps, "n": c.n, "seed": c.seed, "targeted": c.targeted, **clean,
-           **robust_metrics(result, defended, y, c.budgets, not probes.deterministic)}
-    stats = metrics.query_stats(result)
-    row.update({"mean queries": stats["mean_queries"], "median queries": stats["median_queries"],
-                "seconds": time.perf_counter() - start, "key": c.key(),
-                "config": json.dumps(c.config(), sort_keys=True, default=str), **_provenance(device)})
+           "eps": c.eps if c.eps is not None else entry.eps[c.norm], "n": c.n, "seed": c.seed,
+           "targeted": c.targeted, **clean, **{f"robust@{b}": record.robust_accuracy(b) for b in c.budgets},
+           "re-evaluated": record.reevaluated_accuracy, "mean queries": stats["mean_queries"],
+           "median queries": stats["median_queries"], "seconds": time.perf_counter() - start, "key": c.key(),
+           "config": json.dumps(c.config(), sort_keys=True, default=str), **_provenance(device)}
     return row
 
 
@@ -212,50 +206,13 @@ def cache_dir_default() -> Path:
     return paths.data_dir() / "experiments"
 
 
-# Columns a row must hold, and those that must be finite numbers (mean / median queries are NaN when nothing fell).
-REQUIRED = ("dataset", "model", "defense", "attack", "norm", "eps", "n", "seed", "targeted", "clean acc",
-            "agreement", "logit diff", "ECE", "re-evaluated", "mean queries", "median queries", "seconds", "key",
-            "config", "workbench", "git commit", "torch", "device")
-FINITE = ("eps", "clean acc", "agreement", "logit diff", "ECE", "re-evaluated", "seconds")
-
-
-def _problem(c: Cell, row: dict[str, Any]) -> str | None:
-    """Why a stored row cannot be this cell's (None when it can)."""
-    if row.get("key") != c.key() or row.get("config") != json.dumps(c.config(), sort_keys=True, default=str):
-        return "it holds another cell's row"
-    if row.get("workbench") != cache.version():
-        return f"it was computed by workbench {row.get('workbench')}, this is {cache.version()}"
-    missing = [k for k in REQUIRED + tuple(f"robust@{b}" for b in c.budgets) if k not in row]
-    if missing:
-        return f"columns {missing} are missing"
-    bad = [k for k in FINITE + tuple(f"robust@{b}" for b in c.budgets)
-           if not isinstance(row[k], (int, float)) or not math.isfinite(row[k])]
-    return f"columns {bad} are not finite numbers" if bad else None
-
-
-def _run_and_store(c: Cell, folder: Path, device: str | None, progress: bool) -> dict[str, Any]:
-    row = run_cell(c, device, progress)
-    cache.store(folder / f"{c.key()}.json", row)
-    return row
-
-
 def weights_fingerprint(c: Cell) -> str:
-    """A hash of the weights files the cell's model (and its fine-tuned variant, for ``at`` / ``rnd-gf``) load
-    from; trainable zoo models are trained first if they are not cached yet."""
-
-    files = [Path(c.weights) if c.weights else models.weights_path(c.model)]
-    if suffix := defenses.variant(c.defense):
-        files.append(models.weights_path(f"{c.model}-{suffix}"))
-    digest = hashlib.sha256()
-    for path in files:
-        if not path.is_file():
-            raise ValueError(f"weights={str(path)!r} is not an existing file")
-        digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
+    """The fingerprint (``runs.fingerprint``) of the weights files the cell's model (and its zoo variant, for
+    ``at`` / ``rnd-gf``) load from."""
+    return runs.fingerprint(c.model, c.weights, defenses.variant(c.defense))
 
 
 def _fingerprinted(cells: list[Cell]) -> list[Cell]:
-
     prints: dict[tuple, str] = {}
     out = []
     for c in cells:
@@ -268,38 +225,36 @@ def _fingerprinted(cells: list[Cell]) -> list[Cell]:
 
 def run(cells: Sequence[Cell], *, executor: str = "local", cache_dir: str | Path | None = None,
         device: str | None = None, progress: bool = True, recompute: bool = False) -> pd.DataFrame:
-    """Run every cell not in the cache (every cell with ``recompute``), in order, and return all rows as a
-    DataFrame (in the cells' order). Cached rows are validated on read (see ``_problem``); an unusable file is
-    recomputed with a warning and rewritten atomically."""
+    """Run every cell and return all rows as a DataFrame (in the cells' order). Each cell's attack run goes
+    through ``runs.run``, whose records are cached in ``cache_dir``: a cell whose record is there (and valid) is
+    not attacked again (``recompute``: every attack runs again, and its record is rewritten)."""
     checks.choice("executor", executor, EXECUTORS)
     recompute, progress = checks.flag("recompute", recompute), checks.flag("progress", progress)
     cells = list(cells)
     folder = Path(cache_dir) if cache_dir is not None else cache_dir_default()
     validate(cells, folder)
     cells = _fingerprinted(cells)
-    rows = {c.key(): None if recompute else cache.load(folder / f"{c.key()}.json", functools.partial(_problem, c))
-            for c in cells}
-    todo = [c for c in {c.key(): c for c in cells}.values() if rows[c.key()] is None]
-    with tqdm(total=len(cells), initial=len(cells) - len(todo), desc="cells", unit="cell",
-              disable=not progress) as bar:
+    rows: dict[str, dict[str, Any]] = {}
+    todo = list({c.key(): c for c in cells}.values())
+    with tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress) as bar:
         if executor == "ray":
-            _run_ray(todo, folder, device, rows, bar)
+            _run_ray(todo, folder, device, recompute, rows, bar)
         for c in todo if executor == "local" else ():
             bar.set_postfix_str(f"{c.defense} x {c.attack} seed {c.seed}", refresh=True)
-            rows[c.key()] = _run_and_store(c, folder, device, progress)
+            rows[c.key()] = run_cell(c, device, progress, folder, recompute)
             bar.update(1)
     return pd.DataFrame([rows[c.key()] for c in cells])
 
 
-def _run_ray(todo: list[Cell], folder: Path, device: str | None, rows: dict, bar) -> None:
+def _run_ray(todo: list[Cell], folder: Path, device: str | None, recompute: bool, rows: dict, bar) -> None:
     try:
-        import ray
+        import ray  # optional, heavy: imported only for executor="ray"
     except ImportError:
         raise ValueError("executor='ray' needs Ray: pip install 'ray[default]' (or use executor='local')") from None
     if not ray.is_initialized():
         ray.init(include_dashboard=False, log_to_driver=False)
-    task = ray.remote(_run_and_store)
-    pending = {task.remote(c, folder, device, False): c for c in todo}
+    task = ray.remote(run_cell)
+    pending = {task.remote(c, device, False, folder, recompute): c for c in todo}
     while pending:
         done, _ = ray.wait(list(pending), num_returns=1)
         c = pending.pop(done[0])

@@ -54,10 +54,12 @@ class Forwards:
         fold: use the folded copy where that is safe (``folded`` says whether it is in use).
         threads: None (the setting, adapting to a busy machine where that keeps the scores), ``"auto"`` (adapt
             without the check: results may then depend on timing) or an int (fixed).
+        probes: what ``probes.probe`` measured of the model, where the caller has it: the model is then not
+            probed again.
     """
 
     def __init__(self, model: nn.Module, x: torch.Tensor, *, batch_size: int | str | None = "auto",
-                 fold: bool = True, threads: int | str | None = None):
+                 fold: bool = True, threads: int | str | None = None, probes: Probes | None = None):
         if batch_size not in (None, "auto"):
             batch_size = checks.at_least("batch_size", batch_size, 1)
         if threads is not None and threads != "auto":
@@ -68,18 +70,18 @@ class Forwards:
         self.model, self.device = model, model_device(model)
         self.seconds = 0.0  # spent in the timed forwards
         adapt = threads is None and torch.get_num_threads() > 1
-        self.batch_size, self.net, found = self._plan(x, batch_size, checks.flag("fold", fold), adapt)
+        self.batch_size, self.net, found = self._plan(x, batch_size, checks.flag("fold", fold), adapt, probes)
         self.choice = self._choice(threads, found, x)
 
-    def _plan(self, x: torch.Tensor, batch_size: int | str | None, fold: bool,
-              adapt: bool) -> tuple[int | None, nn.Module, Probes | None]:
+    def _plan(self, x: torch.Tensor, batch_size: int | str | None, fold: bool, adapt: bool,
+              known: Probes | None) -> tuple[int | None, nn.Module, Probes | None]:
         """The batch size and the module the forwards go through (the model or its folded copy), from one probe
         of the model (returned too) where there are more than ``CPU_BATCH`` images and the batch size, the fold
         or (``adapt``) the thread choice needs it."""
         cpu, many = self.device.type == "cpu", len(x) > CPU_BATCH
         fold = fold and many and not seeded(self.model) and bool(foldable(self.model))
         wanted = fold or (cpu and (batch_size == "auto" or adapt))
-        found = probe(self.model, x[:IMAGES]) if many and wanted else None
+        found = (known or probe(self.model, x[:IMAGES])) if many and wanted else None
         if batch_size == "auto":
             batch_size = CPU_BATCH if cpu and found is not None and not found.batch_dependent else None
         twin = fold_batchnorm(self.model) if fold and found.deterministic else None  # copied only when usable

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 
 from workbench import checks
-from workbench.forward import Forwards
+from workbench.forward import Forwards, Probes
 from workbench.losses import margin
 from workbench.threat import inside, model_device, quantize8
 
@@ -109,12 +109,14 @@ class Oracle:
             ``forwards``. Defaults: chunks of 64 images on a CPU for a batch-independent model, the folded copy
             where it is safe, and forwards that move to one thread on a busy machine only where that keeps the
             scores bit for bit.
+        probes: what ``probes.probe`` measured of ``model``, where the caller has it (the run path): the forwards
+            then decide from it instead of probing the model again.
     """
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, budget: int,
                  scores: str = "logits", quantize: bool = False, record: bool = False,
                  reference: nn.Module | None = None, batch_size: int | str | None = "auto", keep_images: int = 0,
-                 threads: int | str | None = None, fold: bool = True):
+                 threads: int | str | None = None, fold: bool = True, probes: Probes | None = None):
         checks.module("model", model)
         if reference is not None:
             checks.module("reference", reference)
@@ -132,7 +134,7 @@ class Oracle:
         self.device = model_device(model)
         if record:
             _fits_in_memory(len(x), budget, keep_images, x.shape[1:])
-        self.forwards = Forwards(model, x, batch_size=batch_size, fold=fold, threads=threads)
+        self.forwards = Forwards(model, x, batch_size=batch_size, fold=fold, threads=threads, probes=probes)
         self._x = x.to(self.device, torch.float32, copy=True)
         self.y = checks.labels("y", y, len(x)).to(self.device).clone()
         self.budget, self.scores, self.quantize = budget, scores, quantize

@@ -23,11 +23,8 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from workbench import checks, metrics
-from workbench.attacks import build as build_attack
-from workbench.results import AttackResult
-from workbench.oracle import Oracle
-from workbench.probes import IMAGES, probe
+from workbench import checks, metrics, runs
+from workbench.probes import IMAGES
 
 
 def seconds_per_image(model: nn.Module, x: torch.Tensor, batch_size: int = 100, repeats: int = 1) -> float:
@@ -48,38 +45,25 @@ def clean_metrics(defended: nn.Module, undefended: nn.Module, x: torch.Tensor, y
             "logit diff": metrics.logit_difference(logits, clean), "ECE": metrics.ece(logits, y)}
 
 
-def robust_metrics(result: AttackResult, defended: nn.Module, y: torch.Tensor, budgets: Sequence[int],
-                   randomized: bool, repeats: int = 10) -> dict[str, float]:
-    """Robust accuracy at each of ``budgets`` (increasing) as the attacker saw it, and ``"re-evaluated"``: the
-    accuracy of the final images under ``repeats`` fresh queries for a randomized defense, else the last budget's
-    robust accuracy."""
-    row = {f"robust@{b}": result.robust_accuracy(b) for b in budgets}
-    row["re-evaluated"] = (metrics.reevaluated_accuracy(defended, result.x_adv, y, repeats) if randomized
-                           else row[f"robust@{budgets[-1]}"])
-    return row
-
-
 def defense_row(defended: nn.Module, undefended: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
                 attack: str = "square", dataset: str = "mnist", budgets: Sequence[int] = (100, 1000),
-                randomized: bool | None = None, repeats: int = 10, seed: int = 0, batch_size: int = 100,
+                repeats: int = runs.REPEATS, seed: int = 0, batch_size: int = 100,
                 reference_seconds: float | None = None, query_batch: int | None = None) -> dict[str, float]:
-    """One row of the report (see the module docstring). ``randomized``: re-evaluate the final images (default:
-    whenever the probes find the defense randomized or batch-dependent). ``query_batch``: the most images the
-    attacker sends in one query batch (default: all active images at once; matters for batch-dependent defenses
-    like UniG)."""
+    """One row of the report (see the module docstring): the defense is probed once on the first images of ``x``
+    and attacked through the run path (``runs.run``), which re-evaluates the final images wherever the probes find
+    it randomized or batch-dependent. ``query_batch``: the most images the defense sees per query batch (default:
+    the Oracle's policy; set it to study a batch-dependent defense like UniG)."""
     checks.images("x", x)
     budgets = sorted(checks.budgets("budgets", budgets))
-    if randomized is None:
-        randomized = not probe(defended, x[:IMAGES], undefended).deterministic
+    prepared = runs.Prepared.of(defended, x[:IMAGES], undefended)
     reference_seconds = reference_seconds or seconds_per_image(undefended, x, batch_size)
     row = {**clean_metrics(defended, undefended, x, y, batch_size),
            "time / query (x undefended)": seconds_per_image(defended, x, batch_size) / reference_seconds}
-    result = build_attack(attack, dataset=dataset, seed=seed, progress=False).run(
-        Oracle(defended, x, y, budget=budgets[-1], batch_size=query_batch))
-    robust = robust_metrics(result, defended, y, budgets, randomized, repeats)
-    robust[f"re-evaluated@{budgets[-1]}"] = robust.pop("re-evaluated")
-    row.update(robust)
-    row["attack seconds"] = result.seconds
+    record = runs.run(prepared, attack, x, y, budget=budgets[-1], dataset=dataset, seed=seed, repeats=repeats,
+                      batch_size=query_batch or "auto")
+    row.update({f"robust@{b}": record.robust_accuracy(b) for b in budgets})
+    row[f"re-evaluated@{budgets[-1]}"] = record.reevaluated_accuracy
+    row["attack seconds"] = record.seconds
     return row
 
 

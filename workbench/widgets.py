@@ -85,7 +85,7 @@ class Panel(W.VBox):
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
         """The widget, plus its current picture as PNG for readers that cannot run widgets (nbconvert's
-        static pages: ``workbench.site``); JupyterLab shows the widget."""
+        static pages: ``workbench.course.site``); JupyterLab shows the widget."""
         bundle = super()._repr_mimebundle_(**kwargs)
         if bundle is not None and self.figure is not None:
             buffer = io.BytesIO()

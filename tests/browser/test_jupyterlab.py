@@ -17,7 +17,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from workbench import notebooks, paths, site
+from workbench import paths
+from workbench.course import notebooks, site
 
 from lab import Lab, Page, available
 
@@ -155,7 +156,7 @@ def test_git_status_is_unchanged_after_running_everything(lab, git_before):
     committed ones and fast mode wrote no tracked or untracked file outside git-ignored folders."""
     if git_before is None:
         pytest.skip("not a git checkout")
-    assert "workbench.classroom" in lab.log.read_text(), (
-        "the JupyterLab server did not load workbench.classroom: run make install (or "
-        "python -m workbench.classroom enable)")
+    assert "workbench.course.classroom" in lab.log.read_text(), (
+        "the JupyterLab server did not load workbench.course.classroom: run make install (or "
+        "python -m workbench.course.classroom enable)")
     assert _git_status() == git_before

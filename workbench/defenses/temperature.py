@@ -16,6 +16,7 @@ import torch
 import torch.nn as nn
 
 from workbench import checks
+from workbench.metrics import ece, predict
 
 DEFAULT_GRID = np.geomspace(0.25, 4.0, 41)
 
@@ -24,8 +25,6 @@ def tune_temperature(output: Callable[[float], torch.Tensor], y: torch.Tensor,
                      grid: np.ndarray | None = None) -> tuple[float, np.ndarray, np.ndarray]:
     """The grid value (default 41 values log-spaced in [0.25, 4]) whose ``output(T)`` logits have the lowest
     15-bin ECE against ``y``; returns (T, grid, ECE per grid value)."""
-    from workbench.metrics import ece
-
     grid = DEFAULT_GRID if grid is None else np.asarray(grid, dtype=float)
     if grid.ndim != 1 or not len(grid) or (grid <= 0).any():
         raise ValueError(f"grid must be a 1-D array of temperatures > 0, got {grid!r}")
@@ -35,8 +34,6 @@ def tune_temperature(output: Callable[[float], torch.Tensor], y: torch.Tensor,
 
 def held_out_logits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000):
     """Checked held-out labels and the model's logits on the held-out images (both on the CPU)."""
-    from workbench.metrics import predict
-
     logits = predict(model, x, batch_size)  # checks x
     return logits, checks.labels("y", y, len(x)).cpu()
 

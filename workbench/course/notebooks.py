@@ -3,9 +3,9 @@
 
 Usage::
 
-    python -m workbench.notebooks --full            # every notebooks/NN_*.ipynb, figures into figures/
-    python -m workbench.notebooks --fast 01         # one notebook in fast mode (figures into figures/_fast/)
-    python -m workbench.notebooks --fast --solutions  # the exercises' solutions (notebooks/solutions/)
+    python -m workbench.course.notebooks --full            # every notebooks/NN_*.ipynb, figures into figures/
+    python -m workbench.course.notebooks --fast 01         # one notebook in fast mode (figures into figures/_fast/)
+    python -m workbench.course.notebooks --fast --solutions  # the exercises' solutions (notebooks/solutions/)
 """
 
 from __future__ import annotations

@@ -5,16 +5,16 @@ notebook a student runs into the file. For the workbench's own notebooks (``note
 ``notebooks/solutions/NN_*.ipynb`` of this checkout) that would turn ``git status`` red and make the next
 ``git pull`` conflict. This module keeps them stripped on save with nbstripout's ``strip_output`` (the same
 settings as ``make strip``), as a Jupyter server extension. ``make install`` switches it on for its
-environment with ``python -m workbench.classroom enable`` (run that once in a conda environment made from
-environment.yml; it writes ``<env>/etc/jupyter/jupyter_server_config.d/workbench.classroom.json``):
+environment with ``python -m workbench.course.classroom enable`` (run that once in a conda environment made from
+environment.yml; it writes ``<env>/etc/jupyter/jupyter_server_config.d/workbench.course.classroom.json``):
 
 - the student keeps every output on screen for the session; only the file on disk is stripped;
 - any other notebook (a copy saved elsewhere, ``notebooks/mine/``, a student's own) is saved untouched;
-- ``python -m workbench.classroom disable`` switches it off;
-- ``python -m workbench.classroom strip FILE...`` strips files the same way (``make strip``);
-  ``python -m workbench.classroom check FILE...`` exits 1 if any is not stored stripped.
+- ``python -m workbench.course.classroom disable`` switches it off;
+- ``python -m workbench.course.classroom strip FILE...`` strips files the same way (``make strip``);
+  ``python -m workbench.course.classroom check FILE...`` exits 1 if any is not stored stripped.
 
-Check that a server loaded it: ``jupyter server extension list`` shows ``workbench.classroom``.
+Check that a server loaded it: ``jupyter server extension list`` shows ``workbench.course.classroom``.
 """
 
 from __future__ import annotations
@@ -61,12 +61,12 @@ def strip_on_save(model: dict[str, Any], path: str, contents_manager: Any, **kwa
 
 
 def _jupyter_server_extension_points() -> list[dict[str, str]]:
-    return [{"module": "workbench.classroom"}]
+    return [{"module": "workbench.course.classroom"}]
 
 
 def _load_jupyter_server_extension(server_app: Any) -> None:
     server_app.contents_manager.register_pre_save_hook(strip_on_save)
-    server_app.log.info("workbench.classroom: the workbench's notebooks are saved without outputs")
+    server_app.log.info("workbench.course.classroom: the workbench's notebooks are saved without outputs")
 
 
 def _text(path: Path) -> tuple[str, str]:
@@ -98,8 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.action in ("enable", "disable"):
         from jupyter_server.extension.serverextension import toggle_server_extension_python
 
-        toggle_server_extension_python("workbench.classroom", enabled=args.action == "enable", sys_prefix=True)
-        print(f"workbench.classroom {args.action}d for the Jupyter servers of {sys.prefix}")
+        toggle_server_extension_python("workbench.course.classroom", enabled=args.action == "enable", sys_prefix=True)
+        print(f"workbench.course.classroom {args.action}d for the Jupyter servers of {sys.prefix}")
         return 0
     if args.action == "strip":
         for path in strip(args.files):

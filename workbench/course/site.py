@@ -7,9 +7,9 @@ they need a running kernel; progress bars are left out.
 
 Usage::
 
-    python -m workbench.site                    # site/ of the checkout, fast mode
-    python -m workbench.site --full --out DIR   # full sizes (as make figures; minutes)
-    python -m workbench.site 00 02              # only the notebooks starting with 00 or 02
+    python -m workbench.course.site                    # site/ of the checkout, fast mode
+    python -m workbench.course.site --full --out DIR   # full sizes (as make figures; minutes)
+    python -m workbench.course.site 00 02              # only the notebooks starting with 00 or 02
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from workbench import notebooks, paths
+from workbench import paths
+from workbench.course import notebooks
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
 PANEL_NOTE = ("<p><em>An interactive panel: its controls work in JupyterLab with a running kernel "

@@ -9,7 +9,7 @@ attacks: adversarial training crafts its examples with the white-box attacks.
   copies, nu 0.05), fine-tuned from ``mnist-cnn`` for 2 epochs.
 - ``cifar10-resnet20``: ResNet-20 on the 50,000 CIFAR-10 (JPEG q75) training images (``--root``): SGD with Nesterov
   momentum, 50 epochs, batch 256, lr 0.2 with 2 warm-up epochs and a cosine decay, weight decay 5e-4, label
-  smoothing 0.1, random crops and flips (``workbench.cifar_training``), checkpointed every epoch.
+  smoothing 0.1, random crops and flips (``workbench.training.sgd``), checkpointed every epoch.
 
 Command line (``python -m workbench.models`` is the same)::
 
@@ -34,7 +34,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from workbench import checks, cifar_training, data, models, paths, protocol
+from workbench import checks, data, models, paths, protocol
+from workbench.training import sgd
 from workbench.attacks.whitebox import pgd
 
 Step = Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -69,21 +70,21 @@ def gaussian_step(sigma: float = 0.05, draws: int = 4) -> Step:
 @dataclass(frozen=True)
 class Recipe:
     """How a zoo model is trained. MNIST recipes: Adam at ``lr`` for ``epochs``, batches of ``batch_size``, on one
-    thread; ``schedule``: the CIFAR-10 loop (``cifar_training.Schedule``) instead."""
+    thread; ``schedule``: the CIFAR-10 loop (``sgd.Schedule``) instead."""
 
     epochs: int = 0
     lr: float = 1e-3
     batch_size: int = 64
     base: str | None = None  # fine-tune this zoo model instead of training from scratch
     step: Callable[[], Step] | None = None  # makes the loss of one batch (default: cross-entropy)
-    schedule: cifar_training.Schedule | None = None
+    schedule: sgd.Schedule | None = None
 
 
 RECIPES: dict[str, Recipe] = {
     "mnist-cnn": Recipe(epochs=6),
     "mnist-cnn-at": Recipe(epochs=10, lr=5e-4, base="mnist-cnn", step=adversarial_step),
     "mnist-cnn-gf": Recipe(epochs=2, base="mnist-cnn", step=gaussian_step),
-    "cifar10-resnet20": Recipe(schedule=cifar_training.Schedule()),
+    "cifar10-resnet20": Recipe(schedule=sgd.Schedule()),
 }
 
 
@@ -109,7 +110,7 @@ def train(name: str, out: str | Path | None = None, *, epochs: int | None = None
     target = Path(out).expanduser() if out is not None else paths.data_dir() / f"{name}.pt"
     if recipe.schedule is not None:
         train_set, test_set = (data.load(entry.data, split, root=root) for split in ("train", "test"))
-        cifar_training.fit(model, (train_set.x, train_set.y), (test_set.x, test_set.y), recipe.schedule,
+        sgd.fit(model, (train_set.x, train_set.y), (test_set.x, test_set.y), recipe.schedule,
                            checkpoint=target.with_suffix(".ckpt"), log=target.with_suffix(".log"), seed=seed,
                            progress=progress)
     else:

@@ -1,0 +1,124 @@
+"""The house's layers, enforced on the source (every import statement, lazy ones included, read with ``ast``):
+imports run downward only, no workbench module is imported inside a function, the models never reach the
+attacks, the Oracle holds no speed machinery of its own, attacks never read the Oracle's state, and the
+evaluation, the grids and the report build no Oracle of their own (they go through the run path)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
+
+# Layer of every module (by dotted name without "workbench."; a package's entry covers its modules). A module may
+# import a lower layer, or a module of its own package in the same layer; never a higher layer or a peer package.
+LAYERS = {
+    0: ("checks", "paths", "threads", "inference", "losses"),
+    1: ("threat", "cache", "protocol", "results"),
+    2: ("data", "models", "probes", "metrics"),
+    3: ("forward",),
+    4: ("oracle",),
+    5: ("attacks", "defenses"),
+    6: ("runs",),
+    7: ("plots", "report"),
+    8: ("evaluate", "experiments", "widgets", "training"),
+    9: ("course",),
+}
+RANK = {name: rank for rank, names in LAYERS.items() for name in names}
+ENTRY_POINTS = ("models.__main__",)  # command-line entry points, never imported by the library
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = list(path.relative_to(PACKAGE).with_suffix("").parts)
+        if parts[-1] == "__init__":
+            parts = parts[:-1]
+        out[".".join(parts)] = path
+    return out
+
+
+def _imports(path: Path, inside_functions: bool = False) -> set[str]:
+    """The workbench modules ``path`` imports (without the ``workbench.`` prefix); only those imported inside a
+    function with ``inside_functions``."""
+    tree = ast.parse(path.read_text())
+    scopes = [f for f in ast.walk(tree) if isinstance(f, (ast.FunctionDef, ast.AsyncFunctionDef))] \
+        if inside_functions else [tree]
+    found = set()
+    for scope in scopes:
+        for node in ast.walk(scope):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("workbench"):
+                if node.module == "workbench":
+                    found.update(alias.name for alias in node.names)
+                else:
+                    found.add(node.module.removeprefix("workbench."))
+            elif isinstance(node, ast.Import):
+                found.update(a.name.removeprefix("workbench.") for a in node.names if a.name.startswith("workbench."))
+    return found
+
+
+def _rank(module: str) -> int:
+    top = module.split(".")[0]
+    if top not in RANK:
+        raise AssertionError(f"workbench.{module} has no layer in tests/test_layers.py: add it to LAYERS")
+    return RANK[top]
+
+
+@pytest.mark.parametrize("module", [m for m in _modules() if m and m not in ENTRY_POINTS])
+def test_imports_run_downward_only(module):
+    path = _modules()[module]
+    for dep in _imports(path):
+        same_package = dep.split(".")[0] == module.split(".")[0]
+        assert _rank(dep) < _rank(module) or (same_package and _rank(dep) == _rank(module)), \
+            f"workbench.{module} (layer {_rank(module)}) imports workbench.{dep} (layer {_rank(dep)})"
+
+
+def test_no_workbench_module_is_imported_inside_a_function():
+    lazy = {m: _imports(p, inside_functions=True) for m, p in _modules().items()}
+    assert not {m: deps for m, deps in lazy.items() if deps}
+
+
+def test_the_models_never_reach_the_attacks():
+    modules = _modules()
+    graph = {m: _imports(p) for m, p in modules.items() if m not in ENTRY_POINTS}
+
+    def reach(start: str) -> set[str]:
+        seen, todo = set(), [start]
+        while todo:
+            m = todo.pop()
+            for dep in graph.get(m, ()):
+                dep = dep if dep in graph else dep.rsplit(".", 1)[0]  # "from workbench.x import name"
+                if dep not in seen:
+                    seen.add(dep)
+                    todo.append(dep)
+        return seen
+
+    for module in (m for m in graph if m.split(".")[0] == "models"):
+        assert not {m for m in reach(module) if m.startswith(("attacks", "training"))}, module
+
+
+def test_the_oracle_holds_no_speed_machinery():
+    assert not _imports(PACKAGE / "oracle.py") & {"threads", "inference", "probes"}
+
+
+def test_attacks_read_no_oracle_state():
+    """Under attacks/, an ``oracle`` object is only ever asked to ``run`` a loop (or checked for its type)."""
+    for path in sorted((PACKAGE / "attacks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "oracle":
+                pytest.fail(f"{path.name}:{node.lineno} reads oracle.{node.attr}")
+            if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Call) and node.attr != "run":
+                func = node.value.func
+                if isinstance(func, ast.Name) and func.id == "fresh":
+                    pytest.fail(f"{path.name}:{node.lineno} reads fresh(oracle).{node.attr}")
+
+
+@pytest.mark.parametrize("name", ["evaluate", "experiments", "report"])
+def test_evaluation_grids_and_report_build_no_oracle(name):
+    path = PACKAGE / f"{name}.py"
+    assert "oracle" not in _imports(path)
+    calls = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Call)
+             and isinstance(n.func, ast.Name) and n.func.id == "Oracle"]
+    assert not calls

@@ -54,7 +54,7 @@ figures: $(STAMP)
 
 benchmarks: $(STAMP)
 	$(call pip_install,-e ".[peers]")
-	$(BIN)/python benchmarks/square_peers.py
+	$(BIN)/python -m benchmarks.square_peers
 
 strip: $(STAMP)
 	$(BIN)/python -m workbench.course.classroom strip notebooks/*.ipynb notebooks/solutions/*.ipynb

@@ -3,29 +3,25 @@
 
 Undefended MNIST CNN, l-inf eps 0.3 (MNIST presets), the first 500 test images, 1000 queries, seed 0.
 
-    python benchmarks/attack_overhead.py [--n 500] [--budget 1000] [--device cpu|cuda]
+    python -m benchmarks.attack_overhead [--n 500] [--budget 1000] [--device cpu|cuda]
 """
 
 from __future__ import annotations
 
-import argparse
-
 import pandas as pd
-import torch
 
-from workbench import data, models
+from benchmarks import common
 from workbench.attacks import build, names
 from workbench.oracle import Oracle
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--budget", type=int, default=1000)
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    x, y = data.load("mnist5k", "test")[:args.n]
-    model = models.load("mnist-cnn", device=args.device)
+    x, y = common.test_set()[:args.n]
+    model = common.model(args.device)
     rows = {}
     for name in names():
         result = build(name, seed=0, progress=False).run(Oracle(model, x, y, budget=args.budget))

@@ -10,17 +10,15 @@
    attacker saw it and re-evaluated with 10 fresh noisy queries of the final images.
 4. White-box FGSM / PGD-40 / BPDA vs the undefended CNN and GCM, 500 images.
 
-    python benchmarks/attack_table.py [--sections 1234] [--device cpu|cuda]
+    python -m benchmarks.attack_table [--sections 1234] [--device cpu|cuda]
 """
 
 from __future__ import annotations
 
-import argparse
-
 import pandas as pd
-import torch
 
-from workbench import data, metrics, models
+from benchmarks import common
+from workbench import metrics
 from workbench.attacks import build, names
 from workbench.attacks.whitebox import fgsm, pgd
 from workbench.defenses.aaa import AAA
@@ -90,12 +88,11 @@ def whitebox(model, x, y) -> pd.DataFrame:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--sections", default="1234")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = parser.parse_args()
-    test = data.load("mnist5k", "test")
-    model = models.load("mnist-cnn", device=args.device)
+    test = common.test_set()
+    model = common.model(args.device)
     pd.set_option("display.width", 250)
     pd.set_option("display.max_columns", 20)
     sections = {"1": ("every attack, l-inf 0.3, 500 images, 2500 queries", lambda: every_attack(model, *test[:500])),

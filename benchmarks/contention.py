@@ -3,31 +3,26 @@ Square against AAA, one UniG forward pass of 100 images, and one DENT forward pa
 quiet and then with another process keeping one core busy, in the thread setting the process starts with (a
 JupyterLab kernel sets none). Prints the times and their ratio (goal: within 2x).
 
-    python benchmarks/contention.py [--repeats 3]
+    python -m benchmarks.contention [--repeats 3]
 """
 
 from __future__ import annotations
 
-import argparse
-import subprocess
-import sys
-import time
-
 import torch
 
-from workbench import data, models
+from benchmarks import common
 from workbench.attacks.square import Square
-from workbench.defenses.registry import build, prepare
+from workbench.defenses.registry import build
 from workbench.oracle import Oracle
 
 
 def tasks():
-    test, model = data.load("mnist5k", "test"), models.load("mnist-cnn")
-    aaa = prepare("aaa-linear", model, held_out=test[500:])
+    test, model = common.test_set(), common.model()
+    aaa = common.prepared("aaa-linear", test).defended
     unig, dent = build("unig", model), build("dent", model)
     x, y = test[:100]
     return {
-        "AAA.calibrate (500 images)": lambda: aaa.calibrate(*test[500:]),
+        "AAA.calibrate (500 images)": lambda: aaa.calibrate(*common.held_out(test)),
         "Square vs AAA (100 images, 100 queries)": lambda: Square(eps=0.3, progress=False).run(
             Oracle(aaa, x, y, budget=100)),
         "the same, threads fixed at the setting": lambda: Square(eps=0.3, progress=False).run(
@@ -39,28 +34,15 @@ def tasks():
     }
 
 
-def best(task, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        task()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = common.parser(__doc__)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     work = tasks()
-    quiet = {name: best(task, args.repeats) for name, task in work.items()}
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
-    try:
-        time.sleep(0.5)
-        busy = {name: best(task, args.repeats) for name, task in work.items()}
-    finally:
-        hog.kill()
+    quiet = {name: common.best(task, args.repeats) for name, task in work.items()}
+    with common.busy_core():
+        busy = {name: common.best(task, args.repeats) for name, task in work.items()}
     print(f"{'':<42}{'quiet s':>10}{'one core busy s':>18}{'ratio':>8}")
     for name in work:
         print(f"{name:<42}{quiet[name]:>10.3f}{busy[name]:>18.3f}{busy[name] / quiet[name]:>8.2f}")

@@ -1,18 +1,15 @@
 """Time per query of every registered defense relative to the undefended model, measured in one run: forward
 passes over the 1000 MNIST-5k test images in query batches of 1, 100 and 1000 (best of 3 repeats each).
 
-    python benchmarks/defense_overhead.py [--device cpu|cuda]
+    python -m benchmarks.defense_overhead [--device cpu|cuda]
 """
 
 from __future__ import annotations
 
-import argparse
-
 import pandas as pd
-import torch
 
-from workbench import data, models
-from workbench.defenses.registry import build, names, variant
+from benchmarks import common
+from workbench.defenses.registry import build, names
 from workbench.report import seconds_per_image
 
 BATCHES = (1, 100, 1000)
@@ -23,17 +20,15 @@ def _best(model, x, batch: int) -> float:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = parser.parse_args()
-    test = data.load("mnist5k", "test")
-    model = models.load("mnist-cnn", device=args.device)
+    args = common.parser(__doc__).parse_args()
+    test = common.test_set()
+    model = common.model(args.device)
     x = test.x.to(args.device)
     small = x[:100]  # batches of one: 100 images are enough
     base = {b: _best(model, small if b == 1 else x, b) for b in BATCHES}
     rows = {}
     for name in names():
-        defended = build(name, "mnist-cnn" if variant(name) else model).to(args.device)
+        defended = build(name, common.MODEL).to(args.device)
         rows[name] = {f"batch {b}": _best(defended, small if b == 1 else x, b) / base[b] for b in BATCHES}
     print(f"device {args.device}; undefended seconds per image: "
           + ", ".join(f"batch {b}: {s * 1e3:.3f} ms" for b, s in base.items()))

@@ -10,20 +10,17 @@ run forwarded divided by the best throughput of plain eager forwards (inference 
 16-512, measured in the same run, of the model as given and of the copy with folded batch norms that our Oracle
 forwards through (``workbench.inference``). ``--hog`` keeps one core busy with another process throughout.
 
-    python benchmarks/square_peers.py [--images 500] [--queries 1000] [--rounds 3] [--hog] [--no-art]
+    python -m benchmarks.square_peers [--images 500] [--queries 1000] [--rounds 3] [--hog] [--no-art]
 """
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import subprocess
-import sys
 import time
 
 import torch
 
-from workbench import data, models
+from benchmarks import common
 from workbench.attacks.square import Square
 from workbench.inference import fold_batchnorm
 from workbench.oracle import Oracle
@@ -82,27 +79,22 @@ def best_throughput(model, x) -> tuple[float, int]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.parser(__doc__)
     parser.add_argument("--images", type=int, default=500)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--norms", default="linf,l2")
     parser.add_argument("--hog", action="store_true", help="keep one core busy with another process")
     parser.add_argument("--no-art", action="store_true")
-    parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.hog else None
-    try:
+    with common.busy_core(args.hog):
         run(args)
-    finally:
-        if hog is not None:
-            hog.kill()
 
 
 def run(args) -> None:
-    model = models.load("mnist-cnn", device=args.device)
-    contiguous = models.load("mnist-cnn", device=args.device, channels_last=False)
-    x, y = data.load("mnist5k", "test")[: args.images]
+    model = common.model(args.device)
+    contiguous = common.model(args.device, channels_last=False)
+    x, y = common.test_set()[: args.images]
     x, y = x.to(args.device), y.to(args.device)
     folded = fold_batchnorm(model)
     print(f"Square, {args.queries} queries, {args.images} images, device {args.device}, torch {torch.__version__}, "

@@ -5,12 +5,11 @@ names and import paths."""
 from __future__ import annotations
 
 import pytest
-import torch
 
 from tests.user_defense import NoisyLogits, ScaledLogits
 from workbench import evaluate as ev
 from workbench import runs
-from workbench.defenses.registry import names, prepare, variant
+from workbench.defenses.registry import names, prepare
 from workbench.probes import probe
 
 EXPECTED = {  # name: (randomized, batch-dependent, post-processing)
@@ -25,7 +24,7 @@ EXPECTED = {  # name: (randomized, batch-dependent, post-processing)
 def test_probes_classify_every_registry_defense(cnn, test_set, name):
     """Probed with 32 clean test images, as the grids and ``evaluate`` do. Calibrated defenses are calibrated
     first (an uncalibrated temperature scaling at T = 1 changes nothing)."""
-    defended = prepare(name, "mnist-cnn" if variant(name) else cnn, held_out=test_set[500:])
+    defended = prepare(name, "mnist-cnn", held_out=test_set[500:])  # prepare picks the zoo variant
     p = probe(defended, test_set.x[:32], cnn)
     assert (p.randomized, p.batch_dependent, p.post_processing) == EXPECTED[name], p
     assert p.deterministic == (name in ("none", "aaa-linear", "aaa-sine", "gcm", "temperature", "at"))

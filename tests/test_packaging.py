@@ -78,3 +78,17 @@ def test_readme_gives_the_two_commands_and_ci_calls_make_test():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
 
 
+
+
+def test_the_docs_live_in_the_repo():
+    """The README stays short and points only at files of the project; nothing in the project cites a folder
+    its users lack (the developers' shared notes)."""
+    readme = (ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 160
+    for name in re.findall(r"`((?:docs|benchmarks|data|workbench|figures)/[\w./-]+\.md)`", readme):
+        assert (ROOT / name).is_file(), name
+    texts = [ROOT / "README.md", *ROOT.glob("docs/*.md"), *ROOT.glob("workbench/**/*.py"),
+             *ROOT.glob("notebooks/**/*.ipynb"), *ROOT.glob("benchmarks/*.py"), *ROOT.glob("data/*.md")]
+    for path in texts:
+        text = path.read_text()
+        assert "../shared" not in text and "DESIGN.md" not in text, path

@@ -38,7 +38,7 @@ from workbench.threads import threads as intra_op_threads
 from workbench.threat import model_device
 
 # Images per forward pass on a CPU (batch_size="auto"): small batches keep the activations in cache. The sweep
-# behind it: benchmarks/square_peers.py (docs/performance.md).
+# behind it: python -m benchmarks.square_peers (docs/performance.md).
 CPU_BATCH = 64
 
 

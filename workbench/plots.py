@@ -15,7 +15,7 @@ import pandas as pd
 import seaborn as sns
 import torch
 
-from workbench import checks, paths
+from workbench import paths
 from workbench.results import AttackResult
 from workbench.metrics import (accepted_points, earliest, ece, reliability, robust_accuracy_curve,
                                robust_by_query)

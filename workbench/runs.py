@@ -92,8 +92,8 @@ def prepare(defense: str, model: str, *, dataset: str = "mnist", weights: str | 
     once on ``probe_images`` (default: the first held-out images), keyed by its name, arguments, model and
     weights fingerprint."""
     undefended = models.load(model, weights=weights, device=device)
-    defended = defenses.prepare(defense, model if defenses.variant(defense) else undefended, dataset=dataset,
-                                held_out=held_out, seed=seed, device=device, **kwargs)
+    defended = defenses.prepare(defense, model, dataset=dataset, weights=weights, held_out=held_out, seed=seed,
+                                device=device, **kwargs)
     if probe_images is None:
         if held_out is None:
             raise ValueError("give probe_images or held_out: the defense is probed on clean images")

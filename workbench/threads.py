@@ -1,14 +1,11 @@
 """Intra-op threads for CPU work: loops of small operations on one thread; forwards that adapt to a busy machine.
 
 With several threads every small operation waits for all of them, and when another process keeps a core busy
-that wait becomes the run time. Measured on a 2-core CPU, torch's default 2 threads, interleaved runs of Square
-(l-inf 0.3): 500 images x 1000 queries, 1.45 s quiet -> 4.43 s with a busy core; against AAA, 100 x 100 queries,
-1.66 -> 3.93 s. With the attack's loop on one thread and forwards that pick 2 threads or 1 by their measured
-speed (the Oracle's default where that keeps the scores, see below): 1.77 -> 2.02 s.
+that wait becomes the run time (docs/performance.md: ``python -m benchmarks.contention``).
 
-One thread does not always give the same scores bit for bit: the zoo CNN's do for batches of 1-4, 8 and 12-500
-images and differ by 2e-6 for 5-7 and 9-11 (its 3136 -> 128 linear layer; measured on this project's CPU), enough
-to send a rounding-sensitive attack (NES's finite differences) down another path. So the Oracle's default
+One thread does not always give the same scores bit for bit: a linear layer may round differently on one thread
+than on several at some batch sizes (the zoo CNN's does at 5-7 and 9-11 images on this project's CPU), enough to
+send a rounding-sensitive attack (NES's finite differences) down another path. So the Oracle's default
 (``Adaptive(n, verified=True)``) moves a forward to one thread only for batch sizes where it has seen both settings
 give identical scores (the first time a size is wanted on one thread, it is run on both and compared): results
 never depend on timing. ``Oracle(threads="auto")`` skips that check (for models that never match, like DENT).

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -133,7 +132,8 @@ def test_a_broken_notebook_fails(tmp_path_factory):
 
 def test_the_site_index_and_a_page_open_in_chromium(lab, tmp_path):
     """``make site`` (here: two notebooks into a temporary folder): the index lists them, its link opens a page
-    whose figures load, whose plotly figure draws offline and whose panel shows its opening picture."""
+    whose figures load, whose plotly figure draws offline and whose panel shows its opening picture; the API
+    reference it links lists the modules."""
     from selenium.webdriver.common.by import By
 
     index = site.build(tmp_path, ["00", "02"])
@@ -149,6 +149,11 @@ def test_the_site_index_and_a_page_open_in_chromium(lab, tmp_path):
     lab.wait_for(lambda: driver.find_elements(By.CSS_SELECTOR, ".js-plotly-plot .main-svg"), 30,
                  "the plotly figure did not draw")
     assert "An interactive panel" in driver.find_element(By.TAG_NAME, "body").text
+    driver.get(index.as_uri())  # the API reference, from the docstrings (pdoc)
+    driver.find_element(By.LINK_TEXT, "API reference").click()
+    lab.wait_for(lambda: driver.execute_script("return document.readyState") == "complete", 30, "page not loaded")
+    assert "workbench.runs" in driver.find_element(By.TAG_NAME, "body").text
+    assert (tmp_path / "api" / "workbench" / "oracle.html").is_file()
 
 
 def test_git_status_is_unchanged_after_running_everything(lab, git_before):

@@ -13,7 +13,7 @@ Each image starts with Square's greedy rule (keep strict decreases). The first t
 margin is more than ``threshold`` above the current one, that image switches for good to the ``op`` rule of
 :class:`~workbench.attacks.square_op.SquareOp` (that candidate included). An undefended model can show such a
 jump too (a square that raises the margin by more than the threshold), and then ``bi`` walks the wrong way for
-that image: compare it with plain Square on the undefended model (``benchmarks/attack_table.py`` does).
+that image: compare it with plain Square on the undefended model (``python -m benchmarks.attack_table`` does).
 
 Shape: the oracle's images (N, C, H, W) in [0, 1].
 

@@ -1,7 +1,8 @@
 """A static website of the notebooks for students who read before they run (``make site``).
 
 Every numbered notebook is executed (fast mode by default) and rendered to HTML with nbconvert, figures
-embedded, plus an ``index.html`` that lists them with their titles and run times. Plotly figures carry their
+embedded, plus an ``index.html`` that lists them with their titles and run times and links the API reference
+(``api/``: every module's docstrings, rendered by pdoc). Plotly figures carry their
 own plotly.js (they work offline); the interactive panels show the picture they opened with and a note that
 they need a running kernel; progress bars are left out.
 
@@ -50,9 +51,20 @@ def build(out: Path | str, prefixes: Sequence[str] = ("",), fast: bool = True) -
                   MPLBACKEND="module://matplotlib_inline.backend_inline"), \
             tempfile.TemporaryDirectory() as executed:  # figures inline, as in JupyterLab
         pages = [_page(path, fast, Path(executed), out) for path in tqdm(chosen, desc="site", unit="page")]
+    api(out / "api")
     index = out / "index.html"
     paths.atomic_write(index, lambda tmp: tmp.write_text(_index(pages, fast), encoding="utf-8"))
     return index
+
+
+def api(out: Path | str) -> Path:
+    """The API reference: every module of the workbench rendered from its docstrings by pdoc into ``out``
+    (``workbench.html`` is its entry page)."""
+    import pdoc  # documentation only: imported for the site, not by the library
+
+    pdoc.render.configure(docformat="google", show_source=True)
+    pdoc.pdoc("workbench", "!workbench.models.__main__", output_directory=Path(out))
+    return Path(out) / "workbench.html"
 
 
 @contextmanager
@@ -120,11 +132,13 @@ def _index(pages: list[Page], fast: bool) -> str:
 .time {{color: #666; font-size: 90%}}</style></head>
 <body><h1>SQA workbench: the notebooks</h1>
 <p>Black-box score-based query attacks and the defenses against them, one notebook per lesson, executed in
-{mode}. Read them here; run them in JupyterLab to move the sliders (see the README, "Teaching with the
-workbench").</p>
+{mode}. Read them here; run them in JupyterLab to move the sliders (see docs/teaching.md in the
+repository).</p>
 <ol>
 {rows}
-</ol></body></html>
+</ol>
+<p>The library's reference, from its docstrings: <a href="api/workbench.html">API reference</a>.</p>
+</body></html>
 """
 
 

@@ -151,29 +151,32 @@ def check(name: str, dataset: str = "mnist", /, **kwargs: Any) -> None:
     _call(name, _dummy(), _kwargs(name, dataset, kwargs))
 
 
-def build(name: str, model: nn.Module | str, *, dataset: str = "mnist", **kwargs: Any) -> nn.Module:
-    """The defense ``name`` (a registry name or an import path) around ``model`` (a module, or a zoo name that is
-    loaded), with the dataset's defaults and ``kwargs`` on top."""
+def build(name: str, model: nn.Module | str, *, dataset: str = "mnist", weights: str | None = None,
+          **kwargs: Any) -> nn.Module:
+    """The defense ``name`` (a registry name or an import path) around ``model``, with the dataset's defaults and
+    ``kwargs`` on top. ``model`` is a module, or a zoo name that is loaded (from ``weights``, a local checkpoint,
+    where it ships none); a defense that serves a zoo variant (``at``, ``gf``) loads that variant of the named
+    model: callers always pass the plain model's name."""
     protocol.get(dataset)
     suffix = variant(name)
     if suffix is not None:
         if not isinstance(model, str):
             raise ValueError(f"defense {name!r} serves the zoo's {suffix!r} variant of a model: pass the zoo name "
                              f"(e.g. build({name!r}, 'mnist-cnn')), or build a plain defense on your own module")
-        model = f"{model}-{suffix}"
+        model, weights = f"{model}-{suffix}", None  # the variant's own shipped weights
     if isinstance(model, str):
-        model = models.load(model)
+        model = models.load(model, weights=weights)
     return _call(name, model, _kwargs(name, dataset, kwargs))
 
 
-def prepare(name: str, model: nn.Module | str, *, dataset: str = "mnist",
+def prepare(name: str, model: nn.Module | str, *, dataset: str = "mnist", weights: str | None = None,
             held_out: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0,
             device: str | torch.device | None = None, **kwargs: Any) -> nn.Module:
     """The defense ready to evaluate: built (``build``), on ``device`` (default: the model's), calibrated on the
     ``held_out`` images and labels where its spec says so (or, for an import path, where it has a
     ``calibrate(x, y)``), and reseeded at ``seed``."""
     seed = checks.at_least("seed", seed, 0)
-    defended = build(name, model, dataset=dataset, **kwargs)
+    defended = build(name, model, dataset=dataset, weights=weights, **kwargs)
     device = device or model_device(defended)
     defended = defended.to(device)
     wants = spec(name).calibrate if not is_import_path(name) else callable(getattr(defended, "calibrate", None))

@@ -93,7 +93,7 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[
             began, gen = time.perf_counter(), torch.Generator().manual_seed(seed * 100_003 + epoch)
             order = torch.randperm(len(x), generator=gen)
             model.train()
-            total, hits = 0.0, 0
+            total = 0.0
             for b in range(per_epoch):
                 for group in opt.param_groups:
                     group["lr"] = schedule.lr_at(epoch * per_epoch + b, per_epoch)
@@ -103,7 +103,7 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                total += float(loss) * len(idx)
+                total += float(loss.detach()) * len(idx)
             record = {"epoch": epoch + 1, "loss": total / (per_epoch * schedule.batch_size),
                       "test accuracy": accuracy(model, *test) if test is not None else None,
                       "seconds": time.perf_counter() - began}

@@ -1,0 +1,161 @@
+"""The acceptance scenarios behind the test suite's thresholds, in one table.
+
+Each scenario measures some quantities for a seed (of whatever is random in it: the attack, the defense's noise,
+PGD's start) with the test's sizes and the shipped zoo weights, and names the threshold each quantity must clear.
+The tests assert them at seed 0 (``check``); ``python -m benchmarks.threshold_spread`` measures them over seeds
+0-4 and prints each value's mean and spread beside its threshold: a threshold must clear the measured value by
+more than its spread (another CPU rounds differently, which acts like another seed). Each test's docstring quotes
+that line.
+"""
+
+from __future__ import annotations
+
+import functools
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from workbench import data, metrics, models
+from workbench.attacks import build
+from workbench.attacks.square import Square
+from workbench.attacks.whitebox import pgd
+from workbench.defenses.aaa import AAA
+from workbench.defenses.gcm import GCM
+from workbench.defenses.noise import InputNoise
+from workbench.defenses.registry import build as defend
+from workbench.oracle import Oracle
+
+OPS = {"<=": operator.le, ">=": operator.ge, "<": operator.lt, ">": operator.gt}
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """``measure(seed) -> {quantity: value}`` and, per quantity, the threshold it must clear as (op, bound)."""
+
+    measure: Callable[[int], dict[str, float]]
+    thresholds: dict[str, tuple[str, float]]
+
+
+@functools.cache
+def _test() -> data.Dataset:
+    return data.load("mnist", "test")
+
+
+@functools.cache
+def _cnn() -> torch.nn.Module:
+    return models.load("mnist-cnn")
+
+
+def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    return metrics.accuracy(metrics.predict(model, x), y)
+
+
+def square_undefended(seed: int) -> dict[str, float]:
+    x, y = _test()[:500]
+    result = Square(eps=0.3, seed=seed, progress=False).run(Oracle(_cnn(), x, y, budget=1000))
+    return {"robust@1000": result.robust_accuracy(), "robust@100 - robust@1000": result.robust_accuracy(100) -
+            result.robust_accuracy()}
+
+
+def aaa(seed: int) -> dict[str, float]:
+    x, y = _test()[:200]
+    plain = Square(eps=0.3, seed=seed, progress=False).run(Oracle(_cnn(), x, y, budget=500)).robust_accuracy()
+    defended = AAA(_cnn()).calibrate(*_test()[500:])
+    robust = Square(eps=0.3, seed=seed, progress=False).run(Oracle(defended, x, y, budget=500)).robust_accuracy()
+    return {"plain": plain, "aaa - plain": robust - plain}
+
+
+def adaptive(seed: int) -> dict[str, float]:
+    x, y = _test()[:60]
+    defended = AAA(_cnn(), "linear", temperature=1.414)
+    robust = {n: build(n, seed=seed, progress=False).run(Oracle(defended, x, y, budget=300)).robust_accuracy()
+              for n in ("square", "square-op", "square-bi")}
+    return {"square - op": robust["square"] - robust["square-op"], "square - bi": robust["square"] - robust["square-bi"]}
+
+
+def eot(seed: int) -> dict[str, float]:
+    x, y = _test()[:100]
+    noisy = InputNoise(_cnn(), sigma=0.02, seed=seed)
+    observed, fresh = {}, {}
+    for m in (1, 5):
+        noisy.reseed(seed)
+        result = build("square", eot=m, seed=seed, progress=False).run(Oracle(noisy, x, y, budget=100 * m))
+        observed[m] = result.robust_accuracy(100 * m)
+        fresh[m] = metrics.reevaluated_accuracy(noisy, result.x_adv, y, repeats=10)
+    return {"observed M1 - M5": observed[1] - observed[5], "re-evaluated M1 - M5": fresh[1] - fresh[5],
+            "re-evaluated - observed (M1)": fresh[1] - observed[1]}
+
+
+def unig(seed: int) -> dict[str, float]:
+    x, y = _test()[:100]
+    plain = build("square", seed=seed, progress=False).run(Oracle(_cnn(), x, y, budget=300)).robust_accuracy()
+    defended = defend("unig", _cnn(), seed=seed)
+    result = build("square", seed=seed, progress=False).run(Oracle(defended, x, y, budget=300))
+    return {"re-evaluated - plain": metrics.reevaluated_accuracy(defended, result.x_adv, y, repeats=5) - plain}
+
+
+def unig_clean(seed: int) -> dict[str, float]:
+    test = _test()
+    defended = defend("unig", _cnn(), seed=seed)
+    clean, out = metrics.predict(_cnn(), test.x, 100), metrics.predict(defended, test.x, 100)
+    return {"agreement": metrics.agreement(out, clean),
+            "|accuracy change|": abs(metrics.accuracy(out, test.y) - metrics.accuracy(clean, test.y))}
+
+
+def at(seed: int) -> dict[str, float]:
+    x, y = _test()[:200]
+    model = models.load("mnist-cnn-at")
+    robust = _accuracy(model, pgd(model, x, y, seed=seed, progress=False), y)
+    plain = _accuracy(_cnn(), pgd(_cnn(), x, y, seed=seed, progress=False), y)
+    return {"AT pgd": robust, "AT pgd - plain pgd": robust - plain}
+
+
+def noise(seed: int) -> dict[str, float]:
+    test = _test()
+    clean = _accuracy(_cnn(), test.x, test.y)
+    return {f"{n} accuracy loss": clean - _accuracy(defend(n, _cnn(), seed=seed), test.x, test.y)
+            for n in ("rnd", "snd", "snd-beta")}
+
+
+def rnd_gf(seed: int) -> dict[str, float]:
+    test = _test()
+    return {"rnd-gf accuracy": _accuracy(defend("rnd-gf", "mnist-cnn", seed=seed), test.x, test.y)}
+
+
+def whitebox(seed: int) -> dict[str, float]:
+    x, y = _test()[:200]
+    gcm = GCM(_cnn())
+    return {"pgd cnn": _accuracy(_cnn(), pgd(_cnn(), x, y, seed=seed, progress=False), y),
+            "pgd gcm": _accuracy(gcm, pgd(gcm, x, y, seed=seed, progress=False), y),
+            "bpda gcm": _accuracy(gcm, pgd(gcm, x, y, seed=seed, bpda=gcm.concealment_name, progress=False), y)}
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "square": Scenario(square_undefended, {"robust@1000": ("<=", 0.05), "robust@100 - robust@1000": (">=", 0.0)}),
+    "aaa": Scenario(aaa, {"plain": ("<=", 0.05), "aaa - plain": (">=", 0.5)}),
+    "adaptive": Scenario(adaptive, {"square - op": (">", 0.2), "square - bi": (">", 0.2)}),
+    "eot": Scenario(eot, {"observed M1 - M5": (">", 0.0), "re-evaluated M1 - M5": (">", 0.0),
+                          "re-evaluated - observed (M1)": (">", 0.0)}),
+    "unig": Scenario(unig, {"re-evaluated - plain": (">", 0.35)}),
+    "unig-clean": Scenario(unig_clean, {"agreement": (">=", 0.995), "|accuracy change|": ("<=", 0.005)}),
+    "at": Scenario(at, {"AT pgd - plain pgd": (">", 0.3)}),
+    "noise": Scenario(noise, {"rnd accuracy loss": ("<=", 0.02), "snd accuracy loss": ("<=", 0.02),
+                              "snd-beta accuracy loss": ("<=", 0.02)}),
+    "rnd-gf": Scenario(rnd_gf, {"rnd-gf accuracy": (">", 0.95)}),
+    "whitebox": Scenario(whitebox, {"pgd cnn": ("<", 0.05), "pgd gcm": (">", 0.8), "bpda gcm": ("<", 0.05)}),
+}
+
+
+def failures(name: str, values: dict[str, float]) -> list[str]:
+    """The thresholds of scenario ``name`` that ``values`` do not clear."""
+    return [f"{name}: {q} = {values[q]:.4f}, threshold {op} {bound}"
+            for q, (op, bound) in SCENARIOS[name].thresholds.items() if not OPS[op](values[q], bound)]
+
+
+def check(name: str, seed: int = 0) -> dict[str, float]:
+    """Measure scenario ``name`` at ``seed`` and assert every threshold; returns the values."""
+    values = SCENARIOS[name].measure(seed)
+    assert not failures(name, values), failures(name, values)
+    return values

@@ -1,38 +1,61 @@
-"""Time per query of every registered defense relative to the undefended model, measured in one run: forward
-passes over the 1000 MNIST-5k test images in query batches of 1, 100 and 1000 (best of 3 repeats each).
+"""Time per query of every registered defense relative to the undefended model, measured in one run, in the
+thread setting the process starts with (a JupyterLab kernel sets none):
 
-    python -m benchmarks.defense_overhead [--device cpu|cuda]
+1. the module called directly: forward passes over the 1000 MNIST-5k test images in batches of 1, 100 and 1000;
+2. through an Oracle with its own batch policy (what an attack pays): the first 500 test images queried in query
+   batches of 1, 4, 16, 64, 100 and 500 (the Oracle chunks the forwards, folds batch norms and post-processes as
+   it does for an attack; batches of 1 and 4 over the first 100 images).
+
+Best of ``--repeats`` passes each, the defenses interleaved with the undefended model, ratios to it.
+
+    python -m benchmarks.defense_overhead [--device cpu|cuda] [--repeats 3] [--only aaa-linear,aaa-sine]
 """
 
 from __future__ import annotations
 
 import pandas as pd
+import torch
 
 from benchmarks import common
-from workbench.defenses.registry import build, names
+from workbench.defenses.registry import names
+from workbench.oracle import Oracle
 from workbench.report import seconds_per_image
 
-BATCHES = (1, 100, 1000)
+DIRECT = (1, 100, 1000)
+QUERIES = (1, 4, 16, 64, 100, 500)
 
 
-def _best(model, x, batch: int) -> float:
-    return min(seconds_per_image(model, x, batch) for _ in range(3))
+def through_oracle(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
+    """Seconds per query of one pass of query batches of ``batch`` images through a fresh Oracle (built, and its
+    probes run, outside the timing)."""
+    x, y = (x[:100], y[:100]) if batch < 16 else (x, y)
+    oracle = Oracle(model, x, y, budget=1)
+    return common.best(lambda: [oracle.query(x[i:i + batch], torch.arange(i, min(i + batch, len(x))))
+                                for i in range(0, len(x), batch)], 1) / len(x)
 
 
 def main() -> None:
-    args = common.parser(__doc__).parse_args()
+    parser = common.parser(__doc__)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--only", default=",".join(names()))
+    args = parser.parse_args()
     test = common.test_set()
     model = common.model(args.device)
-    x = test.x.to(args.device)
-    small = x[:100]  # batches of one: 100 images are enough
-    base = {b: _best(model, small if b == 1 else x, b) for b in BATCHES}
-    rows = {}
-    for name in names():
-        defended = build(name, common.MODEL).to(args.device)
-        rows[name] = {f"batch {b}": _best(defended, small if b == 1 else x, b) / base[b] for b in BATCHES}
-    print(f"device {args.device}; undefended seconds per image: "
-          + ", ".join(f"batch {b}: {s * 1e3:.3f} ms" for b, s in base.items()))
-    print(pd.DataFrame(rows).T.round(2).to_string())
+    x, y = test.x.to(args.device), test.y.to(args.device)
+    defenses = {name: common.prepared(name, test, args.device).defended for name in args.only.split(",")}
+    direct, oracle = {}, {}
+    for name, defended in defenses.items():
+        direct[name] = {f"batch {b}": min(seconds_per_image(defended, x[:100] if b == 1 else x, b) /
+                                          seconds_per_image(model, x[:100] if b == 1 else x, b)
+                                          for _ in range(args.repeats)) for b in DIRECT}
+        oracle[name] = {f"query batch {b}": min(through_oracle(defended, x[:500], y[:500], b) /
+                                                through_oracle(model, x[:500], y[:500], b)
+                                                for _ in range(args.repeats)) for b in QUERIES}
+    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print("1. the module called directly (time per image / undefended)")
+    print(pd.DataFrame(direct).T.round(2).to_string())
+    print("\n2. through an Oracle, its own batch policy (time per query / undefended)")
+    print(pd.DataFrame(oracle).T.round(2).to_string())
 
 
 if __name__ == "__main__":

@@ -81,3 +81,21 @@ def test_fold_must_be_a_flag(cnn, test_set):
     x, y = test_set[:4]
     with pytest.raises(ValueError, match="fold"):
         Oracle(cnn, x, y, budget=1, fold="yes")
+
+
+def test_a_post_processing_defense_is_post_processed_once_per_query_batch(cnn, test_set, monkeypatch):
+    """AAA declares ``base`` and ``post_process``: the Oracle runs the CNN's forward in chunks of 64 and AAA's
+    solver once over the whole query batch; the scores are the defense's own (its rows are independent)."""
+    x, y = test_set[:200]
+    defended = build("aaa-linear", cnn)
+    oracle = Oracle(defended, x, y, budget=1)
+    assert oracle.forwards.split and oracle.forwards.batch_size == 64
+    calls = []
+    post = oracle.forwards.post
+    monkeypatch.setattr(oracle.forwards, "post", lambda z: calls.append(len(z)) or post(z))
+    scores = oracle.query(x, torch.arange(200))
+    assert calls == [200]
+    expected = defended(x)
+    assert torch.equal(scores.argmax(1), expected.argmax(1))
+    assert (scores - expected).abs().max() <= 1e-5 * expected.abs().max()
+    assert not Oracle(build("rnd", cnn), x, y, budget=1).forwards.split  # no post-processing declared

@@ -7,6 +7,10 @@ the thread choice and its timing, and what is known per model. The Oracle (the b
 - Folding: where the probes find the model deterministic and it has no seeded random parts, forwards go through a
   copy with its batch norms folded into the convolutions and its ReLUs in place (``workbench.inference``), used
   only where the copy agrees with the model on the probe images.
+- Post-processing: a defense that post-processes the logits of a classifier says so with ``base`` (the
+  classifier) and ``post_process(logits)`` (AAA, temperature scaling). Where its output on the probe images is
+  ``post_process(base(x))`` up to float rounding, the base's forward runs in chunks and the post-processing once
+  over the whole query batch (AAA's solver then runs once per query batch, not once per chunk).
 - Threads: with the default ``threads=None`` and a model the probes find not random, each chunk runs on the
   user's setting or on one thread, whichever has lately been cheaper per image (``threads.Adaptive``), but on one
   thread only at batch sizes where one thread has been seen to give the setting's scores bit for bit: results
@@ -18,7 +22,7 @@ Example::
 
     forwards = Forwards(model, x)          # probes the model on x's first images where a choice needs it
     scores = forwards(x[:100])             # chunked, maybe folded, on the chosen threads; timed
-    forwards.batch_size, forwards.folded, forwards.adaptive, forwards.seconds
+    forwards.batch_size, forwards.folded, forwards.split, forwards.adaptive, forwards.seconds
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import time
 import weakref
+from collections.abc import Callable
 
 import torch
 import torch.nn as nn
@@ -71,6 +76,8 @@ class Forwards:
         self.seconds = 0.0  # spent in the timed forwards
         adapt = threads is None and torch.get_num_threads() > 1
         self.batch_size, self.net, found = self._plan(x, batch_size, checks.flag("fold", fold), adapt, probes)
+        self.post = self._post_processing(x) if found is not None and found.deterministic else None
+        self.chunked = self.net.base if self.post is not None else self.net  # what each chunk runs through
         self.choice = self._choice(threads, found, x)
 
     def _plan(self, x: torch.Tensor, batch_size: int | str | None, fold: bool, adapt: bool,
@@ -89,6 +96,19 @@ class Forwards:
             return batch_size, twin, found
         return batch_size, self.model, found
 
+    def _post_processing(self, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The net's ``post_process`` where it declares one over a ``base`` and ``post_process(base(x))`` agrees with
+        its output on the probe images; else None (the net runs whole in every chunk)."""
+        base, post = getattr(self.net, "base", None), getattr(self.net, "post_process", None)
+        if not isinstance(base, nn.Module) or not callable(post):
+            return None
+        return post if agrees(self.net, _Split(base, post), x[:IMAGES].to(self.device)) else None
+
+    @property
+    def split(self) -> bool:
+        """Whether the base's forwards run in chunks and the post-processing once per query batch."""
+        return self.post is not None
+
     def _choice(self, threads: int | str | None, found: Probes | None, x: torch.Tensor) -> Adaptive:
         """The thread choice (see ``threads``): adaptive and checked by default where the probes found the model
         not random and one thread gives the setting's scores on a full chunk of ``x``."""
@@ -105,8 +125,8 @@ class Forwards:
         if len(chunk) not in known:
             with torch.no_grad():
                 with intra_op_threads(1):
-                    alone = self.net(chunk)
-                known[len(chunk)] = torch.equal(alone, self.net(chunk))
+                    alone = self.chunked(chunk)
+                known[len(chunk)] = torch.equal(alone, self.chunked(chunk))
         return Adaptive(setting, verified=True, same=known) if known[len(chunk)] else Adaptive(setting, probe=0)
 
     @property
@@ -130,6 +150,8 @@ class Forwards:
             torch.cuda.synchronize(self.device)
         start = time.perf_counter()
         out = torch.cat([self._chunk(chunk) for chunk in self._chunks(x)])
+        if self.post is not None:
+            out = self.post(out)
         if sync:
             torch.cuda.synchronize(self.device)
         self.seconds += time.perf_counter() - start
@@ -157,9 +179,20 @@ class Forwards:
     def _timed(self, x: torch.Tensor, n: int) -> torch.Tensor:
         start = time.perf_counter()
         with intra_op_threads(n):
-            out = self.net(x)
+            out = self.chunked(x)
         self.choice.record(n, time.perf_counter() - start, len(x))
         return out
+
+
+class _Split(nn.Module):
+    """``post(base(x))``: what a post-processing defense computes, in its two parts."""
+
+    def __init__(self, base: nn.Module, post: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__()
+        self.base, self.post = base, post
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.post(self.base(x))
 
 
 # model -> {(folded, threads, layer shapes): {batch size: one thread gives the setting's scores bit for bit}}, for

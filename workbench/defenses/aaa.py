@@ -18,7 +18,7 @@ Logits are found by ``kappa`` Adam steps (lr 0.1) on ``|m(z) - m_trg| + beta * |
 - The predicted class never changes: rows whose arg-max moved during optimization (possible where the target
   margin reaches 0) get the original class's logit raised just above the others. ``last_repaired`` counts them.
 
-Where this differs from the released code (measured side by side on the same logits, see the design notes):
+Where this differs from the released code (measured side by side on the same logits; docs/protocol.md):
 
 - The loss is **summed** over rows; the released code averages it over the batch. With Adam, averaging scales
   every gradient by 1/N, which Adam undoes except through its epsilon: the mean loss is the summed loss with
@@ -50,6 +50,7 @@ import torch.nn.functional as F
 
 from workbench import checks
 from workbench.protocol import AAA_ALPHA, AAA_TAU
+from workbench.defenses.aaa_solver import METHODS, solve
 from workbench.defenses.temperature import held_out_logits, tune_temperature
 from workbench.losses import top2_margin
 from workbench.threads import one_thread
@@ -93,10 +94,17 @@ class AAA(nn.Module):
         beta: weight of the calibration term (default 5). kappa: optimization steps (default 100).
         lr: Adam learning rate (default 0.1). temperature: T of the calibration target (default 1; ``calibrate``
             tunes it).
+        solver: how the Adam steps run (``aaa_solver.METHODS``): None (default) picks a CUDA graph on a GPU, the
+            compiled loop on a CPU with numba, the eager PyTorch loop otherwise; all give the same logits up to
+            float rounding.
+
+    AAA post-processes its model's logits (``base`` and ``post_process``): the Oracle runs the model's forward
+    in chunks and the solver once per query batch.
     """
 
     def __init__(self, model: nn.Module, curve: str = "linear", *, tau: float = AAA_TAU, alpha: float | None = None,
-                 beta: float = 5.0, kappa: int = 100, lr: float = 0.1, temperature: float = 1.0):
+                 beta: float = 5.0, kappa: int = 100, lr: float = 0.1, temperature: float = 1.0,
+                 solver: str | None = None):
         super().__init__()
         checks.module("model", model)
         checks.choice("curve", curve, CURVES)
@@ -106,7 +114,15 @@ class AAA(nn.Module):
         self.kappa = checks.at_least("kappa", kappa, 0)
         self.beta = checks.non_negative("beta", beta)
         self.alpha = AAA_ALPHA[curve] if alpha is None else checks.non_negative("alpha", alpha)
+        if solver is not None:
+            checks.choice("solver", solver, METHODS)
+        self.solver = solver
         self.last_repaired = 0
+
+    @property
+    def base(self) -> nn.Module:
+        """The classifier whose logits AAA post-processes."""
+        return self.model
 
     def extra_repr(self) -> str:
         return (f"curve={self.curve!r}, tau={self.tau:g}, alpha={self.alpha:g}, beta={self.beta:g}, "
@@ -124,8 +140,8 @@ class AAA(nn.Module):
         m_trg = target_margin(top2_margin(z_org), self.curve, self.tau, self.alpha)
         p_trg = F.softmax(z_org / t, dim=1).amax(1)
         pred = z_org.argmax(1)
-        with one_thread():  # ~1,000 tiny operations per call: threads only add waiting (and collapse under load)
-            z = _adam(z_org, lambda z: _gradient(z, pred, m_trg, p_trg, self.beta), self.kappa, self.lr)
+        with one_thread():  # the eager loop's tiny operations: threads only add waiting (and collapse under load)
+            z = solve(z_org, pred, m_trg, p_trg, self.beta, self.kappa, self.lr, self.solver)
         return self._repair(z, pred).to(logits.dtype)
 
     def _repair(self, z: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
@@ -151,32 +167,3 @@ def loss(z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, p_trg: torch.
     """AAA's objective (eq. 6), summed over rows: ``|m(z) - m_trg| + beta * |softmax(z)[pred] - p_trg|``."""
     conf = F.softmax(z, dim=1).gather(1, pred[:, None]).squeeze(1)
     return (top2_margin(z) - m_trg).abs().sum() + beta * (conf - p_trg).abs().sum()
-
-
-def _gradient(z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, p_trg: torch.Tensor,
-              beta: float) -> torch.Tensor:
-    """The gradient of ``loss`` in closed form (what autograd gives, without building a graph every step):
-    the margin term pushes the top-1 and top-2 logits apart or together, the confidence term moves
-    ``p_c * (onehot(c) - p)``."""
-    top = z.topk(2, dim=1)
-    s = torch.sign(top.values[:, 0] - top.values[:, 1] - m_trg)[:, None]
-    p = F.softmax(z, dim=1)
-    p_c = p.gather(1, pred[:, None])
-    g = p.mul_(-beta * torch.sign(p_c - p_trg[:, None]) * p_c)
-    g.scatter_add_(1, pred[:, None], beta * torch.sign(p_c - p_trg[:, None]) * p_c)
-    g.scatter_add_(1, top.indices[:, :1], s)
-    return g.scatter_add_(1, top.indices[:, 1:], -s)
-
-
-def _adam(z: torch.Tensor, grad, steps: int, lr: float, betas: tuple[float, float] = (0.9, 0.999),
-          eps: float = 1e-8) -> torch.Tensor:
-    """``steps`` steps of Adam (torch.optim.Adam's update, bias correction included) from ``z``."""
-    z = z.clone()
-    m, v = torch.zeros_like(z), torch.zeros_like(z)
-    for t in range(1, steps + 1):
-        g = grad(z)
-        m.mul_(betas[0]).add_(g, alpha=1 - betas[0])
-        v.mul_(betas[1]).addcmul_(g, g, value=1 - betas[1])
-        denom = (v / (1 - betas[1] ** t)).sqrt_().add_(eps)
-        z.addcdiv_(m, denom, value=-lr / (1 - betas[0] ** t))
-    return z

@@ -39,7 +39,8 @@ def held_out_logits(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_si
 
 
 class TemperatureScaling(nn.Module):
-    """Logits divided by a temperature T (tuned by ``calibrate``); predictions never change.
+    """Logits divided by a temperature T (tuned by ``calibrate``); predictions never change. A post-processing of
+    its model's logits (``base``, ``post_process``): the Oracle chunks the model's forward and scales once.
 
     Args:
         model: the classifier. temperature: T (default 1; ``calibrate`` tunes it).
@@ -53,8 +54,17 @@ class TemperatureScaling(nn.Module):
     def extra_repr(self) -> str:
         return f"temperature={self.temperature:.4g}"
 
+    @property
+    def base(self) -> nn.Module:
+        """The classifier whose logits are scaled."""
+        return self.model
+
+    def post_process(self, logits: torch.Tensor) -> torch.Tensor:
+        """The logits divided by T."""
+        return logits / self.temperature
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x) / self.temperature
+        return self.post_process(self.model(x))
 
     def calibrate(self, x: torch.Tensor, y: torch.Tensor, grid: np.ndarray | None = None) -> TemperatureScaling:
         """Tune T on held-out data by 15-bin ECE (see ``tune_temperature``); returns self."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,7 +147,8 @@ def test_quantize8_rounds_to_levels_inside_the_ball(norm, eps, seed):
 
 
 def test_cifar10_jpeg_loader_reads_class_folders_in_label_order(tmp_path):
-    """Fake CIFAR-10 in the JPEG copy's on-disk layout: <root>/<split>/<class>/NNNN.jpg."""
+    """Fake CIFAR-10 in the JPEG copy's on-disk layout: <root>/<split>/<class>/NNNN.jpg; the test split interleaves
+    the classes (the protocol's held-out last images cover every class), the training split keeps them in order."""
 
     gen = np.random.default_rng(0)
     for split, count in (("train", 2), ("test", 3)):
@@ -157,10 +160,45 @@ def test_cifar10_jpeg_loader_reads_class_folders_in_label_order(tmp_path):
     test = data.load("cifar10-jpeg", "test", root=tmp_path)
     assert test.x.shape == (30, 3, 32, 32) and test.x.dtype == torch.float32
     assert 0 <= float(test.x.min()) and float(test.x.max()) <= 1
-    assert test.y.tolist() == [c for c in range(10) for _ in range(3)] and test.classes == data.CIFAR10_CLASSES
-    assert len(data.load("cifar10-jpeg", "train", root=tmp_path)) == 20
+    assert test.y.tolist() == list(range(10)) * 3 and test.classes == data.CIFAR10_CLASSES  # interleaved
+    train = data.load("cifar10-jpeg", "train", root=tmp_path)
+    assert train.y.tolist() == [c for c in range(10) for _ in range(2)]  # class by class
     (tmp_path / "test" / "cat" / "0001.jpg").write_bytes(b"broken")
     with pytest.raises(ValueError, match="CIFAR-10 .*0001.jpg"):
         data.load("cifar10-jpeg", "test", root=tmp_path)
     with pytest.raises(ValueError, match="root"):
         data.load("cifar10-jpeg", "test", root=tmp_path / "test" / "cat")
+
+
+def test_the_embedded_cifar10_subset_loads_offline_and_is_pinned(tmp_path, monkeypatch):
+    """1000 CIFAR-10 (JPEG q75) test images ship inside the package: no root, no download, nothing written; the
+    classes are interleaved (any prefix is balanced; the protocol's held-out last 500 hold 50 of each); a changed
+    file is refused."""
+    monkeypatch.setenv("WORKBENCH_DATA", str(tmp_path / "empty"))
+    test = data.load("cifar10-jpeg")
+    assert test.x.shape == (1000, 3, 32, 32) and test.y[:10].tolist() == list(range(10))
+    assert test.y[500:].bincount().tolist() == [50] * 10 and test.classes == data.CIFAR10_CLASSES
+    assert not (tmp_path / "empty").exists() or not any((tmp_path / "empty").iterdir())
+    with pytest.raises(ValueError, match="root"):
+        data.load("cifar10-jpeg", "train")  # the training images do not ship
+    changed = tmp_path / "changed.npz"
+    content = bytearray(data.EMBEDDED.read_bytes())
+    content[len(content) // 2] ^= 1  # one flipped bit
+    changed.write_bytes(bytes(content))
+    monkeypatch.setattr(data, "EMBEDDED", changed)
+    with pytest.raises(ValueError, match="pinned"):
+        data.load("cifar10-jpeg")
+
+
+SHARED_CIFAR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+
+
+@pytest.mark.skipif(not SHARED_CIFAR.is_file(), reason="the developers' full CIFAR-10 (JPEG) copy is not here")
+def test_the_embedded_subset_is_the_full_copys_first_1000_test_images(tmp_path):
+    with tarfile.open(SHARED_CIFAR) as archive:
+        archive.extractall(tmp_path, members=[m for m in archive if m.name.split("/")[1:2] == ["test"]],
+                           filter="data")
+    full = data.load("cifar10-jpeg", "test", root=tmp_path)
+    assert len(full) == 10000 and full.y.bincount().tolist() == [1000] * 10
+    embedded = data.load("cifar10-jpeg")
+    assert torch.equal(full.x[:1000], embedded.x) and torch.equal(full.y[:1000], embedded.y)

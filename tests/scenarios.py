@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from workbench import data, metrics, models
+from workbench import data, metrics, models, protocol
 from workbench.attacks import build
 from workbench.attacks.square import Square
 from workbench.attacks.whitebox import pgd
@@ -46,6 +46,20 @@ def _test() -> data.Dataset:
 @functools.cache
 def _cnn() -> torch.nn.Module:
     return models.load("mnist-cnn")
+
+
+@functools.cache
+def _cifar() -> data.Dataset:
+    return data.load("cifar10-jpeg")  # the embedded 1000 test images
+
+
+@functools.cache
+def _resnet() -> torch.nn.Module:
+    return models.load("cifar10-resnet20")
+
+
+def _cifar_square(seed: int) -> Square:
+    return Square(**protocol.get("cifar10-jpeg").attack_kwargs("square"), seed=seed, progress=False)
 
 
 def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -130,6 +144,27 @@ def whitebox(seed: int) -> dict[str, float]:
     return {"pgd cnn": _accuracy(_cnn(), pgd(_cnn(), x, y, seed=seed, progress=False), y),
             "pgd gcm": _accuracy(gcm, pgd(gcm, x, y, seed=seed, progress=False), y),
             "bpda gcm": _accuracy(gcm, pgd(gcm, x, y, seed=seed, bpda=gcm.concealment_name, progress=False), y)}
+
+
+def cifar_clean(seed: int) -> dict[str, float]:
+    test = _cifar()
+    logits = metrics.predict(_resnet(), test.x)
+    aaa = AAA(_resnet()).calibrate(*test[500:])
+    return {"accuracy": metrics.accuracy(logits, test.y),
+            "AAA agreement": metrics.agreement(metrics.predict(aaa, test.x), logits)}
+
+
+def cifar_square(seed: int) -> dict[str, float]:
+    x, y = _cifar()[:100]
+    return {"robust@2500": _cifar_square(seed).run(Oracle(_resnet(), x, y, budget=2500)).robust_accuracy()}
+
+
+def cifar_aaa(seed: int) -> dict[str, float]:
+    x, y = _cifar()[:50]
+    plain = _cifar_square(seed).run(Oracle(_resnet(), x, y, budget=300)).robust_accuracy()
+    defended = AAA(_resnet()).calibrate(*_cifar()[500:])
+    robust = _cifar_square(seed).run(Oracle(defended, x, y, budget=300)).robust_accuracy()
+    return {"plain@300": plain, "aaa - plain": robust - plain}
 
 
 SCENARIOS: dict[str, Scenario] = {

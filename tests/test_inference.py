@@ -9,6 +9,7 @@ import torch.nn as nn
 
 from workbench.defenses.registry import build
 from workbench.inference import agrees, fold_batchnorm, foldable
+from workbench.losses import margin
 from workbench.forward import CPU_BATCH
 from workbench.oracle import Oracle
 
@@ -99,3 +100,20 @@ def test_a_post_processing_defense_is_post_processed_once_per_query_batch(cnn, t
     assert torch.equal(scores.argmax(1), expected.argmax(1))
     assert (scores - expected).abs().max() <= 1e-5 * expected.abs().max()
     assert not Oracle(build("rnd", cnn), x, y, budget=1).forwards.split  # no post-processing declared
+
+
+def test_the_reference_margin_reuses_the_base_logits_of_a_post_processing_defense(cnn, test_set):
+    """With the defense's own base as the reference, the recorded reference margins come from the base logits the
+    defended forward computed (no second forward): the undefended margins up to float rounding. Another reference
+    gets its own (folded, chunked) forwards."""
+    x, y = test_set[:100]
+    defended = build("aaa-linear", cnn)
+    oracle = Oracle(defended, x, y, budget=2, record=True, reference=cnn)
+    assert oracle._shares_base and oracle._reference is None
+    oracle.query(x, torch.arange(100))
+    expected = margin(cnn(x), y)
+    assert (oracle.reference_margin[:, 0] - expected).abs().max() <= 1e-5 * expected.abs().max()
+    other = Oracle(build("rnd", cnn), x, y, budget=2, record=True, reference=cnn)
+    assert not other._shares_base and other._reference.folded
+    other.query(x, torch.arange(100))
+    assert (other.reference_margin[:, 0] - expected).abs().max() <= 1e-5 * expected.abs().max()

@@ -74,6 +74,7 @@ class Forwards:
                 raise ValueError(f"threads must be None, 'auto' or an integer >= 1, got {threads!r}") from None
         self.model, self.device = model, model_device(model)
         self.seconds = 0.0  # spent in the timed forwards
+        self.base_logits: torch.Tensor | None = None
         adapt = threads is None and torch.get_num_threads() > 1
         self.batch_size, self.net, found = self._plan(x, batch_size, checks.flag("fold", fold), adapt, probes)
         self.post = self._post_processing(x) if found is not None and found.deterministic else None
@@ -151,16 +152,12 @@ class Forwards:
         start = time.perf_counter()
         out = torch.cat([self._chunk(chunk) for chunk in self._chunks(x)])
         if self.post is not None:
+            self.base_logits = out  # the base classifier's logits of this batch (the Oracle's reference may reuse them)
             out = self.post(out)
         if sync:
             torch.cuda.synchronize(self.device)
         self.seconds += time.perf_counter() - start
         return out.float()
-
-    def other(self, model: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Scores of another model (the experimenter's reference) on the same chunks, on the setting, untimed."""
-        with intra_op_threads(self.choice.setting):
-            return torch.cat([model(chunk) for chunk in self._chunks(x)]).float()
 
     def _chunks(self, x: torch.Tensor) -> list[torch.Tensor]:
         step = self.batch_size or len(x)

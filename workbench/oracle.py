@@ -101,7 +101,11 @@ class Oracle:
         quantize: round every query to 8-bit levels inside the threat model's eps-ball.
         record: keep, per image and query, the margin the attacker observed (``observed``) and, if a
             ``reference`` model is given, that model's margin at the same input (``reference_margin``).
-        reference: the undefended model, for analysis only: it is never shown to the attacker.
+        reference: the undefended model, for analysis only: it is never shown to the attacker. Its forwards run
+            fast the same way (chunks, folding; on the thread setting); where it is the defense's own ``base`` and
+            the Oracle post-processes the base's logits (``forwards.split``), its margins come from the base logits
+            the defended forward computed (equal to the reference's up to float rounding: checked on the probe
+            images) instead of a second forward.
         keep_images: also keep every queried image of the first ``keep_images`` images (``kept``: (k, budget, C,
             H, W), NaN where not queried) for replays; needs ``record=True``.
         batch_size, fold, threads: how the forward passes run fast without changing what they compute (chunks,
@@ -143,6 +147,10 @@ class Oracle:
         self._labels_checked = False
         self.observed = self._trace() if record else None
         self.reference_margin = self._trace() if record and reference is not None else None
+        recorded = self.reference_margin is not None
+        self._shares_base = recorded and self.forwards.split and reference is getattr(model, "base", None)
+        self._reference = (Forwards(reference, x, threads=torch.get_num_threads())
+                           if recorded and not self._shares_base else None)
         k = min(keep_images, len(x))
         self.kept = torch.full((k, budget, *x.shape[1:]), float("nan"), device=self.device) if k else None
 
@@ -267,7 +275,8 @@ class Oracle:
         y = self.y[idx]
         self.observed[idx, pos] = margin(out, y)
         if self.reference_margin is not None:
-            self.reference_margin[idx, pos] = margin(self.forwards.other(self.reference, x), y)
+            reference = self.forwards.base_logits if self._shares_base else self._reference(x)
+            self.reference_margin[idx, pos] = margin(reference, y)
         if self.kept is not None:
             keep = idx < len(self.kept)
             self.kept[idx[keep], pos[keep]] = x[keep]

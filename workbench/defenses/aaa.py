@@ -41,6 +41,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -50,7 +51,7 @@ import torch.nn.functional as F
 
 from workbench import checks
 from workbench.protocol import AAA_ALPHA, AAA_TAU
-from workbench.defenses.aaa_solver import METHODS, solve
+from workbench.defenses.aaa_solver import METHODS, default_method, solve
 from workbench.defenses.temperature import held_out_logits, tune_temperature
 from workbench.losses import top2_margin
 from workbench.threads import one_thread
@@ -140,8 +141,10 @@ class AAA(nn.Module):
         m_trg = target_margin(top2_margin(z_org), self.curve, self.tau, self.alpha)
         p_trg = F.softmax(z_org / t, dim=1).amax(1)
         pred = z_org.argmax(1)
-        with one_thread():  # the eager loop's tiny operations: threads only add waiting (and collapse under load)
-            z = solve(z_org, pred, m_trg, p_trg, self.beta, self.kappa, self.lr, self.solver)
+        method = self.solver or default_method(z_org.device)
+        # the eager loop's tiny operations on one thread: several only add waiting (and collapse under load)
+        with one_thread() if method == "eager" else contextlib.nullcontext():
+            z = solve(z_org, pred, m_trg, p_trg, self.beta, self.kappa, self.lr, method)
         return self._repair(z, pred).to(logits.dtype)
 
     def _repair(self, z: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:

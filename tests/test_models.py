@@ -3,11 +3,15 @@ architectures build; nothing downloads."""
 
 from __future__ import annotations
 
+import json
+import math
+
 import pytest
 import torch
 
 from workbench import metrics, models, training
 from workbench.models import loading
+from workbench.training import sgd
 
 
 def test_shipped_zoo_loads_with_its_pinned_hash_and_writes_nothing(cnn, test_set, tmp_path, monkeypatch):
@@ -105,3 +109,30 @@ def test_unknown_model_names_the_argument():
         models.load("mnist-resnet")
     with pytest.raises(ValueError, match="weights"):
         models.load("mnist-cnn", weights="/nonexistent/file.pt")
+
+
+def test_the_cifar_sgd_loop_is_seeded_resumes_and_takes_the_recipes_steps(tmp_path):
+    """The CIFAR-10 zoo's loop on tiny fake data: the same seed gives the same weights, a finished run found in its
+    checkpoint is not trained again, and the adversarial / noise steps train (finite losses in the log)."""
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(32, 3, 8, 8, generator=gen), torch.randint(0, 4, (32,), generator=gen)
+    schedule = sgd.Schedule(epochs=2, batch_size=8, lr=0.05, warmup=0.5, threads=1)
+
+    def net() -> torch.nn.Module:
+        torch.manual_seed(0)
+        return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4), torch.nn.ReLU(),
+                                   torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 4))
+
+    runs = {}
+    for name, step in (("plain", None), ("again", None), ("fgsm", training.fgsm_rs_step()),
+                       ("noise", training.noise_step())):
+        ckpt, log = tmp_path / f"{name}.ckpt", tmp_path / f"{name}.log"
+        runs[name] = sgd.fit(net(), (x, y), (x, y), schedule, checkpoint=ckpt, log=log, step=step, progress=False)
+        lines = log.read_text().splitlines()
+        assert len(lines) == 2 and all(math.isfinite(json.loads(line)["loss"]) for line in lines)
+    assert all(torch.equal(a, b) for a, b in zip(runs["plain"].state_dict().values(),
+                                                 runs["again"].state_dict().values()))
+    sgd.fit(net(), (x, y), (x, y), schedule, checkpoint=tmp_path / "plain.ckpt", log=tmp_path / "plain.log",
+            progress=False)  # resumed at its last epoch: nothing left to train
+    assert len((tmp_path / "plain.log").read_text().splitlines()) == 2
+    assert set(training.RECIPES) >= {"cifar10-resnet20", "cifar10-resnet20-at", "cifar10-resnet20-gf"}

@@ -88,6 +88,10 @@ for _entry in (
              "(RND-GF)"),
     ZooEntry("cifar10-resnet20", _cifar(lambda: CifarResNet(3)), "cifar10-jpeg",
              about="ResNet-20 (He et al. 2016) trained on the 50,000 CIFAR-10 (JPEG q75) training images"),
+    ZooEntry("cifar10-resnet20-at", _cifar(lambda: CifarResNet(3)), "cifar10-jpeg",
+             about="cifar10-resnet20 fine-tuned with FGSM adversarial training (random start, eps 8/255)"),
+    ZooEntry("cifar10-resnet20-gf", _cifar(lambda: CifarResNet(3)), "cifar10-jpeg",
+             about="cifar10-resnet20 fine-tuned with Gaussian augmentation (nu 0.05), for RND-GF"),
     ZooEntry("preactresnet18", _cifar(PreActResNet18), "cifar10", about="UniG's CIFAR-10 architecture"),
     ZooEntry("wrn-28-10", _cifar(lambda: WideResNet(28, 10)), "cifar10", about="AAA's CIFAR-10 architecture"),
 ):

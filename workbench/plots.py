@@ -243,7 +243,7 @@ def margin_trajectories(observed: torch.Tensor, reference: torch.Tensor | None, 
 def trajectories_plotly(observed: torch.Tensor, reference: torch.Tensor | None, indices: Sequence[int],
                         start: int = 1):
     """Hover-able plotly version of ``margin_trajectories`` (one line per image and view) for notebooks."""
-    import plotly.graph_objects as go
+    import plotly.graph_objects as go  # lazy: plotly loads only for the interactive figures
 
     fig = go.Figure()
     for i in indices:

@@ -44,7 +44,7 @@ def tracked(path: Path) -> bool:
 def stripped(content: dict[str, Any]) -> dict[str, Any]:
     """The notebook ``content`` (nbformat JSON as a dict) without outputs, counts, volatile metadata; cell ids
     renumbered 0, 1, ... (nbstripout's defaults, plus ``metadata.language_info``)."""
-    import nbformat
+    import nbformat  # lazy: the notebook tooling loads only when notebooks are stripped
     from nbstripout import strip_output
 
     nb = nbformat.from_dict(content)
@@ -96,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("files", nargs="*", type=Path)
     args = parser.parse_args(argv)
     if args.action in ("enable", "disable"):
+        # lazy: the Jupyter server is heavy and only enabling the extension needs it
         from jupyter_server.extension.serverextension import toggle_server_extension_python
 
         toggle_server_extension_python("workbench.course.classroom", enabled=args.action == "enable", sys_prefix=True)

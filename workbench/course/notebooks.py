@@ -36,7 +36,7 @@ def notebooks(prefix: str = "", solutions: bool = False) -> list[Path]:
 def execute(path: Path, fast: bool, timeout: int = 1800, save_to: Path | None = None) -> float:
     """Run a notebook top to bottom in its own folder and return the seconds taken. Outputs are never written
     back into ``notebooks/`` (stored stripped); ``save_to``: a folder to write the executed copy into."""
-    import nbformat
+    import nbformat  # lazy: nbformat and nbclient load only when notebooks run
     from nbclient import NotebookClient
 
     os.environ["WORKBENCH_FAST"] = "1" if fast else "0"  # fast mode: paths.figures_dir() is figures/_fast

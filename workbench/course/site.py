@@ -83,7 +83,7 @@ def _environ(**values: str):
 
 
 def _page(path: Path, fast: bool, executed: Path, out: Path) -> Page:
-    import nbformat
+    import nbformat  # lazy: nbconvert is heavy and only the site needs it
     from nbconvert import HTMLExporter
 
     seconds = notebooks.execute(path, fast=fast, save_to=executed)

@@ -1,0 +1,71 @@
+"""The CIFAR-10 zoo model's forward throughput, and Square's time against it, measured in one run in the thread
+setting the process starts with (a JupyterLab kernel sets none).
+
+1. Images per second of plain eager forwards (inference mode) by batch size, for the model with contiguous
+   weights, with channels_last weights (what ``models.load`` gives), and the copy with folded batch norms and
+   in-place ReLUs the Oracle forwards through (``workbench.inference``); with ``--compile`` also
+   ``torch.compile`` of the folded copy (the first call compiles: excluded from the timing).
+2. Square (l-inf 8/255, the protocol's settings) on the first ``--images`` embedded test images for ``--queries``
+   queries: its wall time, the images it forwarded, and its time over the forward floor (those images at the best
+   throughput of part 1).
+
+    python -m benchmarks.cifar_forward [--weights PATH] [--images 200] [--queries 1000] [--compile]
+"""
+
+from __future__ import annotations
+
+import time
+
+import pandas as pd
+import torch
+
+from benchmarks import common
+from workbench import data, models, protocol
+from workbench.attacks.square import Square
+from workbench.inference import fold_batchnorm
+from workbench.oracle import Oracle
+
+BATCHES = (1, 16, 64, 128, 256, 512)
+
+
+def throughput(model: torch.nn.Module, x: torch.Tensor, batch: int, repeats: int = 3) -> float:
+    """Images per second of forwards of ``batch`` images (best of ``repeats`` passes over ``x``)."""
+    n = min(len(x), max(batch * 4, 64))
+    with torch.inference_mode():
+        model(x[:batch])
+        best = common.best(lambda: [model(x[i:i + batch]) for i in range(0, n, batch)], repeats)
+    return n / best
+
+
+def main() -> None:
+    parser = common.parser(__doc__)
+    parser.add_argument("--weights", default=None, help="a checkpoint of cifar10-resnet20 (default: the shipped one)")
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--queries", type=int, default=1000)
+    parser.add_argument("--compile", action="store_true", help="also measure torch.compile of the folded copy")
+    args = parser.parse_args()
+    test = data.load("cifar10-jpeg")
+    x = test.x.to(args.device)
+    load = dict(weights=args.weights, device=args.device)
+    variants = {"contiguous": models.load("cifar10-resnet20", channels_last=False, **load),
+                "channels_last": models.load("cifar10-resnet20", **load)}
+    variants["folded"] = fold_batchnorm(variants["channels_last"])
+    if args.compile:
+        variants["compiled (folded)"] = torch.compile(variants["folded"])
+    rates = pd.DataFrame({name: {b: throughput(m, x, b) for b in BATCHES} for name, m in variants.items()})
+    print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
+    print("1. forward throughput, images / s (rows: batch size)")
+    print(rates.round(0).to_string())
+    xs, ys = test[:args.images]
+    oracle = Oracle(variants["channels_last"], xs.to(args.device), ys.to(args.device), budget=args.queries)
+    start = time.perf_counter()
+    result = Square(**protocol.get("cifar10-jpeg").attack_kwargs("square"), seed=0, progress=False).run(oracle)
+    seconds = time.perf_counter() - start
+    forwarded = int(result.queries.sum())
+    floor = forwarded / float(rates.drop(columns=[c for c in rates if c.startswith("compiled")]).max().max())
+    print(f"\n2. Square l-inf 8/255, {args.images} images, {args.queries} queries: {seconds:.1f} s, {forwarded} images "
+          f"forwarded, robust {result.robust_accuracy():.3f}; floor {floor:.1f} s -> {seconds / floor:.2f}x the floor")
+
+
+if __name__ == "__main__":
+    main()

@@ -138,7 +138,7 @@ class Record:
     def reevaluated_accuracy(self) -> float:
         """The share of images robust after re-evaluation (the observed final robust accuracy where the defense is
         deterministic)."""
-        return self.robust.float().mean().item()
+        return self.robust.double().mean().item()
 
     def query_stats(self) -> dict[str, float]:
         """Mean and median queries of the images that were correct when clean and then fooled."""

@@ -4,12 +4,14 @@ setting the process starts with (a JupyterLab kernel sets none).
 1. Images per second of plain eager forwards (inference mode) by batch size, for the model with contiguous
    weights, with channels_last weights (what ``models.load`` gives), and the copy with folded batch norms and
    in-place ReLUs the Oracle forwards through (``workbench.inference``); with ``--compile`` also
-   ``torch.compile`` of the folded copy (the first call compiles: excluded from the timing).
+   ``torch.compile`` of the folded copy (the first call compiles: excluded from the timing); with ``--bfloat16``
+   also the folded copy under bfloat16 autocast (the Oracle does not use it: its logits keep 8 significant bits,
+   too coarse for the small margin changes Square and AAA compare).
 2. Square (l-inf 8/255, the protocol's settings) on the first ``--images`` embedded test images for ``--queries``
    queries: its wall time, the images it forwarded, and its time over the forward floor (those images at the best
    throughput of part 1).
 
-    python -m benchmarks.cifar_forward [--weights PATH] [--images 200] [--queries 1000] [--compile]
+    python -m benchmarks.cifar_forward [--weights PATH] [--images 200] [--queries 1000] [--compile] [--bfloat16]
 """
 
 from __future__ import annotations
@@ -28,6 +30,18 @@ from workbench.oracle import Oracle
 BATCHES = (1, 16, 64, 128, 256, 512)
 
 
+class Bfloat16(torch.nn.Module):
+    """``model`` under bfloat16 autocast, returning float32 logits."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return self.model(x).float()
+
+
 def throughput(model: torch.nn.Module, x: torch.Tensor, batch: int, repeats: int = 3) -> float:
     """Images per second of forwards of ``batch`` images (best of ``repeats`` passes over ``x``)."""
     n = min(len(x), max(batch * 4, 64))
@@ -43,6 +57,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--queries", type=int, default=1000)
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile of the folded copy")
+    parser.add_argument("--bfloat16", action="store_true", help="also measure the folded copy under bfloat16 autocast")
     args = parser.parse_args()
     test = data.load("cifar10-jpeg")
     x = test.x.to(args.device)
@@ -52,6 +67,8 @@ def main() -> None:
     variants["folded"] = fold_batchnorm(variants["channels_last"])
     if args.compile:
         variants["compiled (folded)"] = torch.compile(variants["folded"])
+    if args.bfloat16:
+        variants["bfloat16 (folded)"] = Bfloat16(variants["folded"])
     rates = pd.DataFrame({name: {b: throughput(m, x, b) for b in BATCHES} for name, m in variants.items()})
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print("1. forward throughput, images / s (rows: batch size)")
@@ -62,7 +79,7 @@ def main() -> None:
     result = Square(**protocol.get("cifar10-jpeg").attack_kwargs("square"), seed=0, progress=False).run(oracle)
     seconds = time.perf_counter() - start
     forwarded = int(result.queries.sum())
-    floor = forwarded / float(rates.drop(columns=[c for c in rates if c.startswith("compiled")]).max().max())
+    floor = forwarded / float(rates[["contiguous", "channels_last", "folded"]].max().max())
     print(f"\n2. Square l-inf 8/255, {args.images} images, {args.queries} queries: {seconds:.1f} s, {forwarded} images "
           f"forwarded, robust {result.robust_accuracy():.3f}; floor {floor:.1f} s -> {seconds / floor:.2f}x the floor")
 

@@ -159,6 +159,21 @@ def cifar_square(seed: int) -> dict[str, float]:
     return {"robust@2500": _cifar_square(seed).run(Oracle(_resnet(), x, y, budget=2500)).robust_accuracy()}
 
 
+def cifar_at(seed: int) -> dict[str, float]:
+    x, y = _cifar()[:200]
+    eps = protocol.get("cifar10-jpeg").eps["linf"]
+    at = models.load("cifar10-resnet20-at")
+    robust = _accuracy(at, pgd(at, x, y, eps=eps, steps=20, seed=seed, progress=False), y)
+    plain = _accuracy(_resnet(), pgd(_resnet(), x, y, eps=eps, steps=20, seed=seed, progress=False), y)
+    return {"AT clean": _accuracy(at, x, y), "AT pgd-20": robust, "AT pgd-20 - plain pgd-20": robust - plain}
+
+
+def cifar_gf(seed: int) -> dict[str, float]:
+    test = _cifar()
+    return {"rnd-gf accuracy": _accuracy(defend("rnd-gf", "cifar10-resnet20", dataset="cifar10-jpeg", seed=seed),
+                                         test.x, test.y)}
+
+
 def cifar_aaa(seed: int) -> dict[str, float]:
     x, y = _cifar()[:50]
     plain = _cifar_square(seed).run(Oracle(_resnet(), x, y, budget=300)).robust_accuracy()
@@ -180,6 +195,11 @@ SCENARIOS: dict[str, Scenario] = {
                               "snd-beta accuracy loss": ("<=", 0.02)}),
     "rnd-gf": Scenario(rnd_gf, {"rnd-gf accuracy": (">", 0.95)}),
     "whitebox": Scenario(whitebox, {"pgd cnn": ("<", 0.05), "pgd gcm": (">", 0.8), "bpda gcm": ("<", 0.05)}),
+    "cifar-clean": Scenario(cifar_clean, {"accuracy": (">=", 0.85), "AAA agreement": (">=", 0.995)}),
+    "cifar-square": Scenario(cifar_square, {"robust@2500": ("<=", 0.1)}),
+    "cifar-aaa": Scenario(cifar_aaa, {"plain@300": ("<=", 0.5), "aaa - plain": (">=", 0.2)}),
+    "cifar-at": Scenario(cifar_at, {"AT clean": (">=", 0.6), "AT pgd-20 - plain pgd-20": (">", 0.2)}),
+    "cifar-gf": Scenario(cifar_gf, {"rnd-gf accuracy": (">", 0.8)}),
 }
 
 

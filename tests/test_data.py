@@ -181,6 +181,8 @@ def test_the_embedded_cifar10_subset_loads_offline_and_is_pinned(tmp_path, monke
     assert not (tmp_path / "empty").exists() or not any((tmp_path / "empty").iterdir())
     with pytest.raises(ValueError, match="root"):
         data.load("cifar10-jpeg", "train")  # the training images do not ship
+    assert [data.ships("cifar10-jpeg", s) for s in ("train", "test")] == [False, True]
+    assert data.ships("mnist", "train") and not data.ships("cifar10", "test")
     changed = tmp_path / "changed.npz"
     content = bytearray(data.EMBEDDED.read_bytes())
     content[len(content) // 2] ^= 1  # one flipped bit

@@ -96,6 +96,18 @@ def load(name: str, split: str = "test", *, root: str | Path | None = None, down
     return ds
 
 
+def ships(name: str, split: str) -> bool:
+    """Whether ``load(name, split)`` works with no ``root``: the split ships with the workbench (or a registered
+    protocol serves it)."""
+    entry = protocol.get(name) if name not in DATASETS and name in protocol.names() else None
+    if entry is not None and entry.images is not None:
+        return True
+    name = entry.data if entry is not None else name
+    checks.choice("name", name, DATASETS + protocol.names())
+    checks.choice("split", split, SPLITS)
+    return name in ("mnist5k", "digits") or (name, split) == ("cifar10-jpeg", "test")
+
+
 def _registered(entry: protocol.Protocol, split: str) -> Dataset:
     """The images a protocol entry of the user's own serves (``Protocol.images``), checked."""
     x, y = entry.images(split)

@@ -270,6 +270,7 @@ def _presets() -> dict[str, list[Cell]]:
 
     every = list(defenses.names())
     mnist = {"dataset": "mnist", "model": "mnist-cnn"}
+    cifar = {"dataset": "cifar10-jpeg", "model": "cifar10-resnet20"}
     return {
         "smoke": grid(defenses=["none", "aaa-linear"], attacks=["square", "signhunter"], n=20, budgets=(10, 50),
                       **mnist),
@@ -286,9 +287,19 @@ def _presets() -> dict[str, list[Cell]]:
                for d in ("rnd", "snd") for m in (1, 5)]),
         "mnist-seeds": grid(defenses=["none", "aaa-linear", "unig", "rnd"], attacks=["square"], seeds=range(5),
                             n=100, budgets=(100, 1000), **mnist),
-        # the defenses' CIFAR-10 defaults (UniG: delta 0.5, alpha 10) come from their registry specs
-        "cifar10-table": grid(defenses=["none", "aaa-linear", "unig", "rnd", "dent"], attacks=SQAS, n=1000,
-                              budgets=(100, 2500), dataset="cifar10", model="wrn-28-10"),
+        # CIFAR-10 (JPEG q75) with the shipped ResNet-20 zoo: the papers' threat model on a CPU; DENT's row uses
+        # 20 images (about 20 forward passes per query)
+        "cifar10-table": [c if c.defense != "dent" else dataclasses.replace(c, n=20)
+                          for c in grid(defenses=every, attacks=SQAS, n=100, budgets=(100, 1000, 2500), **cifar)],
+        "cifar10-adaptive": (
+            grid(defenses=["aaa-linear", "aaa-sine"], attacks=["square", "square-op", "square-bi"], n=100,
+                 budgets=(100, 1000, 2500), **cifar)
+            + [cell(defense=d, attack="square", attack_kwargs={"eot": m}, n=100, budgets=(100 * m, 1000 * m),
+                    **cifar) for d in ("rnd", "snd") for m in (1, 5)]),
+        # the papers' own setting, for a GPU and your data and weights (the defenses' CIFAR-10 defaults, e.g. UniG
+        # delta 0.5, alpha 10, come from the protocol)
+        "cifar10-papers": grid(defenses=["none", "aaa-linear", "unig", "rnd", "dent"], attacks=SQAS, n=1000,
+                               budgets=(100, 2500), dataset="cifar10", model="wrn-28-10"),
         "imagenet-table": grid(defenses=["none", "aaa-linear", "unig", "rnd"], attacks=SQAS, n=500,
                                budgets=(100, 2500), dataset="imagenet", model="resnet50"),
     }

@@ -61,12 +61,16 @@ class DefenseSpec:
 
 
 def _unig(model: nn.Module, dataset: str = "mnist", root: str | None = None, **kw: Any) -> UniG:
-    """UniG with ``reference`` images to pad single images: the first ten training images of ``dataset`` (where
-    they ship with the workbench, or where their ``root`` is given; without them single images are refused with a
-    clear error)."""
+    """UniG with ``reference`` images to pad single images: the first ten training images of ``dataset`` where
+    they ship with the workbench, else the first ten held-out test images where those ship (CIFAR-10 (JPEG q75):
+    never attacked, and the same with or without ``root``), else the first ten training images under ``root``;
+    without any, single images are refused with a clear error."""
     entry = protocol.get(dataset)
-    if "reference" not in kw and (not entry.root or root is not None):
-        kw["reference"] = data.load(entry.data, "train", root=root).x[:10]
+    if "reference" not in kw:
+        if data.ships(entry.data, "train") or (root is not None and not data.ships(entry.data, "test")):
+            kw["reference"] = data.load(entry.data, "train", root=root).x[:10]
+        elif data.ships(entry.data, "test"):
+            kw["reference"] = data.load(entry.data, "test").x[entry.attacked:entry.attacked + 10]
     return UniG(model, **kw)
 
 

@@ -58,7 +58,9 @@ def test_aaa_keeps_resnet20_robust_against_square():
 
 def test_the_cifar_variants_resist_pgd_and_keep_accuracy_under_noise():
     """PGD-20 (l-inf 8/255, the first 200 embedded images) against the FGSM-trained ResNet-20 and the plain one;
-    RND-GF (the Gaussian-augmented model, sigma 0.05) on the 1000 images. MEASURED_VARIANTS."""
+    RND-GF (the Gaussian-augmented model, sigma 0.05) on the 1000 images. Measured over seeds 0-4 (PGD's start,
+    the noise): AT clean 0.790 (no spread; threshold 0.6), AT PGD-20 0.373 ± 0.005, AT minus plain under PGD-20
+    +0.337 ± 0.012 (threshold +0.2, 12 std below); RND-GF 0.871 ± 0.005 (threshold 0.8, 15 std below)."""
     scenarios.check("cifar-at")
     scenarios.check("cifar-gf")
 

@@ -138,14 +138,17 @@ class Lab:
         student would) and collect what the page shows."""
         self.open(relative)
         start = time.monotonic()
-        for attempt in range(3):  # a fresh JupyterLab can swallow the first click while it finishes loading
-            self.menu("Run", "runmenu:run-all")
-            try:
+        from selenium.common.exceptions import ElementClickInterceptedException
+
+        for attempt in range(3):  # a fresh JupyterLab can swallow the first click while it finishes loading,
+            try:  # or open a dialog over the page on its first start
+                self.menu("Run", "runmenu:run-all")
                 self.wait_for(lambda: self._started(), 10, f"{relative}: Run All started nothing")
                 break
-            except TimeoutError:
+            except (TimeoutError, ElementClickInterceptedException):
                 if attempt == 2:
                     raise
+                self.close_dialogs()
         self.wait_for(lambda: self._finished(), timeout, f"{relative}: cells still running after {timeout:.0f} s")
         time.sleep(1.0)  # let the widget views and images of the last outputs render
         page = self.page(relative)
@@ -155,6 +158,14 @@ class Lab:
             self.wait_for(lambda: not self.script("return !!document.querySelector('.lm-TabBar-tab.lm-mod-current"
                                                   ".jp-mod-dirty')"), 30, f"{relative}: not saved")
         return page
+
+    def close_dialogs(self) -> None:
+        """Print and close (Escape) any JupyterLab dialog open over the page."""
+        from selenium.webdriver.common.by import By
+
+        for dialog in self.driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog"):
+            print(f"closing a JupyterLab dialog: {dialog.text!r}")
+            self.driver.find_element(By.TAG_NAME, "body").send_keys("\ue00c")
 
     def shut_down(self) -> None:
         """Shut down every kernel session of the server (what File > Shut Down does, without its dialogs)."""

@@ -160,12 +160,19 @@ class Lab:
         return page
 
     def close_dialogs(self) -> None:
-        """Print and close (Escape) any JupyterLab dialog open over the page."""
+        """Print and accept (its default button: e.g. "Select" the preselected Python kernel) any JupyterLab
+        dialog open over the page."""
         from selenium.webdriver.common.by import By
 
         for dialog in self.driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog"):
-            print(f"closing a JupyterLab dialog: {dialog.text!r}")
-            self.driver.find_element(By.TAG_NAME, "body").send_keys("\ue00c")
+            print(f"accepting a JupyterLab dialog: {dialog.text!r}")
+            buttons = dialog.find_elements(By.CSS_SELECTOR, ".jp-mod-accept")
+            if buttons:
+                buttons[0].click()
+            else:
+                self.driver.find_element(By.TAG_NAME, "body").send_keys("\ue00c")
+        if self.driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog"):
+            time.sleep(1.0)
 
     def shut_down(self) -> None:
         """Shut down every kernel session of the server (what File > Shut Down does, without its dialogs)."""

@@ -87,7 +87,7 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[
                           weight_decay=schedule.weight_decay)
     run = {"schedule": asdict(schedule), "seed": seed, **({"step": getattr(step, "__qualname__", repr(step))}
                                                            if step is not None else {})}
-    start = _resume(checkpoint, run, model=model.load_state_dict, optimizer=opt.load_state_dict)
+    start = _resume(model, opt, checkpoint, run)
     per_epoch = len(x) // schedule.batch_size  # the last partial batch is dropped
     loss_of = step or (lambda m, xb, yb, g: F.cross_entropy(m(xb), yb, label_smoothing=schedule.label_smoothing))
     with intra_op_threads(schedule.threads):
@@ -96,7 +96,7 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[
             began = time.perf_counter()
             loss = _epoch(model, opt, (x, y), schedule, _generator(seed, epoch), loss_of,
                           lambda b: schedule.lr_at(epoch * per_epoch + b, per_epoch))
-            _save(checkpoint, run, epoch + 1, model=model.state_dict(), optimizer=opt.state_dict())
+            _save(model, opt, checkpoint, run, epoch + 1)
             _log(log, epoch + 1, loss, accuracy(model, *test) if test is not None else None, began)
     return model.eval()
 
@@ -133,22 +133,22 @@ def _log(log: Path, epoch: int, loss: float, test_accuracy: float | None, began:
         f.write(json.dumps(record) + "\n")
 
 
-def _save(path: Path, run: dict, epoch: int, **states: dict) -> None:
-    state = {**states, "epoch": epoch, "run": json.dumps(run)}
+def _save(model: nn.Module, opt: torch.optim.Optimizer, path: Path, run: dict, epoch: int) -> None:
+    state = {"model": model.state_dict(), "optimizer": opt.state_dict(), "epoch": epoch, "run": json.dumps(run)}
     paths.atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
-def _resume(path: Path, run: dict, **loaders: Callable[[dict], object]) -> int:
-    """The epoch to start at: 0, or the checkpoint's epoch where it belongs to the same run (each state handed to
-    its loader, e.g. ``model=model.load_state_dict``)."""
+def _resume(model: nn.Module, opt: torch.optim.Optimizer, path: Path, run: dict) -> int:
+    """The epoch to start at: 0, or the checkpoint's epoch where it belongs to the same run (its model and
+    optimizer state loaded)."""
     if not path.is_file():
         return 0
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
         if state["run"] != json.dumps(run):
             return 0
-        for key, load in loaders.items():
-            load(state[key])
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
         return int(state["epoch"])
     except (OSError, RuntimeError, KeyError, TypeError, ValueError, EOFError):
         return 0

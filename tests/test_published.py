@@ -1,0 +1,60 @@
+"""The papers' quoted CIFAR-10 numbers: they are the papers' (checked against the papers' text where the developers'
+copy exists), and the side-by-side puts a recorded grid beside them on the right cells."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from workbench import published
+
+PAPERS = Path(__file__).resolve().parents[2] / "shared" / "papers"
+FILES = {"UniG": "000_", "AAA": "001_"}  # the developers' text extractions (their README says which is which)
+
+
+@pytest.mark.parametrize("paper", sorted(FILES))
+def test_every_quoted_number_is_printed_in_the_paper(paper):
+    found = sorted(PAPERS.glob(f"{FILES[paper]}*.txt")) if PAPERS.is_dir() else []
+    if not found:
+        pytest.skip("the papers' text is not on this machine")
+    text = "".join(found[0].read_text().split())  # the extraction splits some numbers ("7 5.86")
+    rows = published.cifar10(paper)
+    assert len(rows) > 20
+    missing = [r for r in rows.itertuples() if f"{r.value:.2f}" not in text and f"{r.value:05.2f}" not in text]
+    assert not missing, missing[:5]
+
+
+def test_the_tables_hold_what_their_captions_say():
+    table2 = published.robust("AAA", "Table 2", 2500)
+    assert list(table2.index) == ["none", "at", "rnd", "aaa-linear"]
+    assert list(table2.columns) == ["square", "signhunter", "simba", "nes", "bandits"]
+    assert table2.loc["none", "square"] == 0.09 and table2.loc["aaa-linear", "square"] == 80.59
+    unig = published.robust("UniG", "Table 1", 100)
+    assert unig.loc["unig", "simba"] == 89.79 and set(unig.index) >= {"none", "rnd-gf", "dent"}
+    assert published.robust("AAA", "Table 6", 100).loc["aaa-sine", "square-op"] == 76.41
+    assert set(published.cifar10()["metric"]) <= set(published.METRICS)
+
+
+def test_side_by_side_pairs_each_paper_cell_with_the_recorded_one():
+    recorded = pd.DataFrame({"defense": ["none", "none", "aaa-linear", "unknown"],
+                             "attack": ["square", "nes", "square", "square"],
+                             "robust@2500": [0.01, 0.2, 0.75, 0.5]})
+    both = published.side_by_side(recorded, "AAA", "Table 2", 2500)
+    assert list(both.index) == ["none", "aaa-linear"]
+    assert list(both.columns) == [("square", "paper"), ("square", "here"), ("nes", "paper"), ("nes", "here")]
+    assert both.loc["aaa-linear", ("square", "here")] == 75.0 and both.loc["none", ("nes", "paper")] == 12.24
+    assert pd.isna(both.loc["aaa-linear", ("nes", "here")])
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: published.cifar10("RND"), "paper='RND' is not allowed; choose one of 'AAA', 'UniG'"),
+    (lambda: published.robust("AAA", "Table 9", 100), "table='Table 9'"),
+    (lambda: published.robust("AAA", "Table 2", 1000), "budget=1000 is not allowed; choose one of 100, 2500"),
+    (lambda: published.side_by_side(pd.DataFrame({"robust@100": []}), "AAA", "Table 2", 2500),
+     "no 'robust@2500' column"),
+])
+def test_bad_arguments_are_named(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
 # import a lower layer, or a module of its own package in the same layer; never a higher layer or a peer package.
 LAYERS = {
     0: ("checks", "paths", "threads", "inference", "losses"),
-    1: ("threat", "cache", "protocol", "results"),
+    1: ("threat", "cache", "protocol", "results", "published"),
     2: ("data", "models", "probes", "metrics"),
     3: ("forward",),
     4: ("oracle",),

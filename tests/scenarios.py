@@ -15,7 +15,7 @@ import json
 import operator
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
@@ -196,12 +196,10 @@ def _recorded_square(table: str, seed: int) -> dict[str, float]:
     out = {}
     for defense in RECOMPUTED[table]:
         row = rows[(rows["defense"] == defense) & (rows["attack"] == "square")].iloc[0]
-        stored = {k: v for k, v in json.loads(row["config"]).items()
-                  if k in experiments.Cell.__dataclass_fields__ and k != "fingerprint"}
-        first = stored["budgets"][0]
+        recorded = experiments.Cell.from_config(json.loads(row["config"]))
+        first = recorded.budgets[0]
         with tempfile.TemporaryDirectory() as folder:
-            again = experiments.run_cell(experiments.cell(**{**stored, "budgets": [first], "seed": seed}),
-                                         cache_dir=folder)
+            again = experiments.run_cell(replace(recorded, budgets=(first,), seed=seed), cache_dir=folder)
         out[f"{defense} |robust@{first} - recorded|"] = abs(again[f"robust@{first}"] - row[f"robust@{first}"])
         out[f"{defense} |clean acc - recorded|"] = abs(again["clean acc"] - row["clean acc"])
     return out

@@ -12,7 +12,8 @@ Every budget of a cell comes from one attack run with the largest budget (the wo
 holds clean accuracy, agreement with the undefended predictions, logit difference, ECE (all on the attacked
 images), robust accuracy at every budget as the attacker saw it, the re-evaluated robust accuracy (fresh queries
 on the final images) for randomized or batch-dependent defenses, mean / median queries of the successes, wall
-time (the attack's as computed, also when read from the cache, plus the cell's set-up), and provenance (configuration, seed, package version, git commit, torch version, device).
+time (the attack's as computed, also when read from the cache, plus the cell's set-up), and provenance
+(configuration, seed, package version, git commit, torch version, device).
 
 Cells run in this process by default; ``executor="ray"`` runs them as Ray tasks (optional dependency) so a
 cluster or several GPUs share a big grid.
@@ -80,6 +81,12 @@ class Cell:
         cfg["attack_kwargs"] = dict(self.attack_kwargs)
         cfg["budgets"] = list(self.budgets)
         return cfg
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Cell:
+        """The cell a recorded row's ``config`` (the JSON of :meth:`config`) describes; keys that are not cell
+        fields (none today) are ignored."""
+        return cell(**{k: v for k, v in config.items() if k in cls.__dataclass_fields__})
 
     def key(self) -> str:
         """The cell's identity: a hash of the configuration and the workbench version."""

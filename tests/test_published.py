@@ -58,3 +58,18 @@ def test_side_by_side_pairs_each_paper_cell_with_the_recorded_one():
 def test_bad_arguments_are_named(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_orderings_compare_every_pair_per_attack_with_ties():
+    both = published.side_by_side(pd.DataFrame({
+        "defense": ["none", "rnd", "aaa-linear"] * 2, "attack": ["square"] * 3 + ["nes"] * 3,
+        "robust@2500": [0.05, 0.30, 0.70, 0.50, 0.52, 0.70]}), "AAA", "Table 2", 2500)
+    found = published.orderings(both, tie=3).set_index(["attack", "pair"])
+    assert len(found) == 6 and found["holds"].dtype == bool
+    # AAA Table 2 at 2500: rnd 49.15 > none 0.09 under Square, and here 30 > 5: the order holds
+    assert found.loc[("square", "none vs rnd")].tolist() == ["rnd", "rnd", True]
+    # NES: the paper has rnd 68.19 over none 12.24; here 52 vs 50 is within the tie of 3 points
+    assert found.loc[("nes", "none vs rnd"), ["here", "holds"]].tolist() == ["tie", False]
+    assert published.orderings(both, tie=1.5).loc[3, "here"] == "rnd"
+    with pytest.raises(ValueError, match="tie must be"):
+        published.orderings(both, tie=-1)

@@ -64,3 +64,27 @@ def side_by_side(recorded: pd.DataFrame, paper: str, table: str, budget: int) ->
     both = both.swaplevel(axis=1)[[(a, s) for a in attacks for s in ("paper", "here")]]
     both.columns.names = ["attack", "source"]
     return both.round(2)
+
+
+def orderings(both: pd.DataFrame, tie: float = 0.0) -> pd.DataFrame:
+    """Which of a paper's orderings hold in a ``side_by_side`` table: for every attack and every pair of defenses
+    that both sources report, the more robust one in the paper and here (``"tie"`` when the two differ by at
+    most ``tie`` points; with 100 images one image is one point, and the binomial standard error of a robust
+    accuracy near 50 % is 5 points) and whether the two agree. One row per (attack, pair)."""
+    tie = checks.non_negative("tie", tie)
+    rows = []
+    for attack in dict.fromkeys(both.columns.get_level_values("attack")):
+        cell = both[attack].dropna()
+        for i, first in enumerate(cell.index):
+            for second in cell.index[i + 1:]:
+                order = {s: _winner(first, second, cell.loc[first, s] - cell.loc[second, s], tie)
+                         for s in ("paper", "here")}
+                rows.append({"attack": attack, "pair": f"{first} vs {second}", **order,
+                             "holds": order["paper"] == order["here"]})
+    return pd.DataFrame(rows, columns=["attack", "pair", "paper", "here", "holds"])
+
+
+def _winner(first: str, second: str, difference: float, tie: float) -> str:
+    if abs(difference) <= tie:
+        return "tie"
+    return first if difference > 0 else second

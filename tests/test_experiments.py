@@ -145,6 +145,15 @@ def test_grid_plots_draw_what_the_table_holds(smoke_table):
     assert len(scatter.axes[0].collections[0].get_offsets()) == 2
 
 
+def test_the_scatter_joins_the_labels_of_points_that_coincide():
+    from workbench import plots
+
+    table = pd.DataFrame({"defense": ["none", "gcm", "aaa", "rnd"], "logit diff": [0.0, 0.001, 9.0, 0.5],
+                          "robust@100": [0.25, 0.26, 0.7, 0.85]})
+    labels = [t.get_text() for t in plots.cost_vs_robustness(table, "logit diff").axes[0].texts]
+    assert sorted(labels) == ["aaa", "none, gcm", "rnd"]
+
+
 def test_recorded_tables_come_from_the_shipped_weights():
     """Every row of every recorded table (data/tables) was computed with the zoo weights that ship now: its
     config's weights fingerprint equals the one the shipped files give, so a table can never silently come from

@@ -166,10 +166,26 @@ def cost_vs_robustness(table: pd.DataFrame, cost: str = "logit diff", robust: st
     robust = robust or [c for c in table.columns if c.startswith("robust@")][-1]
     points = table.groupby("defense", sort=False)[[cost, robust]].mean()
     ax.scatter(points[cost], 100 * points[robust])
-    for defense, (x, y) in points.iterrows():
-        ax.annotate(defense, (x, 100 * y), textcoords="offset points", xytext=(4, 4), fontsize="small")
+    for names, (x, y) in _label_groups(points[cost], 100 * points[robust]):
+        ax.annotate(", ".join(names), (x, y), textcoords="offset points", xytext=(4, 4), fontsize="small")
     ax.set(xlabel=cost, ylabel=f"{robust} (%)")
     return fig
+
+
+def _label_groups(x: pd.Series, y: pd.Series, near: tuple[float, float] = (0.15, 0.04)
+                  ) -> list[tuple[list[str], tuple[float, float]]]:
+    """Points whose labels would overlap (closer than ``near`` of the axes' ranges, horizontally about a name's
+    width, vertically a line) share one label, placed at the group's leftmost top point."""
+    scale = [max(float(v.max() - v.min()), 1e-12) for v in (x, y)]
+    groups: list[list[str]] = []
+    for name in x.index:
+        for group in groups:
+            if all(abs(float(v[name] - v[group[0]])) / s < d for v, s, d in zip((x, y), scale, near)):
+                group.append(name)
+                break
+        else:
+            groups.append([name])
+    return [(g, (float(x[g].min()), float(y[g].max()))) for g in groups]
 
 
 # ------------------------------------------------------------------------------------- attack replays

@@ -146,3 +146,13 @@ def test_plotly_hover_labels_keep_the_whole_trace_name():
     names = [trace.name for trace in fig.data]
     assert names == ["image 0: observed", "image 0: undefended", "image 1: observed", "image 1: undefended"]
     assert fig.layout.hoverlabel.namelength == -1  # plotly's default (15) cuts "image 0: undefended"
+
+
+def test_margins_vs_tau_draws_one_panel_per_model_with_the_intervals():
+    margins = {"a": torch.tensor([0.5, 2.0, 4.0, 5.0]), "b": torch.tensor([1.0, 13.0, 20.0])}
+    fig = plots.margins_vs_tau(margins, tau=6.0)
+    assert len(fig.axes) == 2
+    edges = [line.get_xdata()[0] for line in fig.axes[1].lines if line.get_linestyle() == "-"]
+    attractors = [line.get_xdata()[0] for line in fig.axes[1].lines if line.get_linestyle() == "--"]
+    assert edges[:4] == [0, 6, 12, 18] and attractors[:3] == [3, 9, 15]
+    assert fig.axes[0].get_title() == "a: median 3.0"

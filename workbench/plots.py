@@ -84,6 +84,28 @@ def aaa_target_curves(m: torch.Tensor, targets: Mapping[str, torch.Tensor], ax: 
     return fig
 
 
+def margins_vs_tau(margins: Mapping[str, torch.Tensor], tau: float) -> plt.Figure:
+    """The clean top-1 minus top-2 logit margins of each model (``margins``: label -> one margin per image), one
+    panel each, against AAA's intervals: solid lines at the multiples of ``tau`` (interval edges), dashed at the
+    attractors between them. AAA moves each margin toward its interval's attractor, so ``tau`` is in the model's
+    logit units: a model whose margins all lie in the first interval has every image pulled to ``tau / 2``."""
+    fig, axes = plt.subplots(1, len(margins), figsize=(5.5 * len(margins), 3.6), squeeze=False)
+    for ax, (label, m) in zip(axes[0], margins.items()):
+        m = m.detach().cpu().numpy()
+        top = max(float(np.quantile(m, 0.99)), tau) * 1.05
+        ax.hist(m[m <= top], bins=40, color="tab:blue", alpha=0.8)
+        for k in range(int(top // tau) + 1):
+            ax.axvline(k * tau, color="k", lw=1.0)
+            ax.axvline((k + 0.5) * tau, color="tab:orange", lw=1.0, ls="--")
+        ax.set(xlabel="clean margin (top-1 minus top-2 logit)", ylabel="images", xlim=(0, top),
+               title=f"{label}: median {np.median(m):.1f}")
+    axes[0][0].plot([], [], color="k", label=f"interval edges (multiples of tau = {tau:g})")
+    axes[0][0].plot([], [], color="tab:orange", ls="--", label="attractors")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def _axes(ax: plt.Axes | None, size: tuple[float, float]) -> tuple[plt.Figure, plt.Axes]:
     if ax is not None:
         return ax.figure, ax

@@ -218,6 +218,27 @@ def test_unusable_cache_files_are_recomputed_and_rewritten(smoke_table, tmp_path
         _same(out, table)
 
 
+def test_a_row_read_from_the_cache_reports_where_its_attack_was_computed(smoke_table, tmp_path):
+    """The provenance columns come from the run that computed the record, not from the later run that read it
+    back; a record cached without one (or with a malformed one) falls back to the reading run's."""
+    folder, table = smoke_table
+    assert table.loc[0, "git commit"] == runs.provenance("cpu")["git commit"]
+    files = sorted(folder.glob("*.json"))
+    for name, computed in {"elsewhere": {"workbench": experiments.cache.version(), "git commit": "0123abc",
+                                         "torch": "2.0.0", "device": "cuda:0"},
+                           "malformed": {"git commit": 7}, "absent": None}.items():
+        cache = tmp_path / name
+        cache.mkdir()
+        for f in files:
+            stored = json.loads(f.read_text())
+            row = {**stored["row"], "computed": computed}
+            (cache / f.name).write_text(json.dumps({"row": row, "digest": experiments.cache.digest(row)}))
+        again = run(preset("smoke"), cache_dir=cache, progress=False)
+        expected = computed if name == "elsewhere" else runs.provenance("cpu")
+        assert (again[["git commit", "torch", "device"]] == [expected[k] for k in ("git commit", "torch", "device")]).all().all(), name
+        _same(again.drop(columns=["torch", "device"]), table.drop(columns=["torch", "device"]))
+
+
 def test_recompute_ignores_the_cache(smoke_table, monkeypatch):
     folder, table = smoke_table
     calls, original = [], runs._run

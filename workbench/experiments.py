@@ -13,7 +13,7 @@ holds clean accuracy, agreement with the undefended predictions, logit differenc
 images), robust accuracy at every budget as the attacker saw it, the re-evaluated robust accuracy (fresh queries
 on the final images) for randomized or batch-dependent defenses, mean / median queries of the successes, wall
 time (the attack's as computed, also when read from the cache, plus the cell's set-up), and provenance
-(configuration, seed, package version, git commit, torch version, device).
+(configuration, seed; package version, git commit, torch version and device of the run that computed the attack).
 
 Cells run in this process by default; ``executor="ray"`` runs them as Ray tasks (optional dependency) so a
 cluster or several GPUs share a big grid.
@@ -35,7 +35,6 @@ import argparse
 import dataclasses
 import itertools
 import json
-import subprocess
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -164,16 +163,6 @@ def _field(where: str, name: str, check) -> None:
 
 
 # ---------------------------------------------------------------------------------------------- one cell
-def _provenance(device: torch.device) -> dict[str, str]:
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
-                                cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        commit = ""
-    return {"workbench": cache.version(), "git commit": commit or "none", "torch": torch.__version__,
-            "device": str(device)}
-
-
 def run_cell(c: Cell, device: str | torch.device | None = None, progress: bool = False,
              cache_dir: str | Path | None = None, recompute: bool = False) -> dict[str, Any]:
     """Run one cell through the run path (``runs.run``: its record is cached under ``cache_dir``) and return its
@@ -208,7 +197,8 @@ def run_cell(c: Cell, device: str | torch.device | None = None, progress: bool =
            "targeted": c.targeted, **clean, **{f"robust@{b}": record.robust_accuracy(b) for b in c.budgets},
            "re-evaluated": record.reevaluated_accuracy, "mean queries": stats["mean_queries"],
            "median queries": stats["median_queries"], "seconds": seconds, "key": c.key(),
-           "config": json.dumps(c.config(), sort_keys=True, default=str), **_provenance(device)}
+           "config": json.dumps(c.config(), sort_keys=True, default=str),
+           **(record.computed or runs.provenance(device))}
     return row
 
 

@@ -14,7 +14,9 @@ one key scheme and one weights fingerprint.
   never misclassified within the budget.
 - With ``cache_dir``, a record is stored atomically under a hash of everything it depends on (the defense's key
   with its weights fingerprint, the attack and its settings, the threat model, budget, seed, re-evaluation and
-  the images) and validated when read back: a killed grid resumes without recomputing a finished run.
+  the images) and validated when read back: a killed grid resumes without recomputing a finished run. A record
+  keeps the provenance of the run that computed it (``provenance``: workbench version, git commit, torch, device),
+  so a grid assembled later from the cache reports where each number was really computed.
 
 Example::
 
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import subprocess
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -114,6 +117,8 @@ class Record:
         reevaluated: the share of fresh queries that classified the final image correctly (None where the defense
             is deterministic and nothing was re-evaluated).
         budget, seconds: the run's budget and wall time (of the run that computed it, when read from the cache).
+        computed: the provenance of the run that computed it (``provenance``); None for a record cached before
+            records kept it.
         result: the attack's full result (adversarial images...), None when the record came from the cache.
     """
 
@@ -124,6 +129,7 @@ class Record:
     reevaluated: torch.Tensor | None
     budget: int
     seconds: float
+    computed: dict[str, str] | None = None
     result: AttackResult | None = None
 
     def robust_accuracy(self, budget: int | None = None) -> float:
@@ -148,7 +154,7 @@ class Record:
         return {"first success": self.first_success.tolist(), "queries": self.queries.tolist(),
                 "clean correct": self.clean_correct.tolist(), "robust": self.robust.tolist(),
                 "re-evaluated correct": None if self.reevaluated is None else self.reevaluated.tolist(),
-                "budget": self.budget, "seconds": self.seconds}
+                "budget": self.budget, "seconds": self.seconds, "computed": self.computed}
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Record:
@@ -156,7 +162,27 @@ class Record:
         return cls(torch.tensor(row["first success"], dtype=torch.long), torch.tensor(row["queries"], dtype=torch.long),
                    torch.tensor(row["clean correct"], dtype=torch.bool), torch.tensor(row["robust"], dtype=torch.bool),
                    None if shares is None else torch.tensor(shares, dtype=torch.float64), int(row["budget"]),
-                   float(row["seconds"]))
+                   float(row["seconds"]), _provenance_of(row.get("computed")))
+
+
+def provenance(device: str | torch.device) -> dict[str, str]:
+    """Where a number is computed: the workbench version, the git commit of the checkout (``"none"`` outside
+    one), the torch version and ``device``."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
+                                cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        commit = ""
+    return {"workbench": cache.version(), "git commit": commit or "none", "torch": torch.__version__,
+            "device": str(device)}
+
+
+def _provenance_of(stored: object) -> dict[str, str] | None:
+    """A cached record's provenance if it is well formed (the keys of ``provenance``, string values), else None."""
+    keys = {"workbench", "git commit", "torch", "device"}
+    if isinstance(stored, dict) and set(stored) == keys and all(isinstance(v, str) for v in stored.values()):
+        return dict(stored)
+    return None
 
 
 def run(prepared: Prepared, attack: str, x: torch.Tensor, y: torch.Tensor, *, budget: int, dataset: str = "mnist",
@@ -197,7 +223,7 @@ def _run(prepared: Prepared, attack: Any, x: torch.Tensor, y: torch.Tensor, budg
     shares = metrics.reevaluated(prepared.defended, result.x_adv, y, repeats) if prepared.reevaluate else None
     robust = shares >= 0.5 if shares is not None else first < 0
     return Record(first, result.queries.cpu(), result.clean_correct.cpu(), robust, shares, oracle.budget,
-                  time.perf_counter() - start, result)
+                  time.perf_counter() - start, provenance(model_device(prepared.defended)), result)
 
 
 def _key(prepared: Prepared, attack: str, built: Any, x: torch.Tensor, y: torch.Tensor,

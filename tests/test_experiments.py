@@ -235,7 +235,8 @@ def test_a_row_read_from_the_cache_reports_where_its_attack_was_computed(smoke_t
             (cache / f.name).write_text(json.dumps({"row": row, "digest": experiments.cache.digest(row)}))
         again = run(preset("smoke"), cache_dir=cache, progress=False)
         expected = computed if name == "elsewhere" else runs.provenance("cpu")
-        assert (again[["git commit", "torch", "device"]] == [expected[k] for k in ("git commit", "torch", "device")]).all().all(), name
+        columns = ["git commit", "torch", "device"]
+        assert (again[columns] == [expected[k] for k in columns]).all().all(), name
         _same(again.drop(columns=["torch", "device"]), table.drop(columns=["torch", "device"]))
 
 

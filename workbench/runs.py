@@ -28,6 +28,7 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import subprocess
 import time
@@ -168,13 +169,20 @@ class Record:
 def provenance(device: str | torch.device) -> dict[str, str]:
     """Where a number is computed: the workbench version, the git commit of the checkout (``"none"`` outside
     one), the torch version and ``device``."""
+    return {"workbench": cache.version(), "git commit": _git_commit(), "torch": torch.__version__,
+            "device": str(device)}
+
+
+@functools.cache
+def _git_commit() -> str:
+    """The checkout's commit, asked once per process (every run records it; the code a process runs is the code
+    it imported, whatever is committed later)."""
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10,
                                 cwd=Path(__file__).parent).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         commit = ""
-    return {"workbench": cache.version(), "git commit": commit or "none", "torch": torch.__version__,
-            "device": str(device)}
+    return commit or "none"
 
 
 def _provenance_of(stored: object) -> dict[str, str] | None:

@@ -16,6 +16,7 @@ Values are in percent except ``logit diff``; defense and attack names are the wo
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import pandas as pd
@@ -75,12 +76,11 @@ def orderings(both: pd.DataFrame, tie: float = 0.0) -> pd.DataFrame:
     rows = []
     for attack in dict.fromkeys(both.columns.get_level_values("attack")):
         cell = both[attack].dropna()
-        for i, first in enumerate(cell.index):
-            for second in cell.index[i + 1:]:
-                order = {s: _winner(first, second, cell.loc[first, s] - cell.loc[second, s], tie)
-                         for s in ("paper", "here")}
-                rows.append({"attack": attack, "pair": f"{first} vs {second}", **order,
-                             "holds": order["paper"] == order["here"]})
+        for first, second in itertools.combinations(cell.index, 2):
+            order = {s: _winner(first, second, cell.loc[first, s] - cell.loc[second, s], tie)
+                     for s in ("paper", "here")}
+            rows.append({"attack": attack, "pair": f"{first} vs {second}", **order,
+                         "holds": order["paper"] == order["here"]})
     return pd.DataFrame(rows, columns=["attack", "pair", "paper", "here", "holds"])
 
 

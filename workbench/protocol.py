@@ -191,7 +191,7 @@ register(Protocol("cifar10", "cifar10", test_size=10000, held_out=500, eps={"lin
 register(Protocol("cifar10-jpeg", "cifar10-jpeg", test_size=1000, held_out=500, eps={"linf": 8 / 255, "l2": 0.5},
                   attacks=_PAPERS, defenses=_defaults({"delta": 0.5, "p": 1, "alpha": 10.0}),
                   model="cifar10-resnet20",
-                  zoo=("cifar10-resnet20", "cifar10-resnet20-at", "cifar10-resnet20-gf")))
+                  zoo=("cifar10-resnet20", "cifar10-resnet20-ls", "cifar10-resnet20-at", "cifar10-resnet20-gf")))
 register(Protocol("imagenet", "imagenet", test_size=1000, held_out=500, eps={"linf": 4 / 255, "l2": 5.0},
                   attacks=_IMAGENET, defenses=_defaults({"delta": 0.1, "p": 1, "alpha": 1.0}), model="resnet50",
                   root=True))

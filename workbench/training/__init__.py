@@ -116,10 +116,12 @@ RECIPES: dict[str, Recipe] = {
     "mnist-cnn": Recipe(epochs=6),
     "mnist-cnn-at": Recipe(epochs=10, lr=5e-4, base="mnist-cnn", step=adversarial_step),
     "mnist-cnn-gf": Recipe(epochs=2, base="mnist-cnn", step=gaussian_step),
-    "cifar10-resnet20": Recipe(schedule=sgd.Schedule()),
-    "cifar10-resnet20-at": Recipe(base="cifar10-resnet20", step=fgsm_rs_step,
+    "cifar10-resnet20-ls": Recipe(schedule=sgd.Schedule()),
+    "cifar10-resnet20": Recipe(base="cifar10-resnet20-ls",
+                               schedule=sgd.Schedule(epochs=4, lr=0.02, warmup=0.5, label_smoothing=0.0)),
+    "cifar10-resnet20-at": Recipe(base="cifar10-resnet20-ls", step=fgsm_rs_step,
                                   schedule=sgd.Schedule(epochs=10, lr=0.05, warmup=1.0)),
-    "cifar10-resnet20-gf": Recipe(base="cifar10-resnet20", step=noise_step,
+    "cifar10-resnet20-gf": Recipe(base="cifar10-resnet20-ls", step=noise_step,
                                   schedule=sgd.Schedule(epochs=5, lr=0.02, warmup=0.5)),
 }
 

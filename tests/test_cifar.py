@@ -76,8 +76,8 @@ def test_unig_on_cifar_pads_single_images_with_held_out_images():
 def test_aaa_tau_is_in_logit_units_of_the_model():
     """Label smoothing 0.1 caps the clean margins of ``cifar10-resnet20-ls`` near log(0.91 / 0.01) = 4.5: on the 500
     embedded images not held out their 99th percentile is 5.58 (max 6.77), under AAA's tau = 6, so every margin lies
-    in AAA's first interval and is pulled toward 3. Measured there (deterministic): ECE of the model 0.071, of AAA-linear at
-    tau 6 0.137 (+0.066; over the five 100-image slices +0.059 +- 0.011, min +0.052; threshold +0.03), at tau 3
+    in AAA's first interval and is pulled toward 3. Measured there (deterministic): ECE of the model 0.071, of
+    AAA-linear at tau 6 0.137 (+0.066; over the five 100-image slices +0.059 +- 0.011, min +0.052; threshold +0.03), at tau 3
     0.044 (-0.027; slices -0.016 +- 0.014; threshold: below the model's). AAA Table 2's ECE gain (3.52 -> 2.46 %)
     needs tau in the model's units."""
     from workbench import metrics

@@ -50,6 +50,9 @@ def _cifar(net: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
     return lambda: Normalized(net(), CIFAR_MEAN, CIFAR_STD)
 
 
+_resnet20 = _cifar(lambda: CifarResNet(3))  # the CIFAR-10 (JPEG q75) zoo: one architecture, four weights files
+
+
 _TABLE: dict[str, ZooEntry] = {}
 
 
@@ -86,19 +89,19 @@ for _entry in (
     ZooEntry("mnist-cnn-gf", _mnist, "mnist", "743ad658ad501d9298575299cb1f96521bbbb5c313bfe80e64978e284e6e3590",
              "Gaussian augmentation (nu 0.05, the loss of the expectation over 4 draws), fine-tuned from mnist-cnn "
              "(RND-GF)"),
-    ZooEntry("cifar10-resnet20-ls", _cifar(lambda: CifarResNet(3)), "cifar10-jpeg",
+    ZooEntry("cifar10-resnet20-ls", _resnet20, "cifar10-jpeg",
              "4e62ddcf775f9223362964aded248996d77d0449783be08dcdd3a79f663eb38b",
              about="ResNet-20 (He et al. 2016) trained on the 50,000 CIFAR-10 (JPEG q75) training images (90 epochs "
                    "of SGD, label smoothing 0.1, bfloat16 autocast): clean 0.8881 on the 10,000 CIFAR-10 (JPEG q75) "
                    "test images; label smoothing caps its margins near 4.5 logits (the base of the others)"),
-    ZooEntry("cifar10-resnet20", _cifar(lambda: CifarResNet(3)), "cifar10-jpeg",
+    ZooEntry("cifar10-resnet20", _resnet20, "cifar10-jpeg",
              "547c7d5fba9dbafc3c58dc8a770242243a393d8021a80170277dcf585c6fe9ce",
              about="cifar10-resnet20-ls fine-tuned 4 epochs without label smoothing (the standard model): clean "
                    "0.8857 on the 10,000 CIFAR-10 (JPEG q75) test images"),
-    ZooEntry("cifar10-resnet20-at", _cifar(lambda: CifarResNet(3)), "cifar10-jpeg",
+    ZooEntry("cifar10-resnet20-at", _resnet20, "cifar10-jpeg",
              "90ac739a7602ee66a4faf86d2d4b1fee3e7eb6832bd2268f4851e9e3cef46a76",
              "cifar10-resnet20-ls fine-tuned with FGSM adversarial training (random start, eps 8/255, 10 epochs)"),
-    ZooEntry("cifar10-resnet20-gf", _cifar(lambda: CifarResNet(3)), "cifar10-jpeg",
+    ZooEntry("cifar10-resnet20-gf", _resnet20, "cifar10-jpeg",
              "66c2f0b6d38ee9ae555ab8312f3ba898fab5892959bc5efadfed4c6ae01dc551",
              "cifar10-resnet20-ls fine-tuned with Gaussian augmentation (nu 0.05, 5 epochs), for RND-GF"),
     ZooEntry("preactresnet18", _cifar(PreActResNet18), "cifar10", about="UniG's CIFAR-10 architecture"),

@@ -1,14 +1,15 @@
 # Two commands on a fresh Linux machine with Python >= 3.10 and pip:
 #   make figures   create .venv if missing, install, run every notebook on the embedded default, write figures/
 #   make test      create .venv if missing, install, run the whole test suite (notebooks in fast mode)
-# and: make test-browser (every notebook in JupyterLab in headless Chromium), make lab [FAST=1], make site,
-#      make strip (the tracked notebooks without outputs), make benchmarks
+# and: make test-numerics (the rounding-sensitive tests on the plainest CPU kernels), make test-browser (every
+#      notebook in JupyterLab in headless Chromium), make lab [FAST=1], make site, make strip (the tracked
+#      notebooks without outputs), make benchmarks
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test test-browser figures install benchmarks strip clean site lab
+.PHONY: test test-numerics test-browser figures install benchmarks strip clean site lab
 
 # A fresh install downloads ~5 GB (PyPI's torch build brings its CUDA libraries) and needs ~7 GB of disk. pip
 # resumes a dropped download and the whole install is tried three times, 30 and 60 s apart, before make fails.
@@ -35,6 +36,11 @@ install: $(STAMP)
 
 test: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider --ignore=tests/browser tests
+
+# The rounding-sensitive tests once more on PyTorch's plainest CPU kernels, which every x86 CPU has (.ci/run; a
+# test that holds only on one kernel level fails here first: docs/architecture.md)
+test-numerics: $(STAMP)
+	ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -p no:cacheprovider -m numerics tests
 
 # Every notebook in a real JupyterLab in headless Chromium (Debian's chromium and chromium-driver), fast mode.
 test-browser: $(STAMP)

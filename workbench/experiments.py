@@ -32,10 +32,12 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import itertools
 import json
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -248,12 +250,9 @@ def run(cells: Sequence[Cell], *, executor: str = "local", cache_dir: str | Path
 
 
 def _run_ray(todo: list[Cell], folder: Path, device: str | None, recompute: bool, rows: dict, bar) -> None:
-    try:
-        import ray  # optional, heavy: imported only for executor="ray"
-    except ImportError:
-        raise ValueError("executor='ray' needs Ray: pip install 'ray[default]' (or use executor='local')") from None
-    if not ray.is_initialized():
-        ray.init(include_dashboard=False, log_to_driver=False)
+    start_ray()
+    import ray  # optional, heavy: imported only for executor="ray" (start_ray says how to install it)
+
     task = ray.remote(run_cell)
     pending = {task.remote(c, device, False, folder, recompute): c for c in todo}
     while pending:
@@ -261,6 +260,51 @@ def _run_ray(todo: list[Cell], folder: Path, device: str | None, recompute: bool
         c = pending.pop(done[0])
         rows[c.key()] = ray.get(done[0])
         bar.update(1)
+
+
+# Ray gives a new local node a fixed 30 s (ray/_private/node.py, not configurable) to start its GCS, raylet and
+# agents, about ten Python and C++ processes. On this 2-core machine that took 8 s quiet, 13-14 s beside two
+# busy processes and 21 s beside four: a test run beside a busy core can miss it. Each miss is retried.
+RAY_STARTS = 3
+
+
+def start_ray(**options: Any) -> None:
+    """Start a local Ray (no dashboard, workers' logs kept out of the driver's output; ``options`` go to
+    ``ray.init``) unless one is running. Where Ray's own startup times out on a busy machine, the processes that
+    attempt left behind are stopped and Ray is started again, up to ``RAY_STARTS`` times in all."""
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("executor='ray' needs Ray: pip install 'ray[default]' (or use executor='local')") from None
+    import psutil  # installed with Ray's extra (and with Jupyter)
+
+    if ray.is_initialized():
+        return
+    for attempt in range(1, RAY_STARTS + 1):
+        before = {p.pid for p in psutil.Process().children(recursive=True)}
+        try:
+            ray.init(**{"include_dashboard": False, "log_to_driver": False, **options})
+            return
+        except Exception as error:  # Ray raises a bare Exception when its node misses the startup limit
+            if "timed out during startup" not in str(error):
+                raise
+            _stop_new_children(before)
+            if attempt == RAY_STARTS:
+                raise RuntimeError(f"Ray did not start in {RAY_STARTS} attempts of Ray's fixed 30 s each (the "
+                                   "machine is busy): run again when it is quieter, or use executor='local'") from error
+            warnings.warn(f"Ray's startup timed out (attempt {attempt} of {RAY_STARTS}, a busy machine); "
+                          "starting it again", RuntimeWarning, stacklevel=2)
+
+
+def _stop_new_children(before: set[int]) -> None:
+    """Stop this process's child processes that are not in ``before`` (what a failed Ray start left running)."""
+    import psutil
+
+    new = [p for p in psutil.Process().children(recursive=True) if p.pid not in before]
+    for p in new:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            p.kill()
+    psutil.wait_procs(new, timeout=10)
 
 
 # ---------------------------------------------------------------------------------------------- presets

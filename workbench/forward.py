@@ -6,7 +6,8 @@ the thread choice and its timing, and what is known per model. The Oracle (the b
   probes find the model batch-dependent (UniG, DENT: then the attacker's batch reaches it whole, as it must).
 - Folding: where the probes find the model deterministic and it has no seeded random parts, forwards go through a
   copy with its batch norms folded into the convolutions and its ReLUs in place (``workbench.inference``), used
-  only where the copy agrees with the model on the probe images.
+  only where the copy agrees with the model on the probe images; a post-processing defense (below) is folded by
+  its base, and the agreement asked is the base's.
 - Post-processing: a defense that post-processes the logits of a classifier says so with ``base`` (the
   classifier) and ``post_process(logits)`` (AAA, temperature scaling). Where its output on the probe images is
   ``post_process(base(x))`` up to float rounding, the base's forward runs in chunks and the post-processing once
@@ -75,35 +76,43 @@ class Forwards:
         self.model, self.device = model, model_device(model)
         self.seconds = 0.0  # spent in the timed forwards
         self.base_logits: torch.Tensor | None = None
-        adapt = threads is None and torch.get_num_threads() > 1
-        self.batch_size, self.net, found = self._plan(x, batch_size, checks.flag("fold", fold), adapt, probes)
+        adapt, fold = threads is None and torch.get_num_threads() > 1, checks.flag("fold", fold)
+        self.batch_size, found = self._plan(x, batch_size, fold, adapt, probes)
         self.post = self._post_processing(x) if found is not None and found.deterministic else None
-        self.chunked = self.net.base if self.post is not None else self.net  # what each chunk runs through
+        plain = self.model.base if self.post is not None else self.model  # what each chunk computes
+        self.chunked = self._fold(plain, x, found) if fold else plain  # and what runs it
+        self.folded = self.chunked is not plain  # whether the chunks go through a copy with its batch norms folded
         self.choice = self._choice(threads, found, x)
 
     def _plan(self, x: torch.Tensor, batch_size: int | str | None, fold: bool, adapt: bool,
-              known: Probes | None) -> tuple[int | None, nn.Module, Probes | None]:
-        """The batch size and the module the forwards go through (the model or its folded copy), from one probe
-        of the model (returned too) where there are more than ``CPU_BATCH`` images and the batch size, the fold
-        or (``adapt``) the thread choice needs it."""
+              known: Probes | None) -> tuple[int | None, Probes | None]:
+        """The batch size, and one probe of the model (None where not needed) where there are more than
+        ``CPU_BATCH`` images and the batch size, the fold, the split or (``adapt``) the thread choice needs it."""
         cpu, many = self.device.type == "cpu", len(x) > CPU_BATCH
-        fold = fold and many and not seeded(self.model) and bool(foldable(self.model))
-        wanted = fold or (cpu and (batch_size == "auto" or adapt))
+        wanted = fold and not seeded(self.model) and bool(foldable(self.model))
+        wanted = wanted or (cpu and (batch_size == "auto" or adapt))
         found = (known or probe(self.model, x[:IMAGES])) if many and wanted else None
         if batch_size == "auto":
             batch_size = CPU_BATCH if cpu and found is not None and not found.batch_dependent else None
-        twin = fold_batchnorm(self.model) if fold and found.deterministic else None  # copied only when usable
-        if twin is not None and agrees(self.model, twin, x[:IMAGES].to(self.device)):
-            return batch_size, twin, found
-        return batch_size, self.model, found
+        return batch_size, found
+
+    def _fold(self, net: nn.Module, x: torch.Tensor, found: Probes | None) -> nn.Module:
+        """``net``'s folded copy where the model is deterministic, has no seeded random parts and the copy agrees
+        with ``net`` on the probe images; else ``net``. A post-processing defense is folded by its base (``net`` is
+        then the base): the agreement is the base's, and the post-processing, which may amplify rounding (AAA's
+        solver does in its ill-conditioned rows), still runs on the base's logits as the defense's own."""
+        if found is None or not found.deterministic or seeded(self.model) or not foldable(net):
+            return net
+        twin = fold_batchnorm(net)  # copied only when usable
+        return twin if twin is not None and agrees(net, twin, x[:IMAGES].to(self.device)) else net
 
     def _post_processing(self, x: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor] | None:
-        """The net's ``post_process`` where it declares one over a ``base`` and ``post_process(base(x))`` agrees with
-        its output on the probe images; else None (the net runs whole in every chunk)."""
-        base, post = getattr(self.net, "base", None), getattr(self.net, "post_process", None)
-        if not isinstance(base, nn.Module) or not callable(post):
+        """The model's ``post_process`` where it declares one over a ``base`` and ``post_process(base(x))`` agrees
+        with its output on the probe images; else None (the model runs whole in every chunk)."""
+        if not _declares_post_processing(self.model):
             return None
-        return post if agrees(self.net, _Split(base, post), x[:IMAGES].to(self.device)) else None
+        post = self.model.post_process
+        return post if agrees(self.model, _Split(self.model.base, post), x[:IMAGES].to(self.device)) else None
 
     @property
     def split(self) -> bool:
@@ -134,11 +143,6 @@ class Forwards:
     def adaptive(self) -> bool:
         """Whether the forwards adapt to a busy machine (and the attack's loop runs on one thread)."""
         return len(self.choice.options) > 1
-
-    @property
-    def folded(self) -> bool:
-        """Whether the forwards go through a copy of the model with its batch norms folded."""
-        return self.net is not self.model
 
     def loop(self) -> contextlib.AbstractContextManager:
         """Where the attacker's own loop runs: on one thread where the forwards adapt, else on the setting."""
@@ -179,6 +183,11 @@ class Forwards:
             out = self.chunked(x)
         self.choice.record(n, time.perf_counter() - start, len(x))
         return out
+
+
+def _declares_post_processing(model: nn.Module) -> bool:
+    """Whether ``model`` says it post-processes a classifier's logits: a ``base`` module and a ``post_process``."""
+    return isinstance(getattr(model, "base", None), nn.Module) and callable(getattr(model, "post_process", None))
 
 
 class _Split(nn.Module):

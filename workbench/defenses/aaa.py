@@ -11,12 +11,16 @@ attractors ``atr = (ceil(m_org / tau) - 1/2) * tau``; inside an interval the tar
 - sine   (eq. 5, second line): ``m_trg = m_org - alpha * tau * sin(pi * (1 - 2 * (m_org - atr) / tau))``
 
 Logits are found by ``kappa`` Adam steps (lr 0.1) on ``|m(z) - m_trg| + beta * |softmax(z)[c] - p_trg|``, with
-``c`` the original prediction and ``p_trg = max softmax(z_org / T)``. Two deliberate choices of the workbench:
+``c`` the original prediction and ``p_trg = max softmax(z_org / T)``. Three deliberate choices of the workbench:
 
 - The temperature T is really tuned (``calibrate``): the grid value that minimizes 15-bin ECE of AAA's own output
   on held-out data. The released code never runs this step and keeps T = 1.
 - The predicted class never changes: rows whose arg-max moved during optimization (possible where the target
   margin reaches 0) get the original class's logit raised just above the others. ``last_repaired`` counts them.
+- The Adam steps run in float64 and are rounded once at the end, and the confidence target comes from the
+  solver's own softmax: AAA's output is then the same whichever solver (compiled, eager, CUDA graph) and whichever
+  CPU kernel level computes it (``aaa_solver``). The released code's float32 steps follow their signs into
+  rounding on some rows (up to 0.24 of the logits' scale apart between two kernel levels).
 
 Where this differs from the released code (measured side by side on the same logits; docs/protocol.md):
 
@@ -96,8 +100,8 @@ class AAA(nn.Module):
         lr: Adam learning rate (default 0.1). temperature: T of the calibration target (default 1; ``calibrate``
             tunes it).
         solver: how the Adam steps run (``aaa_solver.METHODS``): None (default) picks a CUDA graph on a GPU, the
-            compiled loop on a CPU with numba, the eager PyTorch loop otherwise; all give the same logits up to
-            float rounding.
+            compiled loop on a CPU with numba, the eager PyTorch loop otherwise; all give the same logits (float64
+            steps, rounded once).
 
     AAA post-processes its model's logits (``base`` and ``post_process``): the Oracle runs the model's forward
     in chunks and the solver once per query batch.
@@ -135,17 +139,17 @@ class AAA(nn.Module):
         return self.post_process(logits)
 
     def post_process(self, logits: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
-        """AAA's output for the original logits ``logits`` (N, K) (Algorithm 1)."""
-        z_org = logits.detach().float()
+        """AAA's output for the original logits ``logits`` (N, K) (Algorithm 1): solved in float64 and rounded once
+        to the logits' dtype (``aaa_solver``: the same output whichever solver and CPU kernel level runs it)."""
+        z_org = logits.detach().double()
         t = self.temperature if temperature is None else temperature
         m_trg = target_margin(top2_margin(z_org), self.curve, self.tau, self.alpha)
-        p_trg = F.softmax(z_org / t, dim=1).amax(1)
         pred = z_org.argmax(1)
         method = self.solver or default_method(z_org.device)
         # the eager loop's tiny operations on one thread: several only add waiting (and collapse under load)
         with one_thread() if method == "eager" else contextlib.nullcontext():
-            z = solve(z_org, pred, m_trg, p_trg, self.beta, self.kappa, self.lr, method)
-        return self._repair(z, pred).to(logits.dtype)
+            z = solve(z_org, pred, m_trg, t, self.beta, self.kappa, self.lr, method)
+        return self._repair(z.to(logits.dtype), pred)
 
     def _repair(self, z: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
         moved = z.argmax(1) != pred

@@ -1,5 +1,6 @@
 """AAA's logit solver: ``steps`` Adam steps (torch.optim.Adam's update, bias correction included) on AAA's
-objective ``|m(z) - m_trg| + beta * |softmax(z)[c] - p_trg|``, summed over rows, from the original logits.
+objective ``|m(z) - m_trg| + beta * |softmax(z)[c] - p_trg|``, summed over rows, from the original logits, with
+the confidence target ``p_trg = softmax(z_org / T)[c]``.
 
 The objective is summed, so every row is solved independently of the others. Three ways to run the same steps:
 
@@ -7,12 +8,24 @@ The objective is summed, so every row is solved independently of the others. Thr
   reference, about 30 small operations per step.
 - ``compiled`` (CPU, where numba is installed): the whole loop compiled to machine code, row by row (numba, cached
   on disk after the first compilation): no per-operation overhead, which dominates for AAA's tiny tensors (a
-  query batch of 1-64 images is 10-640 logits). The same float32 arithmetic in the same order, except that
-  libm's ``exp`` and the compiler's rounding of a few products may differ from PyTorch's vectorized kernels by
-  an ulp: outputs agree with ``eager`` to about 1e-6 of the logits' scale (tested at 1e-5).
+  query batch of 1-64 images is 10-640 logits).
 - ``graph`` (CUDA): the eager steps captured once per (device, rows rounded up to a power of two,
   hyperparameters) in a CUDA graph and replayed: one launch instead of ~3,000. Rows are padded, and padding is
   harmless because rows are independent.
+
+**One output on every machine.** The objective is a sum of absolute values, so each step follows the *signs* of
+``m(z) - m_trg`` and ``softmax(z)[c] - p_trg``, and Adam's first steps move every logit by about ``lr`` whatever
+the gradient's size: a sign decided by rounding changes the output by a visible amount. Two choices keep rounding
+out of those decisions:
+
+- Every backend runs in float64 and the caller rounds once at the end. In float32 the eager loop followed ATen's
+  kernel level (its vectorized ``exp`` and sums differ by an ulp between ``default``, ``avx2`` and ``avx512``) and
+  disagreed with the compiled loop on 30-460 rows of 1000 beyond 1e-5 of the logits' scale (largest 0.24); in
+  float64 the two loops, at all three kernel levels, give the same float32 output bit for bit on the MNIST CNN's
+  1000 test logits (T in 0.5, 1, 1.15, 2, 3; both curves; docs/performance.md has the table).
+- Each backend computes ``p_trg`` with the softmax its own steps use. At T = 1 the calibration term then starts
+  at exactly zero, as it does in exact arithmetic (``|softmax(z_org)[c] - p_trg| = 0``, a zero subgradient);
+  a ``p_trg`` from another softmax made its first sign, and so Adam's whole first step, a coin toss per row.
 
 ``solve`` picks ``graph`` on CUDA, ``compiled`` on a CPU with numba and ``eager`` otherwise; none synchronizes with
 the host inside the loop.
@@ -51,6 +64,11 @@ def gradient(z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, p_trg: to
     return g.scatter_add_(1, top.indices[:, 1:], -s)
 
 
+def confidence_target(z: torch.Tensor, pred: torch.Tensor, temperature: float | torch.Tensor) -> torch.Tensor:
+    """``p_trg = softmax(z / T)[c]`` with the softmax ``gradient`` uses (at T = 1 exactly its first ``p_c``)."""
+    return F.softmax(z / temperature, dim=1).gather(1, pred[:, None]).squeeze(1)
+
+
 def adam(z: torch.Tensor, grad: Callable[[torch.Tensor], torch.Tensor], steps: int, lr: float) -> torch.Tensor:
     """``steps`` steps of Adam from ``z`` (a copy is updated) with the gradient ``grad(z)``."""
     z = z.clone()
@@ -64,50 +82,65 @@ def adam(z: torch.Tensor, grad: Callable[[torch.Tensor], torch.Tensor], steps: i
     return z
 
 
-def eager(z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, p_trg: torch.Tensor, beta: float, steps: int,
-          lr: float) -> torch.Tensor:
-    """The reference loop in PyTorch operations."""
+def eager(z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, temperature: float | torch.Tensor, beta: float,
+          steps: int, lr: float) -> torch.Tensor:
+    """The reference loop in PyTorch operations, in z's dtype (``solve`` gives it float64)."""
+    p_trg = confidence_target(z, pred, temperature)
     return adam(z, lambda v: gradient(v, pred, m_trg, p_trg, beta), steps, lr)
 
 
 def _schedule(steps: int, lr: float) -> tuple[np.ndarray, np.ndarray]:
-    """Per step t = 1..steps, as PyTorch sees them (double scalars cast to float32): Adam's second-moment bias
-    correction and the signed step size -lr / (first-moment bias correction)."""
+    """Per step t = 1..steps, the double scalars PyTorch's loop uses: Adam's second-moment bias correction and the
+    signed step size -lr / (first-moment bias correction)."""
     t = np.arange(1, steps + 1, dtype=np.float64)
-    return (1 - BETAS[1] ** t).astype(np.float32), (-lr / (1 - BETAS[0] ** t)).astype(np.float32)
+    return 1 - BETAS[1] ** t, -lr / (1 - BETAS[0] ** t)
 
 
-def _rows(z, pred, m_trg, p_trg, beta, c2, step, b1, a1, b2, a2, eps):  # pragma: no cover - compiled by numba
-    """The compiled loop over rows and steps (float32 in, float32 arithmetic; ``z`` is updated in place)."""
+def _softmax(z, temperature, p):  # pragma: no cover - compiled by numba
+    """``p = softmax(z / temperature)`` of one row (float64, as PyTorch: the maximum subtracted after the division;
+    at temperature 1 the division, exact, is skipped); returns the index of the largest logit."""
+    first = 0
+    for j in range(1, len(z)):
+        if z[j] > z[first]:
+            first = j
+    total = 0.0
+    if temperature == 1.0:
+        for j in range(len(z)):
+            p[j] = math.exp(z[j] - z[first])
+            total += p[j]
+    else:
+        top = z[first] / temperature
+        for j in range(len(z)):
+            p[j] = math.exp(z[j] / temperature - top)
+            total += p[j]
+    inverse = 1.0 / total
+    for j in range(len(z)):
+        p[j] = p[j] * inverse
+    return first
+
+
+def _rows(z, pred, m_trg, temperature, beta, c2, step, b1, a1, b2, a2, eps):  # pragma: no cover - compiled by numba
+    """The compiled loop over rows and steps (float64; ``z`` is updated in place)."""
     n, k = z.shape
-    m = np.zeros(k, np.float32)
-    v = np.zeros(k, np.float32)
-    g = np.zeros(k, np.float32)
-    p = np.zeros(k, np.float32)
-    one = np.float32(1.0)
+    m = np.zeros(k)
+    v = np.zeros(k)
+    g = np.zeros(k)
+    p = np.zeros(k)
     for i in range(n):
         m[:] = 0
         v[:] = 0
         c = pred[i]
+        _softmax_compiled(z[i], temperature, p)
+        p_trg = p[c]
         for t in range(len(step)):
-            first = 0
-            for j in range(1, k):
-                if z[i, j] > z[i, first]:
-                    first = j
+            first = _softmax_compiled(z[i], 1.0, p)
             second = 1 if first == 0 else 0
             for j in range(k):
                 if j != first and z[i, j] > z[i, second]:
                     second = j
-            s = np.float32(np.sign(z[i, first] - z[i, second] - m_trg[i]))
-            total = np.float32(0.0)
-            for j in range(k):
-                p[j] = np.float32(math.exp(z[i, j] - z[i, first]))
-                total += p[j]
-            inverse = one / total
-            for j in range(k):
-                p[j] = p[j] * inverse
+            s = np.sign(z[i, first] - z[i, second] - m_trg[i])
             pc = p[c]
-            push = np.float32(beta * np.float32(np.sign(pc - p_trg[i]))) * pc
+            push = beta * np.sign(pc - p_trg) * pc
             for j in range(k):
                 g[j] = p[j] * -push
             g[c] += push
@@ -116,24 +149,26 @@ def _rows(z, pred, m_trg, p_trg, beta, c2, step, b1, a1, b2, a2, eps):  # pragma
             for j in range(k):
                 m[j] = m[j] * b1 + a1 * g[j]
                 v[j] = v[j] * b2 + a2 * g[j] * g[j]
-                denom = np.float32(math.sqrt(v[j] / c2[t])) + eps
+                denom = math.sqrt(v[j] / c2[t]) + eps
                 z[i, j] = z[i, j] + step[t] * (m[j] / denom)
     return z
 
 
-_compiled = numba.njit(cache=True, nogil=True)(_rows) if numba is not None else None
+if numba is not None:
+    _softmax_compiled = numba.njit(cache=True, nogil=True)(_softmax)
+    _compiled = numba.njit(cache=True, nogil=True)(_rows)
+else:  # pragma: no cover - exercised where numba is missing
+    _softmax_compiled = _compiled = None
 
 
-def compiled(z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, p_trg: torch.Tensor, beta: float,
+def compiled(z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, temperature: float, beta: float,
              steps: int, lr: float) -> torch.Tensor:
-    """The loop compiled by numba (CPU tensors; raises where numba is not installed)."""
+    """The loop compiled by numba (CPU tensors, float64; raises where numba is not installed)."""
     if _compiled is None:
         raise ValueError("method='compiled' needs numba (pip install numba); use method='eager'")
     c2, step = _schedule(steps, lr)
-    f32 = np.float32
-    out = _compiled(z.detach().float().numpy().copy(), pred.numpy().astype(np.int64), m_trg.float().numpy(),
-                    p_trg.float().numpy(), f32(beta), c2, step, f32(BETAS[0]), f32(1 - BETAS[0]), f32(BETAS[1]),
-                    f32(1 - BETAS[1]), f32(EPS))
+    out = _compiled(z.detach().double().numpy().copy(), pred.numpy().astype(np.int64), m_trg.double().numpy(),
+                    float(temperature), float(beta), c2, step, BETAS[0], 1 - BETAS[0], BETAS[1], 1 - BETAS[1], EPS)
     return torch.from_numpy(out)
 
 
@@ -142,24 +177,25 @@ class _Graph:
     replayed, the static output is read."""
 
     def __init__(self, rows: int, k: int, device: torch.device, beta: float, steps: int, lr: float):
-        self.z = torch.zeros(rows, k, device=device)
+        self.z = torch.zeros(rows, k, device=device, dtype=torch.float64)
         self.pred = torch.zeros(rows, dtype=torch.long, device=device)
-        self.m_trg = torch.zeros(rows, device=device)
-        self.p_trg = torch.zeros(rows, device=device)
+        self.m_trg = torch.zeros(rows, device=device, dtype=torch.float64)
+        self.temperature = torch.ones((), device=device, dtype=torch.float64)
         stream = torch.cuda.Stream(device)
         stream.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(stream):  # warm up (allocations, kernels) outside the capture
-            eager(self.z, self.pred, self.m_trg, self.p_trg, beta, steps, lr)
+            eager(self.z, self.pred, self.m_trg, self.temperature, beta, steps, lr)
         torch.cuda.current_stream(device).wait_stream(stream)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.out = eager(self.z, self.pred, self.m_trg, self.p_trg, beta, steps, lr)
+            self.out = eager(self.z, self.pred, self.m_trg, self.temperature, beta, steps, lr)
 
-    def __call__(self, z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, p_trg: torch.Tensor) -> torch.Tensor:
+    def __call__(self, z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, temperature: float) -> torch.Tensor:
         n = len(z)
-        for static, value in ((self.z, z), (self.pred, pred), (self.m_trg, m_trg), (self.p_trg, p_trg)):
+        for static, value in ((self.z, z), (self.pred, pred), (self.m_trg, m_trg)):
             static.zero_()
             static[:n].copy_(value)
+        self.temperature.fill_(temperature)
         self.graph.replay()
         return self.out[:n].clone()
 
@@ -172,13 +208,13 @@ def bucket(n: int) -> int:
     return 1 << max(0, n - 1).bit_length()
 
 
-def graph(z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, p_trg: torch.Tensor, beta: float, steps: int,
+def graph(z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, temperature: float, beta: float, steps: int,
           lr: float) -> torch.Tensor:
     """The eager loop captured in a CUDA graph per (device, bucket of rows, classes, hyperparameters), replayed."""
     key = (z.device, bucket(len(z)), z.shape[1], float(beta), int(steps), float(lr))
     if key not in _GRAPHS:
         _GRAPHS[key] = _Graph(key[1], key[2], z.device, beta, steps, lr)
-    return _GRAPHS[key](z.float(), pred, m_trg.float(), p_trg.float())
+    return _GRAPHS[key](z, pred, m_trg, temperature)
 
 
 def default_method(device: torch.device) -> str:
@@ -188,12 +224,14 @@ def default_method(device: torch.device) -> str:
     return "compiled" if _compiled is not None and device.type == "cpu" else "eager"
 
 
-def solve(z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, p_trg: torch.Tensor, beta: float, steps: int,
+def solve(z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, temperature: float, beta: float, steps: int,
           lr: float, method: str | None = None) -> torch.Tensor:
-    """AAA's logits after ``steps`` Adam steps from ``z`` (N, K) float32 (see the module docstring); ``method``:
+    """AAA's logits after ``steps`` Adam steps from the original logits ``z`` (N, K), in float64 (the caller rounds
+    once; see the module docstring), with the confidence target ``softmax(z / temperature)[pred]``; ``method``:
     one of ``METHODS`` (default: ``default_method`` of z's device)."""
     method = method or default_method(z.device)
+    z, m_trg = z.double(), m_trg.double()
     if not len(z) or steps == 0:
         return z.clone()
     run = {"eager": eager, "compiled": compiled, "graph": graph}[method]
-    return run(z, pred, m_trg, p_trg, beta, steps, lr).to(z.device)
+    return run(z, pred, m_trg, temperature, beta, steps, lr).to(z.device)

@@ -3,13 +3,13 @@
 #   make test      create .venv if missing, install, run the whole test suite (notebooks in fast mode)
 # and: make test-numerics (the rounding-sensitive tests on the plainest CPU kernels), make test-browser (every
 #      notebook in JupyterLab in headless Chromium), make lab [FAST=1], make site, make strip (the tracked
-#      notebooks without outputs), make benchmarks
+#      notebooks without outputs), make benchmarks, make gpu-check (on a CUDA machine)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test test-numerics test-browser figures install benchmarks strip clean site lab
+.PHONY: test test-numerics test-browser gpu-check figures install benchmarks strip clean site lab
 
 # A fresh install downloads ~5 GB (PyPI's torch build brings its CUDA libraries) and needs ~7 GB of disk. pip
 # resumes a dropped download and the whole install is tried three times, 30 and 60 s apart, before make fails.
@@ -57,6 +57,10 @@ site: $(STAMP)
 
 figures: $(STAMP)
 	$(BIN)/python -m workbench.course.notebooks --full
+
+# The prepared check for a CUDA machine (CUDA tests, AAA's CUDA-graph solver, Square over the floor on CIFAR-10)
+gpu-check: $(STAMP)
+	$(BIN)/python -m benchmarks.gpu_check
 
 benchmarks: $(STAMP)
 	$(call pip_install,-e ".[peers]")

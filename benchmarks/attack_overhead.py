@@ -24,7 +24,7 @@ def main() -> None:
     model = common.model(args.device)
     rows = {}
     for name in names():
-        result = build(name, seed=0, progress=False).run(Oracle(model, x, y, budget=args.budget))
+        result = build(name, dataset="mnist", seed=0, progress=False).run(Oracle(model, x, y, budget=args.budget))
         rows[name] = {"wall s": result.seconds, "forward s": result.forward_seconds,
                       "queries": int(result.queries.sum()), "wall / forward": result.seconds / result.forward_seconds,
                       "robust": result.robust_accuracy()}

@@ -41,7 +41,7 @@ def every_attack(model, x, y) -> pd.DataFrame:
     rows = {}
     runs = [(name, name, {}) for name in names()] + [(label, n, kw) for label, (n, kw) in PAPER_SETTINGS.items()]
     for label, name, kwargs in runs:
-        result = build(name, seed=0, **kwargs).run(Oracle(model, x, y, budget=2500))
+        result = build(name, dataset="mnist", seed=0, **kwargs).run(Oracle(model, x, y, budget=2500))
         rows[label] = _row(result, (100, 1000, 2500))
         if label in GOALS:
             budget, goal = GOALS[label]
@@ -55,7 +55,7 @@ def adaptive(model, x, y, held_out) -> pd.DataFrame:
     for curve in ("linear", "sine"):
         defended = AAA(model, curve).calibrate(*held_out)
         for name in ("square", "square-op", "square-bi"):
-            result = build(name, seed=0).run(Oracle(defended, x, y, budget=1000))
+            result = build(name, dataset="mnist", seed=0).run(Oracle(defended, x, y, budget=1000))
             rows[(f"AAA-{curve} (T={defended.temperature:.3g})", name)] = _row(result, (100, 1000))
     return pd.DataFrame(rows).T
 
@@ -65,7 +65,7 @@ def eot(model, x, y) -> pd.DataFrame:
     rows = {}
     for m in (1, 5, 10):
         noisy.reseed(0)
-        result = build("square", seed=0, eot=m).run(Oracle(noisy, x, y, budget=300 * m))
+        result = build("square", dataset="mnist", seed=0, eot=m).run(Oracle(noisy, x, y, budget=300 * m))
         rows[f"M={m}"] = {"observed@100 points": result.robust_accuracy(100 * m),
                           "observed@300 points": result.robust_accuracy(300 * m),
                           "re-evaluated@300 points": metrics.reevaluated_accuracy(noisy, result.x_adv, y, 10),

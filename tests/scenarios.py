@@ -86,8 +86,8 @@ def aaa(seed: int) -> dict[str, float]:
 def adaptive(seed: int) -> dict[str, float]:
     x, y = _test()[:60]
     defended = AAA(_cnn(), "linear", temperature=1.414)
-    robust = {n: build(n, seed=seed, progress=False).run(Oracle(defended, x, y, budget=300)).robust_accuracy()
-              for n in ("square", "square-op", "square-bi")}
+    robust = {n: build(n, dataset="mnist", seed=seed, progress=False).run(
+        Oracle(defended, x, y, budget=300)).robust_accuracy() for n in ("square", "square-op", "square-bi")}
     return {"square - op": robust["square"] - robust["square-op"], "square - bi": robust["square"] - robust["square-bi"]}
 
 
@@ -97,7 +97,8 @@ def eot(seed: int) -> dict[str, float]:
     observed, fresh = {}, {}
     for m in (1, 5):
         noisy.reseed(seed)
-        result = build("square", eot=m, seed=seed, progress=False).run(Oracle(noisy, x, y, budget=100 * m))
+        result = build("square", dataset="mnist", eot=m, seed=seed, progress=False).run(
+            Oracle(noisy, x, y, budget=100 * m))
         observed[m] = result.robust_accuracy(100 * m)
         fresh[m] = metrics.reevaluated_accuracy(noisy, result.x_adv, y, repeats=10)
     return {"observed M1 - M5": observed[1] - observed[5], "re-evaluated M1 - M5": fresh[1] - fresh[5],
@@ -106,9 +107,10 @@ def eot(seed: int) -> dict[str, float]:
 
 def unig(seed: int) -> dict[str, float]:
     x, y = _test()[:100]
-    plain = build("square", seed=seed, progress=False).run(Oracle(_cnn(), x, y, budget=300)).robust_accuracy()
+    plain = build("square", dataset="mnist", seed=seed, progress=False).run(
+        Oracle(_cnn(), x, y, budget=300)).robust_accuracy()
     defended = defend("unig", _cnn(), seed=seed)
-    result = build("square", seed=seed, progress=False).run(Oracle(defended, x, y, budget=300))
+    result = build("square", dataset="mnist", seed=seed, progress=False).run(Oracle(defended, x, y, budget=300))
     return {"re-evaluated - plain": metrics.reevaluated_accuracy(defended, result.x_adv, y, repeats=5) - plain}
 
 

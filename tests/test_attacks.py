@@ -24,7 +24,7 @@ def test_budget_ball_and_bookkeeping(cnn, test_set, name, norm, quantize, budget
     eps = scale * EPS[norm]
     x, y = test_set[seed % 900:seed % 900 + 5]
     oracle = Oracle(cnn, x, y, budget=budget * eot, quantize=quantize)  # refuses out-of-ball and over-budget
-    attack = build(name, norm=norm, eps=eps, seed=seed, progress=False, eot=eot)
+    attack = build(name, dataset="mnist", norm=norm, eps=eps, seed=seed, progress=False, eot=eot)
     result = attack.run(oracle)
     assert (result.queries <= budget * eot).all() and torch.equal(result.queries, oracle.queries)
     assert inside(result.x_adv, x, eps, norm).all()
@@ -47,7 +47,7 @@ def test_same_seed_same_result(cnn, test_set, name, norm):
     x, y = test_set[100:110]
 
     def run(seed):
-        return build(name, norm=norm, seed=seed, progress=False).run(Oracle(cnn, x, y, budget=60))
+        return build(name, dataset="mnist", norm=norm, seed=seed, progress=False).run(Oracle(cnn, x, y, budget=60))
 
     a, b = run(5), run(5)
     assert torch.equal(a.x_adv, b.x_adv) and torch.equal(a.first_success, b.first_success)
@@ -59,7 +59,8 @@ def test_same_seed_same_result(cnn, test_set, name, norm):
 def test_vanishing_eps_changes_nothing(cnn, test_set, name, norm, quantize):
     x, y = test_set[200:230]
     clean = cnn(x).argmax(1)
-    result = build(name, norm=norm, eps=1e-7, progress=False).run(Oracle(cnn, x, y, budget=50, quantize=quantize))
+    result = build(name, dataset="mnist", norm=norm, eps=1e-7, progress=False).run(
+        Oracle(cnn, x, y, budget=50, quantize=quantize))
     assert torch.equal(cnn(result.x_adv).argmax(1), clean)
     assert torch.equal(result.success, clean != y)  # only the images misclassified from the start
 
@@ -68,11 +69,13 @@ def test_registry_rejects_unknown_names_and_arguments():
     with pytest.raises(ValueError, match="name"):
         build("squares")
     with pytest.raises(ValueError, match="p_init"):
-        build("nes", p_init=0.1)
+        build("nes", dataset="mnist", p_init=0.1)
     with pytest.raises(ValueError, match="dataset"):
         build("square", dataset="svhn")
     with pytest.raises(ValueError, match="eot"):
-        build("square", eot=0)
+        build("square", dataset="mnist", eot=0)
+    with pytest.raises(ValueError, match="needs dataset="):  # an attack's eps is the dataset's: no default
+        build("square")
     assert build("nes", dataset="cifar10").lr == pytest.approx(2 / 255)
     assert build("nes", dataset="mnist", lr=0.01).lr == 0.01  # overrides win over the preset
     assert protocol.get("imagenet").attack_kwargs("square", "l2") == {"norm": "l2", "eps": 5.0, "p_init": 0.1}
@@ -80,7 +83,7 @@ def test_registry_rejects_unknown_names_and_arguments():
 
 @pytest.mark.parametrize("name", names())
 def test_every_attack_file_carries_the_uniform_docstring(name):
-    doc = type(build(name)).__doc__
+    doc = type(build(name, dataset="mnist")).__doc__
     for part in ("Paper", "Distance", "Arguments", "Shape", "Example"):
         assert part in doc, f"{name}: docstring lacks {part!r}"
 

@@ -21,6 +21,10 @@ from workbench.defenses.registry import build as defend
 from workbench.defenses.unig import UniG
 from workbench.oracle import Oracle
 
+
+def mnist_cell(**fields) -> experiments.Cell:
+    return experiments.cell(dataset="mnist", **fields)
+
 X = torch.rand(3, 1, 4, 4, generator=torch.Generator().manual_seed(0))
 Y = torch.tensor([0, 1, 2])
 MODEL = linear_model(side=4)
@@ -56,7 +60,7 @@ BAD = {
     "progress not a bool": (lambda: Square(progress="no"), "progress"),
     "float result budget": (lambda: result().robust_accuracy(100.5), "budget"),
     "negative result budget": (lambda: result().robust_accuracy(-1), "budget"),
-    "budgets not increasing": (lambda: experiments.validate([experiments.cell(budgets=[4, 2])]), "budgets"),
+    "budgets not increasing": (lambda: experiments.validate([mnist_cell(budgets=[4, 2])]), "budgets"),
     "a zero budget in a curve": (lambda: metrics.robust_accuracy_curve(result(), [0, 2]), "budgets"),
     "target out of range": (lambda: Square(eps=0.1, progress=False).run(oracle(), torch.tensor([1, 2, 7])),
                             "targets"),
@@ -76,11 +80,11 @@ BAD = {
     "registry defense with a bad value": (lambda: defend("rnd", MODEL, sigma="x"), "sigma"),
     "pgd with eps as text": (lambda: pgd(MODEL, X, Y, eps="a", progress=False), "eps"),
     "pgd with a negative seed": (lambda: pgd(MODEL, X, Y, seed=-1, progress=False), "seed"),
-    "grid with a bad attack value": (lambda: experiments.validate([experiments.cell(attack_kwargs={"p_init": 2.0})]),
+    "grid with a bad attack value": (lambda: experiments.validate([mnist_cell(attack_kwargs={"p_init": 2.0})]),
                                      "cell 0 .*p_init"),
     "grid with a bad defense value": (lambda: experiments.validate(
-        [experiments.cell(defense="rnd", defense_kwargs={"sigma": -1})]), "cell 0 .*sigma"),
-    "grid with float n": (lambda: experiments.cell(n=10.5), "n"),
+        [mnist_cell(defense="rnd", defense_kwargs={"sigma": -1})]), "cell 0 .*sigma"),
+    "grid with float n": (lambda: mnist_cell(n=10.5), "n"),
     "ece with labels outside the classes": (lambda: metrics.ece(torch.zeros(3, 3), torch.tensor([0, 1, 5])), "y"),
     "query stats past the run's budget": (lambda: metrics.query_stats(result(), budget=6), "budget=6"),
     "an unknown device": (lambda: models.load("mnist-cnn", device="quantum"), "device='quantum'"),
@@ -108,14 +112,14 @@ def test_a_corrupt_image_names_the_file_and_its_role(tmp_path):
 def test_every_attack_refuses_an_empty_batch_before_it_starts():
     for name in names():
         with pytest.raises(ValueError, match="at least one image"):
-            build(name, progress=False).run(Oracle(MODEL, X[:0], Y[:0], budget=5))
+            build(name, dataset="mnist", progress=False).run(Oracle(MODEL, X[:0], Y[:0], budget=5))
 
 
 def test_a_cache_folder_that_cannot_be_written_fails_before_anything_runs(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(ValueError, match="cache_dir"):
-        experiments.run([experiments.cell(n=2, budgets=(2,))], cache_dir=blocker / "sub", progress=False)
+        experiments.run([mnist_cell(n=2, budgets=(2,))], cache_dir=blocker / "sub", progress=False)
 
 
 def test_eps_far_outside_the_data_range_warns():
@@ -135,10 +139,10 @@ GOOD = {
                                                 metrics.summary(result(), 5)),
     "numpy and tensor result budgets": lambda: (result().robust_accuracy(np.int64(3)),
                                                 result().robust_accuracy(torch.tensor(3))),
-    "an int as the budgets of a cell": lambda: experiments.validate([experiments.cell(budgets=100, n=np.int64(5))]),
+    "an int as the budgets of a cell": lambda: experiments.validate([mnist_cell(budgets=100, n=np.int64(5))]),
     "numpy hyperparameters of defenses": lambda: (AAA(MODEL, tau=np.float32(6), kappa=np.int64(3)),
                                                   DENT(NORMED, lr=np.float64(1e-3)), UniG(MODEL, delta=np.float32(0.1))),
-    "numpy eot": lambda: build("square", eot=np.int64(2)),
+    "numpy eot": lambda: build("square", dataset="mnist", eot=np.int64(2)),
 }
 
 

@@ -88,9 +88,12 @@ def test_a_cached_evaluation_resumes_without_recomputing(cnn, test_set, tmp_path
 @pytest.mark.parametrize("defense", ["aaa-linear", "tests.user_defense:scaled"])
 def test_the_command_line_takes_names_and_import_paths(defense, tmp_path, capsys):
     out = tmp_path / "report.csv"
-    assert ev.main([defense, "--n", "8", "--budget", "20", "--csv", str(out), "--cache-dir", str(tmp_path / "c")]) == 0
+    assert ev.main([defense, "--dataset", "mnist", "--n", "8", "--budget", "20", "--csv", str(out), "--cache-dir",
+                    str(tmp_path / "c")]) == 0
     text = capsys.readouterr().out
     assert "worst case" in text and "square-op" in text  # both are post-processing defenses
     assert out.is_file() and out.with_name("report-images.csv").is_file() and out.with_suffix(".png").is_file()
     with pytest.raises(ValueError, match="cannot import"):
-        ev.main(["tests.user_defense:missing", "--n", "8"])
+        ev.main(["tests.user_defense:missing", "--model", "mnist-cnn", "--n", "8"])
+    with pytest.raises(SystemExit):  # neither --dataset nor --model: no default dataset
+        ev.main(["aaa-linear", "--n", "8"])

@@ -18,7 +18,7 @@ LAYERS = {
     0: ("checks", "paths", "threads", "inference", "losses"),
     1: ("threat", "cache", "protocol", "results", "published"),
     2: ("data", "models", "probes", "metrics"),
-    3: ("forward",),
+    3: ("forward", "setting"),
     4: ("oracle",),
     5: ("attacks", "defenses"),
     6: ("runs",),

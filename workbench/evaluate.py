@@ -45,7 +45,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from workbench import checks, data, metrics, paths, plots, protocol, runs
+from workbench import checks, data, metrics, paths, plots, protocol, runs, setting
 from workbench.attacks import registry as attack_registry
 from workbench.defenses import registry as defenses
 from workbench.probes import IMAGES, Probes
@@ -123,7 +123,8 @@ class Evaluation:
 
 
 def evaluate(defended: nn.Module | runs.Prepared, x: torch.Tensor, y: torch.Tensor, *,
-             undefended: nn.Module | None = None, dataset: str = "mnist", norm: str = "linf", eps: float | None = None,
+             undefended: nn.Module | None = None, dataset: str | None = None, norm: str = "linf",
+             eps: float | None = None,
              budget: int = 1000, budgets: Sequence[int] | None = None, attacks: str | Sequence[str] = "standard",
              seed: int = 0, eot: int = 5, repeats: int = runs.REPEATS, probe_images: torch.Tensor | None = None,
              cache_dir: str | Path | None = None, cache_key: str | None = None, progress: bool = True) -> Evaluation:
@@ -133,8 +134,10 @@ def evaluate(defended: nn.Module | runs.Prepared, x: torch.Tensor, y: torch.Tens
         defended: any ``nn.Module`` mapping images in [0, 1] to logits, or a defense ``runs.prepare`` made (then
             ``undefended``, ``probe_images`` and ``cache_key`` come with it).
         undefended: the model without the defense (for the prediction probe; recommended).
-        dataset: the protocol (``workbench.protocol``: attack settings, default eps, standard suite) to use.
-        norm, eps: the threat model (eps default: the dataset's, l-inf 0.3 / l2 2.0 on MNIST).
+        dataset: the protocol (``workbench.protocol``: attack settings, default eps, standard suite) to use;
+            default the zoo model's inside the defense, else the one protocol the images' shape fits
+            (``setting.resolve``); otherwise a ValueError asks for it. Images of another shape are refused.
+        norm, eps: the threat model (eps default: the dataset's, e.g. l-inf 0.3 on MNIST, 8/255 on CIFAR-10).
         budget: queries per image; budgets: where robust accuracy is read (default 10, 100, ... up to budget).
         attacks: "standard" (the suite the probes call for) or a list of names (``"eot5-square"`` for EOT).
         seed: seed of every attack (and the defense's randomness, reseeded before each attack).
@@ -145,7 +148,9 @@ def evaluate(defended: nn.Module | runs.Prepared, x: torch.Tensor, y: torch.Tens
     """
     checks.images("x", x)
     y = checks.labels("y", y, len(x))
-    entry = protocol.get(dataset)
+    module = defended.defended if isinstance(defended, runs.Prepared) else defended
+    entry = setting.resolve(dataset, model=module, images=x, needed_by="evaluate")
+    dataset = entry.name
     checks.choice("norm", norm, tuple(entry.eps))
     eps = entry.eps[norm] if eps is None else checks.positive("eps", eps)
     budget = checks.at_least("budget", budget, 1)
@@ -225,7 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         ") or an import path package.module:factory")
     parser.add_argument("--model", default=None, help="zoo model the defense wraps (default: the dataset's)")
     parser.add_argument("--weights", default=None, help="local checkpoint of the model (CIFAR-10 / ImageNet)")
-    parser.add_argument("--dataset", default="mnist", choices=protocol.names())
+    parser.add_argument("--dataset", default=None, choices=protocol.names(),
+                        help="the protocol (default: the --model's zoo dataset; one of the two is needed)")
     parser.add_argument("--root", default=None, help="data folder (CIFAR-10 / ImageNet)")
     parser.add_argument("--norm", default="linf", choices=checks.NORMS)
     parser.add_argument("--eps", type=float, default=None)
@@ -239,18 +245,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-cache", action="store_true")
     args = parser.parse_args(None if argv is None else list(argv))
     kwargs = json.loads(args.kwargs)
-    entry = protocol.get(args.dataset)
+    if args.dataset is None and args.model is None:
+        parser.error("give --dataset or --model (a zoo model, whose dataset is then used)")
+    entry = setting.resolve(args.dataset, model=args.model, needed_by="python -m workbench.evaluate")
     test = data.load(entry.data, "test", root=args.root)
     n = checks.at_least("n", args.n, 1)
     if n > len(test) - entry.held_out:
         raise ValueError(f"--n {n} would overlap the last {entry.held_out} test images, held out for calibration")
-    prepared = runs.prepare(args.defense, args.model or entry.model, dataset=args.dataset, weights=args.weights,
+    prepared = runs.prepare(args.defense, args.model or entry.model, dataset=entry.name, weights=args.weights,
                             held_out=test[len(test) - entry.held_out:], seed=args.seed, **kwargs)
     x, y = test[:n]
     folder = None if args.no_cache else (args.cache_dir or paths.data_dir() / "evaluations")
     if folder is None:
         prepared = dataclasses.replace(prepared, key=None)
-    report = evaluate(prepared, x, y, dataset=args.dataset, norm=args.norm, eps=args.eps, budget=args.budget,
+    report = evaluate(prepared, x, y, dataset=entry.name, norm=args.norm, eps=args.eps, budget=args.budget,
                       seed=args.seed, cache_dir=folder)
     print(report.to_markdown())
     out = Path(args.csv or f"{args.defense.replace(':', '_').replace('.', '_')}-evaluation.csv")

@@ -46,7 +46,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from workbench import cache, checks, data, paths, protocol, runs
+from workbench import cache, checks, data, paths, protocol, runs, setting
 from workbench.attacks import registry as attacks
 from workbench.defenses import registry as defenses
 from workbench.probes import IMAGES
@@ -58,10 +58,11 @@ EXECUTORS = ("local", "ray")
 @dataclasses.dataclass(frozen=True)
 class Cell:
     """One run of a grid. ``eps=None`` takes the dataset's preset; ``weights`` is a local checkpoint for models
-    without shipped weights (CIFAR-10 / ImageNet)."""
+    without shipped weights (CIFAR-10 / ImageNet). A cell needs ``dataset`` or ``model``: the other is the zoo
+    model's dataset, or the dataset's standard model (``setting.resolve``; there is no default dataset)."""
 
-    dataset: str = "mnist"
-    model: str = "mnist-cnn"
+    dataset: str | None = None
+    model: str | None = None
     defense: str = "none"
     defense_kwargs: tuple[tuple[str, Any], ...] = ()
     attack: str = "square"
@@ -74,6 +75,14 @@ class Cell:
     targeted: bool = False
     weights: str | None = None
     fingerprint: str = ""  # of the weights files, filled in by ``run``: a retrained model never reuses old cells
+
+    def __post_init__(self) -> None:
+        if self.dataset is None and self.model is None:
+            raise ValueError("a cell needs dataset= or model= (a zoo model, whose dataset is then used)")
+        if self.dataset is None:
+            object.__setattr__(self, "dataset", setting.resolve(model=self.model, needed_by="a cell").name)
+        if self.model is None and self.dataset in protocol.names():  # an unknown dataset: validate() names it
+            object.__setattr__(self, "model", protocol.get(self.dataset).model)
 
     def config(self) -> dict[str, Any]:
         """The cell as plain JSON-able data."""
@@ -131,6 +140,8 @@ def validate(cells: Sequence[Cell], cache_dir: str | Path | None = None) -> None
         if not isinstance(c, Cell):
             raise ValueError(f"cell {i} must be a Cell (experiments.cell(...)), got {type(c).__name__}")
         _field(where, "dataset", lambda: protocol.get(c.dataset))
+        if c.model is None:
+            raise ValueError(f"{where}: field model: dataset {c.dataset!r} names no standard model; give model=")
         _field(where, "defense", lambda: defenses.factory(c.defense))
         _field(where, "attack", lambda: checks.choice("attack", c.attack, attacks.names()))
         _field(where, "norm", lambda: checks.choice("norm", c.norm, checks.NORMS))

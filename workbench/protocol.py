@@ -112,6 +112,8 @@ class Protocol:
         root: whether the images need a data folder (``root=``) rather than shipping with the workbench.
         images: for a dataset of your own, ``images(split) -> (x, y)`` (float32 images in [0, 1], int64 labels),
             which ``data.load(name, split)`` then serves; None for the datasets ``data`` knows by name.
+        shape: one image's shape (C, H, W): ``setting.resolve`` tells the protocol from images that fit exactly
+            one, and refuses images of another shape; None: not checked.
     """
 
     name: str
@@ -127,6 +129,7 @@ class Protocol:
     suite: tuple[str, ...] = STANDARD
     root: bool = False
     images: Callable[[str], tuple[Any, Any]] | None = None
+    shape: tuple[int, int, int] | None = None
 
     @property
     def attacked(self) -> int:
@@ -169,6 +172,11 @@ def names() -> tuple[str, ...]:
     return tuple(_TABLE)
 
 
+def protocols() -> tuple[Protocol, ...]:
+    """Every registered protocol."""
+    return tuple(_TABLE.values())
+
+
 def get(name: str) -> Protocol:
     """The protocol of dataset ``name``."""
     checks.choice("dataset", name, names())
@@ -181,17 +189,18 @@ def _defaults(unig: Mapping[str, Any]) -> dict[str, Mapping[str, Any]]:
 
 register(Protocol("mnist", "mnist5k", test_size=1000, held_out=500, eps={"linf": 0.3, "l2": 2.0}, attacks=_MNIST,
                   defenses=_defaults({"delta": 0.1, "p": 1, "alpha": 1.0}), model="mnist-cnn",
-                  zoo=("mnist-cnn", "mnist-cnn-at", "mnist-cnn-gf"), budgets=(100, 1000, 2500)))
+                  zoo=("mnist-cnn", "mnist-cnn-at", "mnist-cnn-gf"), budgets=(100, 1000, 2500), shape=(1, 28, 28)))
 register(Protocol("cifar10", "cifar10", test_size=10000, held_out=500, eps={"linf": 8 / 255, "l2": 0.5},
                   attacks=_PAPERS, defenses=_defaults({"delta": 0.5, "p": 1, "alpha": 10.0}), model="wrn-28-10",
-                  zoo=("wrn-28-10", "preactresnet18"), root=True))
+                  zoo=("wrn-28-10", "preactresnet18"), root=True, shape=(3, 32, 32)))
 # CIFAR-10 as the JPEG (quality 75) copy the CIFAR-10 zoo is trained on: numbers on it are "CIFAR-10 (JPEG q75)".
 # Its embedded test subset (1000 images, classes interleaved) ships with the workbench: the first 500 are attacked,
 # the last 500 (50 per class) calibrate; the full splits load with root= (the papers' settings, AAA Table 11).
 register(Protocol("cifar10-jpeg", "cifar10-jpeg", test_size=1000, held_out=500, eps={"linf": 8 / 255, "l2": 0.5},
                   attacks=_PAPERS, defenses=_defaults({"delta": 0.5, "p": 1, "alpha": 10.0}),
                   model="cifar10-resnet20",
-                  zoo=("cifar10-resnet20", "cifar10-resnet20-ls", "cifar10-resnet20-at", "cifar10-resnet20-gf")))
+                  zoo=("cifar10-resnet20", "cifar10-resnet20-ls", "cifar10-resnet20-at", "cifar10-resnet20-gf"),
+                  shape=(3, 32, 32)))
 register(Protocol("imagenet", "imagenet", test_size=1000, held_out=500, eps={"linf": 4 / 255, "l2": 5.0},
                   attacks=_IMAGENET, defenses=_defaults({"delta": 0.1, "p": 1, "alpha": 1.0}), model="resnet50",
-                  root=True))
+                  root=True, shape=(3, 224, 224)))

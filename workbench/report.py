@@ -46,7 +46,7 @@ def clean_metrics(defended: nn.Module, undefended: nn.Module, x: torch.Tensor, y
 
 
 def defense_row(defended: nn.Module, undefended: nn.Module, x: torch.Tensor, y: torch.Tensor, *,
-                attack: str = "square", dataset: str = "mnist", budgets: Sequence[int] = (100, 1000),
+                attack: str = "square", dataset: str | None = None, budgets: Sequence[int] = (100, 1000),
                 repeats: int = runs.REPEATS, seed: int = 0, batch_size: int = 100,
                 reference_seconds: float | None = None, query_batch: int | None = None) -> dict[str, float]:
     """One row of the report (see the module docstring): the defense is probed once on the first images of ``x``

@@ -39,7 +39,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from workbench import cache, checks, metrics, models
+from workbench import cache, checks, metrics, models, setting
 from workbench.attacks import registry as attacks
 from workbench.defenses import registry as defenses
 from workbench.oracle import Oracle
@@ -87,14 +87,16 @@ def fingerprint(model: str, weights: str | Path | None = None, variant: str | No
     return digest.hexdigest()[:16]
 
 
-def prepare(defense: str, model: str, *, dataset: str = "mnist", weights: str | Path | None = None,
+def prepare(defense: str, model: str, *, dataset: str | None = None, weights: str | Path | None = None,
             held_out: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0,
             device: str | torch.device | None = None, probe_images: torch.Tensor | None = None,
             **kwargs: Any) -> Prepared:
     """The registry defense (or import path) ``defense`` around the zoo model ``model`` (the zoo variant the
     defense needs is picked by ``defenses.prepare``), calibrated on ``held_out`` where it is calibrated, probed
     once on ``probe_images`` (default: the first held-out images), keyed by its name, arguments, model and
-    weights fingerprint."""
+    weights fingerprint. ``dataset``: the protocol whose defaults it takes (default: the zoo model's)."""
+    images = probe_images if probe_images is not None else held_out[0] if held_out is not None else None
+    dataset = setting.resolve(dataset, model=model, images=images, needed_by="runs.prepare").name
     undefended = models.load(model, weights=weights, device=device)
     defended = defenses.prepare(defense, model, dataset=dataset, weights=weights, held_out=held_out, seed=seed,
                                 device=device, **kwargs)
@@ -193,7 +195,7 @@ def _provenance_of(stored: object) -> dict[str, str] | None:
     return None
 
 
-def run(prepared: Prepared, attack: str, x: torch.Tensor, y: torch.Tensor, *, budget: int, dataset: str = "mnist",
+def run(prepared: Prepared, attack: str, x: torch.Tensor, y: torch.Tensor, *, budget: int, dataset: str | None = None,
         norm: str = "linf", eps: float | None = None, seed: int = 0, eot: int = 1,
         targets: torch.Tensor | None = None, repeats: int = REPEATS, attack_kwargs: Mapping[str, Any] | None = None,
         batch_size: int | str | None = "auto", cache_dir: str | Path | None = None, recompute: bool = False, progress: bool = False) -> Record:
@@ -201,11 +203,14 @@ def run(prepared: Prepared, attack: str, x: torch.Tensor, y: torch.Tensor, *, bu
     ``attack_kwargs`` on top, under EOT with ``eot`` queries per point) against ``prepared`` on the images ``x``
     with labels ``y`` (untargeted, or towards ``targets``), ``budget`` queries per image; see the module
     docstring. ``batch_size``: the Oracle's default policy (``"auto"``); an int only where an experiment varies
-    how many images the defense sees per query batch (UniG's batch dependence). ``cache_dir``: keep the record there (only for a prepared defense with a ``key``); ``recompute``:
-    run even where a cached record exists, and rewrite it."""
+    how many images the defense sees per query batch (UniG's batch dependence). ``cache_dir``: keep the record
+    there (only for a prepared defense with a ``key``); ``recompute``: run even where a cached record exists, and
+    rewrite it. ``dataset``: default the zoo model's inside the defense, else the one protocol the images fit
+    (``setting.resolve``); images of another protocol's shape are a ValueError."""
     if not isinstance(prepared, Prepared):
         raise ValueError(f"prepared must be a runs.Prepared (runs.prepare or Prepared.of), got "
                          f"{type(prepared).__name__}")
+    dataset = setting.resolve(dataset, model=prepared.defended, images=x, needed_by="runs.run").name
     kwargs = {**(attack_kwargs or {}), **({"eps": eps} if eps is not None else {})}
     built = attacks.build(attack, dataset=dataset, norm=norm, seed=seed, eot=eot, progress=progress, **kwargs)
     repeats = checks.at_least("repeats", repeats, 1)

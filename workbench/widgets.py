@@ -33,7 +33,7 @@ import torch
 import torch.nn as nn
 from IPython.display import display
 
-from workbench import checks, metrics, plots, runs
+from workbench import checks, metrics, plots, protocol, runs, setting
 from workbench.attacks import registry as attacks
 from workbench.defenses.aaa import AAA, target_curves, target_margin
 from workbench.defenses.noise import InputNoise
@@ -258,10 +258,12 @@ def unig_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int 
 
 # ------------------------------------------------------------------------------------------- noise
 def noise_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack: str = "square",
-                   budget: int = 300, dataset: str = "mnist", seed: int = 0) -> Panel:
+                   budget: int = 300, dataset: str | None = None, seed: int = 0) -> Panel:
     """Input noise (RND / SND: sigma) against ``attack`` with EOT's M: clean accuracy under noise, the robust
-    accuracy the attacker observes and the one re-evaluated with fresh noisy queries (run button)."""
+    accuracy the attacker observes and the one re-evaluated with fresh noisy queries (run button). ``dataset``:
+    default the zoo model's, else the images' (``setting.resolve``)."""
     checks.choice("attack", attack, attacks.names())
+    dataset = setting.resolve(dataset, model=model, images=x, needed_by="noise_explorer").name
     controls = {
         "sigma": W.SelectionSlider(options=[0.0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1], value=0.02,
                                    description="sigma", continuous_update=False),
@@ -285,13 +287,16 @@ def noise_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack
 
 # --------------------------------------------------------------------------------------------- eps
 def eps_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack: str = "square",
-                 norm: str = "linf", budget: int = 300, dataset: str = "mnist", shown: int = 6,
+                 norm: str = "linf", budget: int = 300, dataset: str | None = None, shown: int = 6,
                  seed: int = 0) -> Panel:
     """``attack`` at the eps of the slider (run button): robust accuracy, median queries of successes and the
-    first ``shown`` clean / adversarial images with their perturbations."""
+    first ``shown`` clean / adversarial images with their perturbations. The slider starts at the dataset's eps
+    (``dataset``, else the zoo model's or the images'; ``setting.resolve``): up to 5/3 of it (l-inf) or 5/2 (l2)."""
     checks.choice("attack", attack, attacks.names())
     checks.choice("norm", norm, checks.NORMS)
-    high, step, start = (0.5, 0.01, 0.3) if norm == "linf" else (5.0, 0.1, 2.0)
+    dataset = setting.resolve(dataset, model=model, images=x, needed_by="eps_explorer").name
+    start = protocol.get(dataset).eps[norm]
+    high, step = (start * 5 / 3, start / 30) if norm == "linf" else (start * 5 / 2, start / 20)
     controls = {"eps": _slider(W.FloatSlider, start, step, high, step, f"eps ({norm})", live=False)}
     prepared = runs.Prepared.of(model, x[:IMAGES])
 

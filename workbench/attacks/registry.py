@@ -16,6 +16,7 @@ import inspect
 from typing import Any
 
 from workbench import checks, protocol
+from workbench.protocol import Protocol
 from workbench.attacks.bandits import Bandits
 from workbench.attacks.base import Attack
 from workbench.attacks.eot import EOT
@@ -49,14 +50,21 @@ def parameters(name: str) -> tuple[str, ...]:
     return tuple(inspect.signature(ATTACKS[name][0].__init__).parameters)[1:]
 
 
-def build(name: str, *, dataset: str = "mnist", norm: str = "linf", eot: int = 1, **overrides: Any) -> Attack | EOT:
-    """The attack ``name`` with the preset of ``dataset`` / ``norm`` and ``overrides`` on top."""
+def build(name: str, *, dataset: str | Protocol | None = None, norm: str = "linf", eot: int = 1,
+          **overrides: Any) -> Attack | EOT:
+    """The attack ``name`` with the preset of ``dataset`` (a protocol's name, or the entry ``setting.resolve``
+    gave) under ``norm``, and ``overrides`` on top. An attack's eps and settings are the dataset's: there is no
+    default dataset."""
     checks.choice("name", name, names())
+    if dataset is None:
+        raise ValueError(f"attacks.build({name!r}) needs dataset= (one of {list(protocol.names())}, or a resolved "
+                         "protocol entry): an attack's eps and settings depend on the dataset")
+    entry = dataset if isinstance(dataset, Protocol) else protocol.get(dataset)
     eot = checks.at_least("eot", eot, 1)
     allowed = parameters(name)
     for key in overrides:
         if key not in allowed:
             raise ValueError(f"{key!r} is not an argument of attack {name!r}; choose from {', '.join(allowed)}")
     cls, fixed = ATTACKS[name]
-    attack = cls(**{**protocol.get(dataset).attack_kwargs(name, norm), **fixed, **overrides})
+    attack = cls(**{**entry.attack_kwargs(name, norm), **fixed, **overrides})
     return EOT(attack, m=eot) if eot > 1 else attack

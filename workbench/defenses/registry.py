@@ -26,7 +26,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from workbench import checks, data, models, protocol
+from workbench import checks, data, models, protocol, setting
 from workbench.defenses.aaa import AAA
 from workbench.defenses.dent import DENT
 from workbench.defenses.gcm import GCM
@@ -60,7 +60,7 @@ class DefenseSpec:
         return protocol.SOURCES[next(k for k, v in SPECS.items() if v is self)]
 
 
-def _unig(model: nn.Module, dataset: str = "mnist", root: str | None = None, **kw: Any) -> UniG:
+def _unig(model: nn.Module, dataset: str, root: str | None = None, **kw: Any) -> UniG:
     """UniG with ``reference`` images to pad single images: the first ten training images of ``dataset`` where
     they ship with the workbench, else the first ten held-out test images where those ship (CIFAR-10 (JPEG q75):
     never attacked, and the same with or without ``root``), else the first ten training images under ``root``;
@@ -140,28 +140,39 @@ def _call(name: str, model: nn.Module, kwargs: Mapping[str, Any]) -> nn.Module:
     return defended
 
 
-def _kwargs(name: str, dataset: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The protocol's defaults of ``name`` on ``dataset`` with ``kwargs`` on top (and the dataset's name for
-    factories that take it)."""
+def _kwargs(name: str, dataset: str | None, model: nn.Module | str | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The protocol's defaults of ``name`` with ``kwargs`` on top (and the dataset's name for factories that take
+    it). The protocol is ``setting.resolve``'s of ``dataset`` and ``model``; where neither tells it, only a
+    defense whose defaults are the same in every protocol (and that takes no dataset) is built: with those."""
     if is_import_path(name):
         return dict(kwargs)
-    extra = {"dataset": dataset} if spec(name).per_dataset else {}
-    return {**extra, **protocol.get(dataset).defense_kwargs(name), **kwargs}
+    try:
+        entry = setting.resolve(dataset, model=model, needed_by=f"defense {name!r}")
+    except ValueError:
+        shared = {repr(p.defense_kwargs(name)) for p in protocol.protocols()}
+        if dataset is not None or spec(name).per_dataset or len(shared) > 1:
+            raise
+        return {**protocol.protocols()[0].defense_kwargs(name), **kwargs}
+    extra = {"dataset": entry.name} if spec(name).per_dataset else {}
+    return {**extra, **entry.defense_kwargs(name), **kwargs}
 
 
-def check(name: str, dataset: str = "mnist", /, **kwargs: Any) -> None:
-    """Build the defense ``name`` with its defaults and ``kwargs`` around a tiny dummy classifier, so that bad
-    arguments fail before any experiment runs (a ValueError naming the argument)."""
-    _call(name, _dummy(), _kwargs(name, dataset, kwargs))
+def check(name: str, dataset: str | None = None, /, **kwargs: Any) -> None:
+    """Build the defense ``name`` with its defaults (``dataset``'s, where they depend on it) and ``kwargs`` around a
+    tiny dummy classifier, so that bad arguments fail before any experiment runs (a ValueError naming the
+    argument)."""
+    _call(name, _dummy(), _kwargs(name, dataset, None, kwargs))
 
 
-def build(name: str, model: nn.Module | str, *, dataset: str = "mnist", weights: str | None = None,
+def build(name: str, model: nn.Module | str, *, dataset: str | None = None, weights: str | None = None,
           **kwargs: Any) -> nn.Module:
     """The defense ``name`` (a registry name or an import path) around ``model``, with the dataset's defaults and
-    ``kwargs`` on top. ``model`` is a module, or a zoo name that is loaded (from ``weights``, a local checkpoint,
-    where it ships none); a defense that serves a zoo variant (``at``, ``gf``) loads that variant of the named
-    model: callers always pass the plain model's name."""
-    protocol.get(dataset)
+    ``kwargs`` on top (the dataset: ``dataset``, else the zoo model's; ``setting.resolve``). ``model`` is a
+    module, or a zoo name that is loaded (from ``weights``, a local checkpoint, where it ships none); a defense
+    that serves a zoo variant (``at``, ``gf``) loads that variant of the named model: callers always pass the
+    plain model's name."""
+    if dataset is not None:
+        protocol.get(dataset)
     suffix = variant(name)
     if suffix is not None:
         if not isinstance(model, str):
@@ -170,10 +181,10 @@ def build(name: str, model: nn.Module | str, *, dataset: str = "mnist", weights:
         model, weights = f"{model}-{suffix}", None  # the variant's own shipped weights
     if isinstance(model, str):
         model = models.load(model, weights=weights)
-    return _call(name, model, _kwargs(name, dataset, kwargs))
+    return _call(name, model, _kwargs(name, dataset, model, kwargs))
 
 
-def prepare(name: str, model: nn.Module | str, *, dataset: str = "mnist", weights: str | None = None,
+def prepare(name: str, model: nn.Module | str, *, dataset: str | None = None, weights: str | None = None,
             held_out: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0,
             device: str | torch.device | None = None, **kwargs: Any) -> nn.Module:
     """The defense ready to evaluate: built (``build``), on ``device`` (default: the model's), calibrated on the

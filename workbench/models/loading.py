@@ -26,12 +26,18 @@ def names() -> list[str]:
 
 
 def build(name: str, num_classes: int | None = None) -> nn.Module:
-    """An untrained model of the named architecture (normalization included)."""
+    """An untrained model of the named architecture (normalization included). It carries the dataset it serves
+    as ``zoo_dataset`` (the zoo entry's; ``"imagenet"`` for a torchvision classifier with its 1000 classes), which
+    ``setting.resolve`` reads."""
     if name in entries():
-        return entry(name).build()
-    checks.choice("name", name, names())
-    net = torchvision.models.get_model(name, weights=None, **({"num_classes": num_classes} if num_classes else {}))
-    return Normalized(net, IMAGENET_MEAN, IMAGENET_STD)
+        model, dataset = entry(name).build(), entry(name).dataset
+    else:
+        checks.choice("name", name, names())
+        net = torchvision.models.get_model(name, weights=None, **({"num_classes": num_classes} if num_classes else {}))
+        model, dataset = Normalized(net, IMAGENET_MEAN, IMAGENET_STD), None if num_classes else "imagenet"
+    if dataset is not None:
+        model.zoo_dataset = dataset
+    return model
 
 
 def load(name: str, *, weights: str | Path | None = None, device: str | torch.device | None = None,

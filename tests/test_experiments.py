@@ -49,11 +49,22 @@ def test_a_second_run_recomputes_nothing(smoke_table, monkeypatch):
         raise AssertionError("a cached attack was recomputed")
 
     monkeypatch.setattr(runs, "_run", refuse)
-    second = run(preset("smoke"), cache_dir=folder, progress=False)
+    second = run(preset("smoke"), cache_dir=folder, progress=False, workers=1)  # in this process: the patch holds
     _same(second, first)
     # a cell read from the cache reports what its attack cost when it was computed (plus its set-up)
     computed = sum(json.loads(f.read_text())["row"]["seconds"] for f in folder.glob("*.json"))
     assert second["seconds"].sum() >= computed > 0
+
+
+def test_the_local_executor_runs_cells_in_parallel_processes_with_the_same_rows(smoke_table, tmp_path):
+    """A grid run in two worker processes (the default on a 2-core CPU from ``PARALLEL_WORK`` images x queries on)
+    gives the rows the calling process gives (the smoke table above: small, so it ran in this process)."""
+    _, serial = smoke_table
+    assert experiments.default_workers(None) == len(os.sched_getaffinity(0))
+    assert experiments.default_workers("cuda") == 1
+    _same(run(preset("smoke"), cache_dir=tmp_path / "two", progress=False, workers=2), serial)
+    with pytest.raises(ValueError, match="workers"):
+        run(preset("smoke"), workers=0, progress=False)
 
 
 def test_a_killed_run_resumes_without_losing_or_recomputing_cells(smoke_table, tmp_path):
@@ -252,7 +263,7 @@ def test_unusable_cache_files_are_recomputed_and_rewritten(smoke_table, tmp_path
         (cache / files[0].name).write_text(content if isinstance(content, str) else json.dumps(content))
         calls.clear()
         with pytest.warns(UserWarning, match="is not used"):
-            out = run(preset("smoke"), cache_dir=cache, progress=False)
+            out = run(preset("smoke"), cache_dir=cache, progress=False, workers=1)
         assert len(calls) == 1, name  # only the damaged record, once
         assert json.loads((cache / files[0].name).read_text()) == good, name  # rewritten
         _same(out, table)
@@ -273,7 +284,7 @@ def test_a_row_read_from_the_cache_reports_where_its_attack_was_computed(smoke_t
             stored = json.loads(f.read_text())
             row = {**stored["row"], "computed": computed}
             (cache / f.name).write_text(json.dumps({"row": row, "digest": experiments.cache.digest(row)}))
-        again = run(preset("smoke"), cache_dir=cache, progress=False)
+        again = run(preset("smoke"), cache_dir=cache, progress=False, workers=1)
         expected = computed if name == "elsewhere" else runs.provenance("cpu")
         columns = ["git commit", "torch", "device"]
         assert (again[columns] == [expected[k] for k in columns]).all().all(), name
@@ -284,7 +295,7 @@ def test_recompute_ignores_the_cache(smoke_table, monkeypatch):
     folder, table = smoke_table
     calls, original = [], runs._run
     monkeypatch.setattr(runs, "_run", lambda *a, **k: calls.append(a) or original(*a, **k))
-    _same(run(preset("smoke"), cache_dir=folder, progress=False, recompute=True), table)
+    _same(run(preset("smoke"), cache_dir=folder, progress=False, recompute=True, workers=1), table)
     assert len(calls) == 4
 
 

@@ -15,8 +15,8 @@ on the final images) for randomized or batch-dependent defenses, mean / median q
 time (the attack's as computed, also when read from the cache, plus the cell's set-up), and provenance
 (configuration, seed; package version, git commit, torch version and device of the run that computed the attack).
 
-Cells run in this process by default; ``executor="ray"`` runs them as Ray tasks (optional dependency) so a
-cluster or several GPUs share a big grid.
+Cells run on this machine by default, one process per core (``workers``), sharing the cache;
+``executor="ray"`` runs them as Ray tasks (optional dependency) so a cluster or several GPUs share a big grid.
 
 Command line::
 
@@ -36,9 +36,12 @@ import contextlib
 import dataclasses
 import itertools
 import json
+import multiprocessing
+import os
 import time
 import warnings
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
@@ -237,27 +240,69 @@ def _fingerprinted(cells: list[Cell]) -> list[Cell]:
     return out
 
 
-def run(cells: Sequence[Cell], *, executor: str = "local", cache_dir: str | Path | None = None,
-        device: str | None = None, progress: bool = True, recompute: bool = False) -> pd.DataFrame:
+def run(cells: Sequence[Cell], *, executor: str = "local", workers: int | None = None,
+        cache_dir: str | Path | None = None, device: str | None = None, progress: bool = True,
+        recompute: bool = False) -> pd.DataFrame:
     """Run every cell and return all rows as a DataFrame (in the cells' order). Each cell's attack run goes
     through ``runs.run``, whose records are cached in ``cache_dir``: a cell whose record is there (and valid) is
-    not attacked again (``recompute``: every attack runs again, and its record is rewritten)."""
+    not attacked again (``recompute``: every attack runs again, and its record is rewritten).
+
+    ``executor="local"`` runs the cells on this machine in ``workers`` processes at once, each on its share of this
+    process's threads, so that together they do not oversubscribe the cores; they share the cache, so a killed
+    run resumes. Default: one per core on a CPU (one on a GPU) for a grid of at least ``PARALLEL_WORK`` images x
+    queries, else this process; 1: this process. ``"ray"``: Ray tasks."""
     checks.choice("executor", executor, EXECUTORS)
     recompute, progress = checks.flag("recompute", recompute), checks.flag("progress", progress)
+    if workers is not None:
+        workers = checks.at_least("workers", workers, 1)
     cells = list(cells)
     folder = Path(cache_dir) if cache_dir is not None else cache_dir_default()
     validate(cells, folder)
     cells = _fingerprinted(cells)
     rows: dict[str, dict[str, Any]] = {}
     todo = list({c.key(): c for c in cells}.values())
+    if workers is None:  # a small grid stays here: a fresh process costs seconds of imports before its first cell
+        work = sum(c.n * c.budgets[-1] for c in todo)
+        workers = default_workers(device) if work >= PARALLEL_WORK else 1
+    workers = min(len(todo), workers)
     with tqdm(total=len(todo), desc="cells", unit="cell", disable=not progress) as bar:
         if executor == "ray":
             _run_ray(todo, folder, device, recompute, rows, bar)
-        for c in todo if executor == "local" else ():
-            bar.set_postfix_str(f"{c.defense} x {c.attack} seed {c.seed}", refresh=True)
-            rows[c.key()] = run_cell(c, device, progress, folder, recompute)
-            bar.update(1)
+        elif workers > 1:
+            _run_processes(todo, folder, device, recompute, rows, bar, workers)
+        else:
+            for c in todo:
+                bar.set_postfix_str(f"{c.defense} x {c.attack} seed {c.seed}", refresh=True)
+                rows[c.key()] = run_cell(c, device, progress, folder, recompute)
+                bar.update(1)
     return pd.DataFrame([rows[c.key()] for c in cells])
+
+
+# Images x largest budget summed over a grid's cells from which the local executor starts worker processes by
+# default: a spawned process imports torch and the workbench (about 4 s here) before its first cell, which a
+# notebook's small fast-mode grid (and the smoke preset) would only wait for.
+PARALLEL_WORK = 200_000
+
+
+def default_workers(device: str | None) -> int:
+    """Processes a local grid runs at once by default: one per core this process may use on a CPU, one on a GPU."""
+    if device is not None and torch.device(device).type != "cpu":
+        return 1
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _run_processes(todo: list[Cell], folder: Path, device: str | None, recompute: bool, rows: dict, bar,
+                   workers: int) -> None:
+    """The cells in ``workers`` fresh processes ("spawn": nothing of this process's state is copied), each on
+    ``threads // workers`` threads (at least one) of this process's ``threads``."""
+    threads = max(1, torch.get_num_threads() // workers)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=torch.set_num_threads,
+                             initargs=(threads,)) as pool:
+        futures = {pool.submit(run_cell, c, device, False, folder, recompute): c for c in todo}
+        for done in as_completed(futures):
+            rows[futures[done].key()] = done.result()
+            bar.update(1)
 
 
 def _run_ray(todo: list[Cell], folder: Path, device: str | None, recompute: bool, rows: dict, bar) -> None:
@@ -410,6 +455,8 @@ def main(argv: Iterable[str] | None = None) -> None:
     parser.add_argument("--record", action="store_true",
                         help="also record the table as data/tables/<preset>.csv (what the notebooks show)")
     parser.add_argument("--executor", choices=EXECUTORS, default="local")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="local processes at once (default: one per core on a CPU; 1: in this process)")
     parser.add_argument("--cache-dir", default=None)
     parser.add_argument("--device", default=None)
     parser.add_argument("--weights", default=None, help="local checkpoint of the model (CIFAR-10 / ImageNet)")
@@ -419,7 +466,7 @@ def main(argv: Iterable[str] | None = None) -> None:
     cells = preset(args.preset)
     if args.weights:
         cells = [dataclasses.replace(c, weights=args.weights) for c in cells]
-    table = run(cells, executor=args.executor, cache_dir=args.cache_dir, device=args.device,
+    table = run(cells, executor=args.executor, workers=args.workers, cache_dir=args.cache_dir, device=args.device,
                 recompute=args.recompute)
     columns = ["defense", "attack", "norm", "targeted", "seed", "clean acc", "logit diff", "ECE"] + \
         [c for c in table.columns if c.startswith("robust@")] + ["re-evaluated", "mean queries", "seconds"]

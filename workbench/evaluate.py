@@ -124,8 +124,7 @@ class Evaluation:
 
 def evaluate(defended: nn.Module | runs.Prepared, x: torch.Tensor, y: torch.Tensor, *,
              undefended: nn.Module | None = None, dataset: str | None = None, norm: str = "linf",
-             eps: float | None = None,
-             budget: int = 1000, budgets: Sequence[int] | None = None, attacks: str | Sequence[str] = "standard",
+             eps: float | None = None, budget: int = 1000, budgets: Sequence[int] | None = None, attacks: str | Sequence[str] = "standard",
              seed: int = 0, eot: int = 5, repeats: int = runs.REPEATS, probe_images: torch.Tensor | None = None,
              cache_dir: str | Path | None = None, cache_key: str | None = None, progress: bool = True) -> Evaluation:
     """Evaluate ``defended`` on the images ``x`` with labels ``y`` (see the module docstring).

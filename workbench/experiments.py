@@ -15,8 +15,9 @@ on the final images) for randomized or batch-dependent defenses, mean / median q
 time (the attack's as computed, also when read from the cache, plus the cell's set-up), and provenance
 (configuration, seed; package version, git commit, torch version and device of the run that computed the attack).
 
-Cells run on this machine by default, one process per core (``workers``), sharing the cache;
-``executor="ray"`` runs them as Ray tasks (optional dependency) so a cluster or several GPUs share a big grid.
+Cells run on this machine by default, one process per core (``workers``; a grid smaller than
+``PARALLEL_WORK`` images x queries in this process), sharing the cache; ``executor="ray"`` runs them as Ray
+tasks (optional dependency) so a cluster or several GPUs share a big grid.
 
 Command line::
 

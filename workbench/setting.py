@@ -50,13 +50,12 @@ def resolve(dataset: str | None = None, *, model: nn.Module | str | None = None,
     if name is not None:
         return check_images(protocol.get(name), images)
     if images is not None:
-        shape = tuple(images.shape[1:])
-        fits = [p for p in protocol.protocols() if p.shape == shape]
+        fits = _fitting(images)
         if len(fits) == 1:
-            return fits[0]
+            return protocol.get(fits[0])
         if fits:
-            raise ValueError(f"{needed_by} needs dataset=: images of shape {shape} fit the protocols "
-                             f"{[p.name for p in fits]}, and the model is not a zoo model that says which")
+            raise ValueError(f"{needed_by} needs dataset=: images of shape {tuple(images.shape[1:])} fit the "
+                             f"protocols {fits}, and the model is not a zoo model that says which")
     raise ValueError(f"{needed_by} needs dataset= (one of {list(protocol.names())}): it cannot be told from the "
                      "model (not a zoo model) or the images")
 
@@ -65,8 +64,13 @@ def check_images(entry: Protocol, images: torch.Tensor | None) -> Protocol:
     """``entry`` where ``images`` (N, C, H, W) have its image shape (or either is unknown); else a ValueError
     naming both."""
     if images is not None and entry.shape is not None and tuple(images.shape[1:]) != entry.shape:
-        fits = [p.name for p in protocol.protocols() if p.shape == tuple(images.shape[1:])]
+        fits = _fitting(images)
         hint = f" (they fit {fits})" if fits else ""
         raise ValueError(f"images of shape {tuple(images.shape[1:])} do not match dataset={entry.name!r}, whose "
                          f"images are {entry.shape}{hint}")
     return entry
+
+
+def _fitting(images: torch.Tensor) -> list[str]:
+    """The protocols whose image shape is that of ``images`` (N, C, H, W)."""
+    return [p.name for p in protocol.protocols() if p.shape == tuple(images.shape[1:])]

@@ -23,7 +23,7 @@ import torch
 
 from benchmarks import common
 from workbench import data, models, protocol
-from workbench.attacks.square import Square
+from workbench.attacks import registry as attacks
 from workbench.inference import fold_batchnorm
 from workbench.oracle import Oracle
 
@@ -76,7 +76,7 @@ def main() -> None:
     xs, ys = test[:args.images]
     oracle = Oracle(variants["channels_last"], xs.to(args.device), ys.to(args.device), budget=args.queries)
     start = time.perf_counter()
-    result = Square(**protocol.get("cifar10-jpeg").attack_kwargs("square"), seed=0, progress=False).run(oracle)
+    result = attacks.build("square", dataset="cifar10-jpeg", seed=0, progress=False).run(oracle)
     seconds = time.perf_counter() - start
     forwarded = int(result.queries.sum())
     floor = forwarded / float(rates[["contiguous", "channels_last", "folded"]].max().max())

@@ -61,7 +61,7 @@ def _resnet() -> torch.nn.Module:
 
 
 def _cifar_square(seed: int) -> Square:
-    return Square(**protocol.get("cifar10-jpeg").attack_kwargs("square"), seed=seed, progress=False)
+    return build("square", dataset="cifar10-jpeg", seed=seed, progress=False)
 
 
 def _accuracy(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

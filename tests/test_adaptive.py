@@ -9,6 +9,8 @@ from tests import scenarios
 from tests.toy import linear_model
 from workbench.attacks.eot import EOT, averaging
 from workbench.attacks.square import Square
+from workbench.attacks.square_op import SquareOp
+from workbench.defenses.aaa import AAA_TAU
 from workbench.defenses.noise import InputNoise
 from workbench.oracle import BudgetExceeded, Oracle
 
@@ -52,3 +54,9 @@ def test_eot_beats_single_queries_against_input_noise_at_equal_points():
     observed M1 - M5 +0.068 ± 0.011 (min +0.05), re-evaluated M1 - M5 +0.120 ± 0.068 (min +0.07), re-evaluated
     minus observed (M1) +0.188 ± 0.054 (min +0.15): every seed clears 0, each mean by more than its spread."""
     scenarios.check("eot")
+
+
+def test_op_square_s_threshold_is_half_of_aaa_s_default_tau():
+    """op-Square's default threshold is declared as 3.0 in its own file (attacks never import defenses): it must
+    stay half of AAA's default tau, the margin jump of crossing one attractor interval (AAA Sec. 5.6)."""
+    assert SquareOp(eps=0.1).threshold == AAA_TAU / 2

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from workbench.attacks import build, names
+from workbench.attacks import build, names, registry
 from workbench import protocol
 from workbench.threat import inside
 from workbench.oracle import BudgetExceeded, Oracle
@@ -78,7 +78,7 @@ def test_registry_rejects_unknown_names_and_arguments():
         build("square")
     assert build("nes", dataset="cifar10").lr == pytest.approx(2 / 255)
     assert build("nes", dataset="mnist", lr=0.01).lr == 0.01  # overrides win over the preset
-    assert protocol.get("imagenet").attack_kwargs("square", "l2") == {"norm": "l2", "eps": 5.0, "p_init": 0.1}
+    assert registry.settings("square", "imagenet", "l2") == {"norm": "l2", "eps": 5.0, "p_init": 0.1}
 
 
 @pytest.mark.parametrize("name", names())

@@ -9,6 +9,7 @@ import pytest
 from tests.user_defense import NoisyLogits, ScaledLogits
 from workbench import evaluate as ev
 from workbench import runs
+from workbench.attacks.registry import suite
 from workbench.defenses.registry import names, prepare
 from workbench.probes import probe
 
@@ -34,8 +35,8 @@ def test_probes_classify_user_defenses(cnn, test_set):
     scaled, noisy = probe(ScaledLogits(cnn), test_set.x[:32], cnn), probe(NoisyLogits(cnn), test_set.x[:32], cnn)
     assert scaled.post_processing and scaled.deterministic and scaled.keeps_predictions
     assert noisy.randomized and not noisy.batch_dependent and not noisy.post_processing
-    assert [r.label for r in ev.suite(scaled)] == list(ev.STANDARD + ev.POST_PROCESSING)
-    assert [r.label for r in ev.suite(noisy, eot=3)] == list(ev.STANDARD) + ["eot3-square", "eot3-nes", "eot3-bandits"]
+    assert [r.label for r in ev.suite(scaled)] == list(suite("standard") + suite("post-processing"))
+    assert [r.label for r in ev.suite(noisy, eot=3)] == list(suite("standard")) + ["eot3-square", "eot3-nes", "eot3-bandits"]
     with pytest.raises(ValueError, match="at least 6"):
         probe(cnn, test_set.x[:3])
 
@@ -49,7 +50,7 @@ def aaa_evaluation(cnn, test_set):
 
 def test_the_worst_case_is_per_image_over_every_attack(aaa_evaluation):
     r = aaa_evaluation
-    assert list(r.attacks["attack"]) == list(ev.STANDARD + ev.POST_PROCESSING)
+    assert list(r.attacks["attack"]) == list(suite("standard") + suite("post-processing"))
     for column in [f"robust@{b}" for b in r.budgets] + ["final"]:
         assert r.worst[column] <= r.attacks[column].min() + 1e-12
     images = r.images

@@ -24,12 +24,9 @@ def _net() -> nn.Module:
 
 @pytest.fixture
 def toy(tmp_path):
-    cifar = protocol.get("cifar10")
-    simba = {"linf": {"step": 0.2, "freq": 16}, "l2": {"step": 0.2, "freq": 16}}
     protocol.register(protocol.Protocol(
-        "toy", "toy", test_size=48, held_out=16, eps={"linf": 8 / 255, "l2": 0.5},
-        attacks={**cifar.attacks, "simba": simba}, defenses=cifar.defenses, model="toy-net", zoo=("toy-net",),
-        budgets=(10, 20), images=_images))
+        "toy", "toy", test_size=48, held_out=16, eps={"linf": 8 / 255, "l2": 0.5}, settings="cifar10",
+        model="toy-net", zoo=("toy-net",), budgets=(10, 20), images=_images))
     models.register(models.ZooEntry("toy-net", _net, "toy"))
     weights = tmp_path / "toy-net.pt"
     with torch.random.fork_rng():

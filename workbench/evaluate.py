@@ -3,8 +3,8 @@ worst case per image (an image is robust only if it survives every attack that r
 
 The suite follows from the probes (``workbench.probes``):
 
-- always: the dataset's standard suite (Square, SignHunter, SimBA, NES and Bandits, each with the dataset's
-  settings from ``workbench.protocol``);
+- always: the standard suite (Square, SimBA, SignHunter, NES and Bandits, each with the dataset's settings from
+  its spec in ``workbench.attacks.registry``);
 - op-Square and bi-Square when the defense is a post-processing that changes the scores but keeps every
   prediction (AAA-like: its adaptive attacks, AAA Sec. 5.6);
 - EOT-Square, EOT-NES and EOT-Bandits (``eot`` queries averaged per point) when it is randomized;
@@ -50,7 +50,6 @@ from workbench.attacks import registry as attack_registry
 from workbench.defenses import registry as defenses
 from workbench.probes import IMAGES, Probes
 
-STANDARD, POST_PROCESSING, EOT = protocol.STANDARD, protocol.POST_PROCESSING, protocol.EOT
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,8 +64,7 @@ class Planned:
         return self.attack if self.eot == 1 else f"eot{self.eot}-{self.attack}"
 
 
-def suite(probes: Probes, attacks: str | Sequence[str] = "standard", eot: int = 5,
-          standard: Sequence[str] = STANDARD) -> list[Planned]:
+def suite(probes: Probes, attacks: str | Sequence[str] = "standard", eot: int = 5) -> list[Planned]:
     """The attacks to run for a defense with these probes (``attacks``: "standard", or a list of registry
     names, optionally ``"eot<M>-<name>"``)."""
     if isinstance(attacks, str):
@@ -74,11 +72,11 @@ def suite(probes: Probes, attacks: str | Sequence[str] = "standard", eot: int = 
             raise ValueError(f'attacks must be "standard" or a list of attack names, got {attacks!r}')
     else:
         return [_parse(name) for name in attacks]
-    plan = [Planned(a) for a in standard]
+    plan = [Planned(a) for a in attack_registry.suite("standard")]
     if probes.post_processing:
-        plan += [Planned(a) for a in POST_PROCESSING]
+        plan += [Planned(a) for a in attack_registry.suite("post-processing")]
     if probes.randomized:
-        plan += [Planned(a, eot) for a in EOT]
+        plan += [Planned(a, eot) for a in attack_registry.suite("eot")]
     return plan
 
 
@@ -133,7 +131,7 @@ def evaluate(defended: nn.Module | runs.Prepared, x: torch.Tensor, y: torch.Tens
         defended: any ``nn.Module`` mapping images in [0, 1] to logits, or a defense ``runs.prepare`` made (then
             ``undefended``, ``probe_images`` and ``cache_key`` come with it).
         undefended: the model without the defense (for the prediction probe; recommended).
-        dataset: the protocol (``workbench.protocol``: attack settings, default eps, standard suite) to use;
+        dataset: the protocol (``workbench.protocol``: its eps and the attacks' settings) to use;
             default the zoo model's inside the defense, else the one protocol the images' shape fits
             (``setting.resolve``); otherwise a ValueError asks for it. Images of another shape are refused.
         norm, eps: the threat model (eps default: the dataset's, e.g. l-inf 0.3 on MNIST, 8/255 on CIFAR-10).
@@ -161,7 +159,7 @@ def evaluate(defended: nn.Module | runs.Prepared, x: torch.Tensor, y: torch.Tens
         raise ValueError("cache_dir and cache_key go together: give both (or neither)")
     prepared = defended if isinstance(defended, runs.Prepared) else runs.Prepared.of(
         defended, x[:IMAGES] if probe_images is None else probe_images, undefended, cache_key)
-    plan = suite(prepared.probes, attacks, eot, entry.suite)
+    plan = suite(prepared.probes, attacks, eot)
     settings = {"dataset": dataset, "norm": norm, "eps": eps, "budget": budget, "seed": seed, "eot": eot,
                 "repeats": repeats, "n": len(x), "reevaluated": prepared.reevaluate}
     records = {}

@@ -35,13 +35,12 @@ from IPython.display import display
 
 from workbench import checks, metrics, plots, protocol, runs, setting
 from workbench.attacks import registry as attacks
-from workbench.defenses.aaa import AAA, target_curves, target_margin
+from workbench.defenses.aaa import AAA, AAA_ALPHA, AAA_TAU, target_curves, target_margin
 from workbench.defenses.noise import InputNoise
 from workbench.defenses.unig import UniG
 from workbench.losses import top2_margin
 from workbench.probes import IMAGES
 from workbench.oracle import Oracle
-from workbench.protocol import AAA_ALPHA, AAA_TAU
 from workbench.threat import model_device
 
 

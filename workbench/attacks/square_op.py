@@ -6,7 +6,8 @@ Black-Box Score-Based Query Attacks", NeurIPS 2022, Sec. 5.6 and Table 6.
 Distance: as Square, l-inf and l2.
 
 Arguments: those of :class:`~workbench.attacks.square.Square` (defaults are the paper's), plus
-    threshold: the margin drop that counts as crossing an attractor (default: half of AAA's tau, 3.0).
+    threshold: the margin drop that counts as crossing an attractor (default 3.0: half of AAA's default tau of 6,
+        the jump of crossing one attractor interval; ``tests/test_adaptive.py`` checks the two agree).
 The loss is the observed margin (default "margin"; AAA reshapes the margin, which is what this attack exploits).
 
 A candidate is kept when the observed margin increases (AAA's attractors invert the loss inside each period, so
@@ -25,7 +26,6 @@ from __future__ import annotations
 import torch
 
 from workbench import checks
-from workbench.protocol import AAA_TAU
 from workbench.attacks.base import Run
 from workbench.attacks.square import Square, SquareState
 
@@ -36,7 +36,7 @@ class SquareOp(Square):
     targeted_loss = "margin"
 
     def __init__(self, *, norm: str = "linf", eps: float = 0.3, p_init: float = 0.05, schedule: int = 10000,
-                 threshold: float = AAA_TAU / 2, loss: str | None = None, seed: int = 0, progress: bool = True):
+                 threshold: float = 3.0, loss: str | None = None, seed: int = 0, progress: bool = True):
         super().__init__(norm=norm, eps=eps, p_init=p_init, schedule=schedule, loss=loss, seed=seed,
                          progress=progress)
         self.threshold = checks.positive("threshold", threshold)

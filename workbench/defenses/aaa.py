@@ -54,12 +54,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from workbench import checks
-from workbench.protocol import AAA_ALPHA, AAA_TAU
 from workbench.defenses.aaa_solver import METHODS, default_method, solve
 from workbench.defenses.temperature import held_out_logits, tune_temperature
 from workbench.losses import top2_margin
 from workbench.threads import one_thread
 
+# AAA (Chen et al. 2022): the attractor interval tau, in logits, and the reverse step alpha of each curve. The
+# defense, the figures and the sliders read them from here; op-Square's threshold is half of tau (a test checks).
+AAA_TAU = 6.0
+AAA_ALPHA = {"linear": 1.0, "sine": 0.7}
 CURVES = tuple(AAA_ALPHA)
 
 
@@ -95,7 +98,7 @@ class AAA(nn.Module):
     Args:
         model: the classifier to defend.
         curve: ``"linear"`` (default) or ``"sine"``.
-        tau: attractor interval (default ``protocol.AAA_TAU`` = 6). alpha: reverse step (default 1 linear, 0.7 sine).
+        tau: attractor interval (default ``AAA_TAU`` = 6). alpha: reverse step (default 1 linear, 0.7 sine).
         beta: weight of the calibration term (default 5). kappa: optimization steps (default 100).
         lr: Adam learning rate (default 0.1). temperature: T of the calibration target (default 1; ``calibrate``
             tunes it).

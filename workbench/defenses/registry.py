@@ -1,13 +1,16 @@
-"""Defenses by name, as declarative specs: ``build("aaa-linear", model)`` wraps any classifier; every defense is
-an ``nn.Module`` mapping images in [0, 1] to logits, so they compose (``build("aaa-linear", build("unig", m))``).
+"""Defenses by name, each declared once: ``build("aaa-linear", model)`` wraps any classifier; every defense is an
+``nn.Module`` mapping images in [0, 1] to logits, so they compose (``build("aaa-linear", build("unig", m))``).
 
-Each :class:`DefenseSpec` says what the entry builds (its factory), the zoo variant of the model it needs (``at``,
-``gf``), and whether it is calibrated on held-out data; its default hyperparameters per dataset and their sources
-are in the protocol table (``workbench.protocol``). ``prepare`` is the one place that builds a defense, moves it to the model's device, calibrates it on
-held-out images and reseeds it; notebooks, grids, the report and ``evaluate`` all call it.
+Each :class:`DefenseSpec` says what the entry builds (its factory), its default hyperparameters (for every dataset,
+and per dataset settings where they differ) with their source, the zoo variant of the model it needs (``at``,
+``gf``), and whether it is calibrated on held-out data. ``prepare`` is the one place that builds a defense, moves
+it to the model's device, calibrates it on held-out images and reseeds it; notebooks, grids, the report and
+``evaluate`` all call it.
 
-Bring your own defense: anywhere a defense name is taken (``prepare``, grids, the CLIs), an import path
-``"package.module:factory"`` works too; ``factory(model, **kwargs)`` must return the defended ``nn.Module``.
+Adding a defense is one file (its module) and one spec entry (``register``); ``tests/test_new_attack_and_defense.py``
+does that with a toy one and runs ``evaluate`` on it. Bring your own defense without registering it: anywhere a
+defense name is taken (``prepare``, grids, the CLIs), an import path ``"package.module:factory"`` works too;
+``factory(model, **kwargs)`` must return the defended ``nn.Module``.
 
 Example::
 
@@ -20,44 +23,52 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import torch
 import torch.nn as nn
 
 from workbench import checks, data, models, protocol, setting
-from workbench.defenses.aaa import AAA
+from workbench.defenses.aaa import AAA, AAA_TAU
 from workbench.defenses.dent import DENT
 from workbench.defenses.gcm import GCM
 from workbench.defenses.noise import InputNoise
 from workbench.defenses.temperature import TemperatureScaling
 from workbench.defenses.unig import UniG
 from workbench.probes import reseed
+from workbench.protocol import Protocol
 from workbench.threat import model_device
+
 
 @dataclass(frozen=True)
 class DefenseSpec:
-    """One registry entry.
+    """One defense, declared once.
 
     Attributes:
         factory: ``factory(model, **kwargs) -> nn.Module`` (with ``dataset=`` too where ``per_dataset``).
+        source: the paper and where its defaults come from.
+        defaults: default keyword arguments on every dataset.
+        settings: per dataset settings (``mnist``, ``cifar10``, ``imagenet``: a protocol's ``settings``) ->
+            keyword arguments on top of ``defaults``; where given, a dataset without an entry is refused.
         variant: the zoo variant of the model the defense serves (``"at"``, ``"gf"``), or None.
         calibrate: whether ``prepare`` tunes it on held-out data (its ``calibrate(x, y)``).
         per_dataset: the factory takes the dataset's name (UniG: its reference images).
-
-    The default hyperparameters per dataset and their sources live in the protocol table
-    (``workbench.protocol``).
     """
 
     factory: Callable[..., nn.Module]
+    source: str
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     variant: str | None = None
     calibrate: bool = False
     per_dataset: bool = False
 
     @property
-    def source(self) -> str:
-        return protocol.SOURCES[next(k for k, v in SPECS.items() if v is self)]
+    def depends_on_dataset(self) -> bool:
+        """Whether its defaults or its factory need the dataset."""
+        return bool(self.settings) or self.per_dataset
 
 
 def _unig(model: nn.Module, dataset: str, root: str | None = None, **kw: Any) -> UniG:
@@ -74,31 +85,60 @@ def _unig(model: nn.Module, dataset: str, root: str | None = None, **kw: Any) ->
     return UniG(model, **kw)
 
 
-SPECS: dict[str, DefenseSpec] = {
-    "none": DefenseSpec(lambda m: m),
-    "aaa-linear": DefenseSpec(lambda m, **kw: AAA(m, "linear", **kw), calibrate=True),
-    "aaa-sine": DefenseSpec(lambda m, **kw: AAA(m, "sine", **kw), calibrate=True),
-    "unig": DefenseSpec(_unig, per_dataset=True),
-    "rnd": DefenseSpec(InputNoise),
-    "rnd-gf": DefenseSpec(InputNoise, variant="gf"),
-    "snd": DefenseSpec(InputNoise),
-    "snd-beta": DefenseSpec(InputNoise),
-    "gcm": DefenseSpec(GCM),
-    "temperature": DefenseSpec(TemperatureScaling, calibrate=True),
-    "at": DefenseSpec(lambda m: m, variant="at"),
-    "dent": DefenseSpec(DENT),
+_NOISE = "RND (Qin et al. 2021): nu 0.02, 0.05 with Gaussian-augmentation fine-tuning"
+_SPECS: dict[str, DefenseSpec] = {
+    "none": DefenseSpec(lambda m: m, "the undefended model"),
+    "aaa-linear": DefenseSpec(lambda m, **kw: AAA(m, "linear", **kw),
+                              f"AAA (Chen et al. 2022): tau {AAA_TAU:g}, alpha 1, beta 5, kappa 100, Adam lr 0.1 for "
+                              "100 steps; T tuned on held-out data (15-bin ECE)", calibrate=True),
+    "aaa-sine": DefenseSpec(lambda m, **kw: AAA(m, "sine", **kw),
+                            f"AAA: tau {AAA_TAU:g}, alpha 0.7, beta 5, kappa 100", calibrate=True),
+    "unig": DefenseSpec(_unig, "UniG (Wu et al.): CIFAR-10 delta 0.5, p 1, alpha 10; ImageNet delta 0.1, alpha 1; "
+                        "MNIST: ImageNet's (CIFAR-10's cost 1.1 points of clean accuracy on the zoo CNN)",
+                        settings={"mnist": {"delta": 0.1, "p": 1, "alpha": 1.0},
+                                  "cifar10": {"delta": 0.5, "p": 1, "alpha": 10.0},
+                                  "imagenet": {"delta": 0.1, "p": 1, "alpha": 1.0}}, per_dataset=True),
+    "rnd": DefenseSpec(InputNoise, _NOISE, defaults={"sigma": 0.02}),
+    "rnd-gf": DefenseSpec(InputNoise, _NOISE, defaults={"sigma": 0.05}, variant="gf"),
+    "snd": DefenseSpec(InputNoise, "SND (Byun et al. 2022): sigma in 0.001-0.02", defaults={"sigma": 0.01}),
+    "snd-beta": DefenseSpec(InputNoise, "SND Sec. 4.7: the noise of every query scaled by k ~ Beta(1, 1)",
+                            defaults={"sigma": 0.02, "beta": (1.0, 1.0)}),
+    "gcm": DefenseSpec(GCM, "GCM (Pei et al.): x + 1e-8 sin(1e20 x) at the input"),
+    "temperature": DefenseSpec(TemperatureScaling, "Guo et al. 2017: T tuned by 15-bin ECE on held-out data",
+                               calibrate=True),
+    "at": DefenseSpec(lambda m: m, "adversarial training, the zoo's <model>-at (MNIST: PGD-7, Madry et al. 2018)",
+                      variant="at"),
+    "dent": DefenseSpec(DENT, "DENT as AAA / UniG ran it: 6 Adam steps, lr 1e-3, entropy, per query batch"),
 }
+SPECS = MappingProxyType(_SPECS)
+
+
+def register(name: str, spec: DefenseSpec) -> DefenseSpec:
+    """Add (or replace) the defense ``name``: it is then accepted wherever a defense name is."""
+    if not isinstance(spec, DefenseSpec):
+        raise ValueError(f"spec must be a DefenseSpec, got {type(spec).__name__}")
+    if not callable(spec.factory):
+        raise ValueError(f"spec.factory must be callable: factory(model, **kwargs) -> nn.Module, got {spec.factory!r}")
+    if not isinstance(name, str) or not name or ":" in name:
+        raise ValueError(f"name must be a non-empty string without ':' (that marks an import path), got {name!r}")
+    _SPECS[name] = spec
+    return spec
+
+
+def unregister(name: str) -> None:
+    """Remove a registered defense (tests that register a toy one)."""
+    _SPECS.pop(name, None)
 
 
 def names() -> tuple[str, ...]:
     """The registered defense names."""
-    return tuple(SPECS)
+    return tuple(_SPECS)
 
 
 def spec(name: str) -> DefenseSpec:
     """The registry entry of ``name``."""
     checks.choice("name", name, names())
-    return SPECS[name]
+    return _SPECS[name]
 
 
 def variant(name: str) -> str | None:
@@ -140,21 +180,34 @@ def _call(name: str, model: nn.Module, kwargs: Mapping[str, Any]) -> nn.Module:
     return defended
 
 
+def defaults(name: str, dataset: str | Protocol | None = None) -> dict[str, Any]:
+    """The default keyword arguments of the registry defense ``name`` on ``dataset`` (a protocol's name or entry;
+    needed only where the defaults depend on it)."""
+    entry = spec(name)
+    if not entry.settings:
+        return dict(entry.defaults)
+    if dataset is None:
+        raise ValueError(f"defense {name!r} has per dataset defaults: give dataset= (one of "
+                         f"{list(protocol.names())})")
+    found = dataset if isinstance(dataset, Protocol) else protocol.get(dataset)
+    if found.settings not in entry.settings:
+        raise ValueError(f"defense {name!r} has no defaults for {found.settings!r} (protocol {found.name!r}); it has "
+                         f"them for {sorted(entry.settings)}: set the protocol's settings= to one of those, or pass "
+                         "the defense's arguments")
+    return {**entry.defaults, **entry.settings[found.settings]}
+
+
 def _kwargs(name: str, dataset: str | None, model: nn.Module | str | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The protocol's defaults of ``name`` with ``kwargs`` on top (and the dataset's name for factories that take
-    it). The protocol is ``setting.resolve``'s of ``dataset`` and ``model``; where neither tells it, only a
-    defense whose defaults are the same in every protocol (and that takes no dataset) is built: with those."""
+    """The defaults of ``name`` with ``kwargs`` on top (and the dataset's name for factories that take it). The
+    protocol is ``setting.resolve``'s of ``dataset`` and ``model``, asked for only where the defense depends on
+    the dataset."""
     if is_import_path(name):
         return dict(kwargs)
-    try:
-        entry = setting.resolve(dataset, model=model, needed_by=f"defense {name!r}")
-    except ValueError:
-        shared = {repr(p.defense_kwargs(name)) for p in protocol.protocols()}
-        if dataset is not None or spec(name).per_dataset or len(shared) > 1:
-            raise
-        return {**protocol.protocols()[0].defense_kwargs(name), **kwargs}
+    if dataset is None and not spec(name).depends_on_dataset:
+        return {**defaults(name), **kwargs}
+    entry = setting.resolve(dataset, model=model, needed_by=f"defense {name!r}")
     extra = {"dataset": entry.name} if spec(name).per_dataset else {}
-    return {**extra, **entry.defense_kwargs(name), **kwargs}
+    return {**extra, **defaults(name, entry), **kwargs}
 
 
 def check(name: str, dataset: str | None = None, /, **kwargs: Any) -> None:

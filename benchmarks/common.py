@@ -1,5 +1,5 @@
 """What the benchmarks share: the embedded default (the MNIST test split and the zoo CNN), registry defenses
-prepared the one way (``runs.prepare``: the zoo variant a defense serves is picked there, calibration on the
+prepared the one way (``runs.target``: the zoo variant a defense serves is picked there, calibration on the
 protocol's held-out images), a core kept busy by another process, the command-line options every script takes,
 and a best-of timer.
 
@@ -46,9 +46,9 @@ def held_out(test: data.Dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return test[len(test) - protocol.get(DATASET).held_out:]
 
 
-def prepared(name: str, test: data.Dataset, device: str = "cpu") -> runs.Prepared:
+def prepared(name: str, test: data.Dataset, device: str = "cpu") -> runs.Target:
     """The registry defense ``name`` on the default model, ready to attack (keyed for the run path's cache)."""
-    return runs.prepare(name, MODEL, dataset=DATASET, held_out=held_out(test), device=device)
+    return runs.target(name, MODEL, dataset=DATASET, held_out=held_out(test), device=device)
 
 
 @contextmanager

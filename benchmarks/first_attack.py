@@ -10,10 +10,8 @@ from __future__ import annotations
 import time
 
 from benchmarks import common
-from workbench import metrics
-from workbench.attacks.square import Square
+from workbench import metrics, runs
 from workbench.defenses.aaa import AAA
-from workbench.oracle import Oracle
 
 
 def main() -> None:
@@ -21,11 +19,11 @@ def main() -> None:
     start = time.perf_counter()
     test, model = common.test_set(), common.model()
     x, y = test[:500]
-    result = Square(norm="linf", eps=0.3, seed=0, progress=False).run(Oracle(model, x, y, budget=1000))
+    result = runs.run(model, "square", x, y, budget=1000, seed=0)
     print(result.robust_accuracy(100), result.robust_accuracy(1000))
     defended = AAA(model, curve="linear").calibrate(*common.held_out(test))
-    oracle = Oracle(defended, x, y, budget=1000, record=True, reference=model)
-    print(metrics.summary(Square(eps=0.3, progress=False).run(oracle), [100, 1000]))
+    traced = runs.run(defended, "square", x, y, budget=1000, record=True, reference=model)
+    print(metrics.summary(traced, [100, 1000]))
     print(f"\nthe whole example: {time.perf_counter() - start:.1f} s")
 
 

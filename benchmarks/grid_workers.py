@@ -31,7 +31,7 @@ def main() -> None:
     for workers in (1, default):
         with tempfile.TemporaryDirectory() as folder:
             start = time.perf_counter()
-            tables[workers] = experiments.run(cells, workers=workers, cache_dir=folder, device=args.device,
+            tables[workers] = experiments.tabulate(cells, workers=workers, cache_dir=folder, device=args.device,
                                               progress=False)
             seconds[workers] = time.perf_counter() - start
     column = f"robust@{args.queries}"

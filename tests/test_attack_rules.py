@@ -8,7 +8,7 @@ import torch
 
 from tests.toy import Recorder, linear_model
 from workbench.attacks.bandits import Bandits, eg_step
-from workbench.attacks.base import Run
+from workbench.attacks.base import Session
 from workbench.attacks.nes import NES
 from workbench.attacks.signhunter import SignHunter
 from workbench.attacks.simba import SimBA, dct_matrix
@@ -36,8 +36,8 @@ def test_dct_basis_is_orthonormal():
 
 def test_simba_orders_are_per_image_and_low_frequencies_come_first():
     x, y = _gray(2, 2, 6)
-    run = Run(Oracle(linear_model(2, 6), x, y, budget=5), None, seed=0)
-    order = SimBA(basis="dct", freq=2)._order(run, 2)
+    session = Session(Oracle(linear_model(2, 6), x, y, budget=5), None, seed=0)
+    order = SimBA(basis="dct", freq=2)._order(session, 2)
     assert not torch.equal(order[0], order[1])
     for row in order:
         assert sorted(row.tolist()) == list(range(72))

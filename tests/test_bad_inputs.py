@@ -119,7 +119,7 @@ def test_a_cache_folder_that_cannot_be_written_fails_before_anything_runs(tmp_pa
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(ValueError, match="cache_dir"):
-        experiments.run([mnist_cell(n=2, budgets=(2,))], cache_dir=blocker / "sub", progress=False)
+        experiments.tabulate([mnist_cell(n=2, budgets=(2,))], cache_dir=blocker / "sub", progress=False)
 
 
 def test_eps_far_outside_the_data_range_warns():

@@ -70,7 +70,7 @@ def test_an_attack_only_ever_sees_the_handle(setup):
 
     class Looking(Square):
         def init(self, run):
-            seen.append(run.oracle)
+            seen.append(run.handle)
             return super().init(run)
 
     fresh = Oracle(oracle.model, oracle.x, oracle.y, budget=5)

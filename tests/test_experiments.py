@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from tests import scenarios
-from workbench import experiments, runs
-from workbench.experiments import cell, grid, preset, run, validate
+from workbench import experiments, results, runs
+from workbench.experiments import cell, grid, preset, tabulate, validate
 
 VOLATILE = ["seconds", "git commit"]  # wall time differs between runs (and the commit, if one lands meanwhile)
 
@@ -27,7 +27,7 @@ def _same(a: pd.DataFrame, b: pd.DataFrame) -> None:
 @pytest.fixture(scope="module")
 def smoke_table(tmp_path_factory):
     folder = tmp_path_factory.mktemp("smoke")
-    return folder, run(preset("smoke"), cache_dir=folder, progress=False)
+    return folder, tabulate(preset("smoke"), cache_dir=folder, progress=False)
 
 
 def test_smoke_grid_gives_one_tidy_row_per_cell(smoke_table):
@@ -49,7 +49,7 @@ def test_a_second_run_recomputes_nothing(smoke_table, monkeypatch):
         raise AssertionError("a cached attack was recomputed")
 
     monkeypatch.setattr(runs, "_run", refuse)
-    second = run(preset("smoke"), cache_dir=folder, progress=False, workers=1)  # in this process: the patch holds
+    second = tabulate(preset("smoke"), cache_dir=folder, progress=False, workers=1)  # in this process: the patch holds
     _same(second, first)
     # a cell read from the cache reports what its attack cost when it was computed (plus its set-up)
     computed = sum(json.loads(f.read_text())["row"]["seconds"] for f in folder.glob("*.json"))
@@ -62,9 +62,9 @@ def test_the_local_executor_runs_cells_in_parallel_processes_with_the_same_rows(
     _, serial = smoke_table
     assert experiments.default_workers(None) == len(os.sched_getaffinity(0))
     assert experiments.default_workers("cuda") == 1
-    _same(run(preset("smoke"), cache_dir=tmp_path / "two", progress=False, workers=2), serial)
+    _same(tabulate(preset("smoke"), cache_dir=tmp_path / "two", progress=False, workers=2), serial)
     with pytest.raises(ValueError, match="workers"):
-        run(preset("smoke"), workers=0, progress=False)
+        tabulate(preset("smoke"), workers=0, progress=False)
 
 
 def test_a_killed_run_resumes_without_losing_or_recomputing_cells(smoke_table, tmp_path):
@@ -81,7 +81,7 @@ def test_a_killed_run_resumes_without_losing_or_recomputing_cells(smoke_table, t
     proc.wait()
     finished = {p.name: p.stat().st_mtime_ns for p in folder.glob("*.json")}
     assert 1 <= len(finished) < 4, "the run should have been killed part-way"
-    resumed = run(preset("smoke"), cache_dir=folder, progress=False)
+    resumed = tabulate(preset("smoke"), cache_dir=folder, progress=False)
     for name, mtime in finished.items():  # finished cells were read back, not recomputed
         assert (folder / name).stat().st_mtime_ns == mtime
     assert len(list(folder.glob("*.json"))) == 4
@@ -103,7 +103,7 @@ def test_ray_executor_matches_the_local_one_beside_a_busy_core(smoke_table, tmp_
         experiments.start_ray(num_cpus=2, runtime_env={"env_vars": {"OMP_NUM_THREADS": "1"}})
         assert busy.poll() is None, "the core was not busy while Ray started"
         busy.kill()
-        _same(run(preset("smoke"), executor="ray", cache_dir=tmp_path, progress=False), local)
+        _same(tabulate(preset("smoke"), executor="ray", cache_dir=tmp_path, progress=False), local)
     finally:
         busy.kill()
         ray.shutdown()
@@ -148,7 +148,7 @@ def test_bad_grids_fail_before_anything_runs_naming_cell_and_field(fields, field
     cells = [cell(dataset="mnist", n=10, budgets=(5, 10)),
              cell(**{"dataset": "mnist", "n": 10, "budgets": (5, 10), **fields})]
     with pytest.raises(ValueError, match=rf"cell 1 .*{field}"):
-        run(cells, cache_dir=tmp_path, progress=False)
+        tabulate(cells, cache_dir=tmp_path, progress=False)
 
 
 def test_presets_are_valid_and_keys_are_stable():
@@ -254,7 +254,7 @@ def test_unusable_cache_files_are_recomputed_and_rewritten(smoke_table, tmp_path
     assert len(files) == 4  # one record per cell
     good, other = json.loads(files[0].read_text()), json.loads(files[1].read_text())
     calls = []
-    monkeypatch.setattr(runs, "_run", lambda *a, **k: calls.append(a) or runs.Record.from_row(good["row"]))
+    monkeypatch.setattr(runs, "_run", lambda *a, **k: calls.append(a) or results.Result.from_row(good["row"]))
     for name, content in _corruptions(good, other).items():
         cache = tmp_path / name.replace(" ", "_").replace("'", "")
         cache.mkdir()
@@ -263,7 +263,7 @@ def test_unusable_cache_files_are_recomputed_and_rewritten(smoke_table, tmp_path
         (cache / files[0].name).write_text(content if isinstance(content, str) else json.dumps(content))
         calls.clear()
         with pytest.warns(UserWarning, match="is not used"):
-            out = run(preset("smoke"), cache_dir=cache, progress=False, workers=1)
+            out = tabulate(preset("smoke"), cache_dir=cache, progress=False, workers=1)
         assert len(calls) == 1, name  # only the damaged record, once
         assert json.loads((cache / files[0].name).read_text()) == good, name  # rewritten
         _same(out, table)
@@ -284,7 +284,7 @@ def test_a_row_read_from_the_cache_reports_where_its_attack_was_computed(smoke_t
             stored = json.loads(f.read_text())
             row = {**stored["row"], "computed": computed}
             (cache / f.name).write_text(json.dumps({"row": row, "digest": experiments.cache.digest(row)}))
-        again = run(preset("smoke"), cache_dir=cache, progress=False, workers=1)
+        again = tabulate(preset("smoke"), cache_dir=cache, progress=False, workers=1)
         expected = computed if name == "elsewhere" else runs.provenance("cpu")
         columns = ["git commit", "torch", "device"]
         assert (again[columns] == [expected[k] for k in columns]).all().all(), name
@@ -295,7 +295,7 @@ def test_recompute_ignores_the_cache(smoke_table, monkeypatch):
     folder, table = smoke_table
     calls, original = [], runs._run
     monkeypatch.setattr(runs, "_run", lambda *a, **k: calls.append(a) or original(*a, **k))
-    _same(run(preset("smoke"), cache_dir=folder, progress=False, recompute=True, workers=1), table)
+    _same(tabulate(preset("smoke"), cache_dir=folder, progress=False, recompute=True, workers=1), table)
     assert len(calls) == 4
 
 
@@ -307,7 +307,7 @@ def test_the_cache_key_covers_the_workbench_version(monkeypatch):
 
 def test_a_grid_takes_a_defense_by_import_path(tmp_path):
     cells = [cell(dataset="mnist", defense="tests.user_defense:scaled", attack="square", n=4, budgets=(5,))]
-    table = run(cells, cache_dir=tmp_path, progress=False)
+    table = tabulate(cells, cache_dir=tmp_path, progress=False)
     assert table.loc[0, "defense"] == "tests.user_defense:scaled" and table.loc[0, "agreement"] == 1.0
     assert table.loc[0, "logit diff"] > 0
     with pytest.raises(ValueError, match="cell 0 .*cannot import"):

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from workbench import metrics
-from workbench.results import AttackResult
+from workbench.results import Result
 
 
 def _reference_ece(logits: torch.Tensor, y: torch.Tensor, bins: int = 15) -> float:
@@ -37,11 +37,10 @@ def test_logit_difference_and_agreement():
 
 
 def test_robust_accuracy_curve_and_query_stats_from_one_run():
-    result = AttackResult(x_adv=torch.zeros(4, 1, 2, 2), queries=torch.tensor([1, 5, 10, 10]),
-                          success=torch.tensor([True, True, False, True]),
-                          first_success=torch.tensor([1, 5, -1, 10]),
-                          clean_correct=torch.tensor([False, True, True, True]), budget=10, seconds=0.0,
-                          forward_seconds=0.0)
+    result = Result(first_success=torch.tensor([1, 5, -1, 10]), queries=torch.tensor([1, 5, 10, 10]),
+                    clean_correct=torch.tensor([False, True, True, True]),
+                    robust=torch.tensor([False, False, True, False]), budget=10, seconds=0.0)
+    assert result.success.tolist() == [True, True, False, True]
     assert metrics.robust_accuracy_curve(result, [1, 4, 5, 10]) == {1: 0.75, 4: 0.75, 5: 0.5, 10: 0.25}
     stats = metrics.query_stats(result)
     assert stats["mean_queries"] == 7.5 and stats["median_queries"] == 5 and stats["n_fooled"] == 2

@@ -13,7 +13,7 @@ import torch.nn as nn
 
 from workbench import data, evaluate, models
 from workbench.attacks import registry as attacks
-from workbench.attacks.base import Attack, Run
+from workbench.attacks.base import Attack, Session
 from workbench.defenses import registry as defenses
 
 
@@ -33,12 +33,12 @@ class RandomCorners(Attack):
         super().__init__(norm=norm, eps=eps, loss=loss, seed=seed, progress=progress)
         self.spread = spread
 
-    def init(self, run: Run) -> _CornerState:
-        return _CornerState(run.x0.clone())
+    def init(self, session: Session) -> _CornerState:
+        return _CornerState(session.x0.clone())
 
-    def step(self, run: Run, state: _CornerState, idx: torch.Tensor) -> None:
-        x = (run.x0[idx] + self.spread * self.eps * run.signs(len(idx), *run.x0.shape[1:])).clamp(0, 1)
-        run.evaluate(x, idx)
+    def step(self, session: Session, state: _CornerState, idx: torch.Tensor) -> None:
+        x = (session.x0[idx] + self.spread * self.eps * session.signs(len(idx), *session.x0.shape[1:])).clamp(0, 1)
+        session.evaluate(x, idx)
         state.x[idx] = x
 
     def best(self, state: _CornerState) -> torch.Tensor:

@@ -46,14 +46,14 @@ def test_a_toy_dataset_runs_evaluate_a_grid_and_a_registry_defense(toy, tmp_path
 
     cells = [experiments.cell(dataset="toy", model="toy-net", weights=str(toy), defense="rnd", attack="square",
                               n=32, budgets=(10, 20))]
-    table = experiments.run(cells, cache_dir=tmp_path / "grid", progress=False)
+    table = experiments.tabulate(cells, cache_dir=tmp_path / "grid", progress=False)
     assert table.loc[0, "dataset"] == "toy" and table.loc[0, "eps"] == pytest.approx(8 / 255)
     with pytest.raises(ValueError, match="held out"):
         experiments.validate([experiments.cell(dataset="toy", model="toy-net", n=33)])
 
-    prepared = runs.prepare("aaa-linear", "toy-net", dataset="toy", weights=toy, held_out=(x[32:], y[32:]))
-    assert prepared.probes.post_processing and isinstance(prepared.defended, nn.Module)
-    record = runs.run(prepared, "square", x[:32], y[:32], budget=20, dataset="toy")
+    target = runs.target("aaa-linear", "toy-net", dataset="toy", weights=toy, held_out=(x[32:], y[32:]))
+    assert target.probes.post_processing and isinstance(target.defended, nn.Module)
+    record = runs.run(target, "square", x[:32], y[:32], budget=20, dataset="toy")
     assert record.queries.max() <= 20 and len(record.robust) == 32
     unig = defenses.prepare("unig", model, dataset="toy")  # its reference images: the toy training split
     assert unig(x[:1]).shape == (1, 4)

@@ -52,8 +52,8 @@ def test_evaluate_on_a_cifar10_zoo_model_attacks_at_cifar10s_eps(cifar):
     x, y = cifar[:8]
     report = evaluate(defended, x, y, budget=10, attacks=["square"], progress=False)
     assert report.settings["dataset"] == "cifar10-jpeg" and report.settings["eps"] == pytest.approx(8 / 255)
-    record = runs.run(runs.Prepared.of(defended, x), "square", x, y, budget=5)
-    delta = (record.result.x_adv - x).abs().amax()
+    record = runs.run(runs.Target.of(defended, x), "square", x, y, budget=5)
+    delta = (record.x_adv - x).abs().amax()
     assert delta <= 8 / 255 + 1e-6
 
 

@@ -49,6 +49,7 @@ from workbench import checks, data, metrics, paths, plots, protocol, runs, setti
 from workbench.attacks import registry as attack_registry
 from workbench.defenses import registry as defenses
 from workbench.probes import IMAGES, Probes
+from workbench.results import Result
 
 
 
@@ -120,7 +121,7 @@ class Evaluation:
                                 self.worst["final"], ax=ax)
 
 
-def evaluate(defended: nn.Module | runs.Prepared, x: torch.Tensor, y: torch.Tensor, *,
+def evaluate(defended: nn.Module | runs.Target, x: torch.Tensor, y: torch.Tensor, *,
              undefended: nn.Module | None = None, dataset: str | None = None, norm: str = "linf",
              eps: float | None = None, budget: int = 1000, budgets: Sequence[int] | None = None, attacks: str | Sequence[str] = "standard",
              seed: int = 0, eot: int = 5, repeats: int = runs.REPEATS, probe_images: torch.Tensor | None = None,
@@ -128,7 +129,7 @@ def evaluate(defended: nn.Module | runs.Prepared, x: torch.Tensor, y: torch.Tens
     """Evaluate ``defended`` on the images ``x`` with labels ``y`` (see the module docstring).
 
     Args:
-        defended: any ``nn.Module`` mapping images in [0, 1] to logits, or a defense ``runs.prepare`` made (then
+        defended: any ``nn.Module`` mapping images in [0, 1] to logits, or a defense ``runs.target`` made (then
             ``undefended``, ``probe_images`` and ``cache_key`` come with it).
         undefended: the model without the defense (for the prediction probe; recommended).
         dataset: the protocol (``workbench.protocol``: its eps and the attacks' settings) to use;
@@ -145,9 +146,8 @@ def evaluate(defended: nn.Module | runs.Prepared, x: torch.Tensor, y: torch.Tens
     """
     checks.images("x", x)
     y = checks.labels("y", y, len(x))
-    module = defended.defended if isinstance(defended, runs.Prepared) else defended
-    entry = setting.resolve(dataset, model=module, images=x, needed_by="evaluate")
-    dataset = entry.name
+    module = defended.defended if isinstance(defended, runs.Target) else defended
+    entry = setting.resolve(dataset, model=module, images=x, needed_by="evaluate")  # once: passed down as it is
     checks.choice("norm", norm, tuple(entry.eps))
     eps = entry.eps[norm] if eps is None else checks.positive("eps", eps)
     budget = checks.at_least("budget", budget, 1)
@@ -155,28 +155,28 @@ def evaluate(defended: nn.Module | runs.Prepared, x: torch.Tensor, y: torch.Tens
     if budgets[-1] != budget:
         raise ValueError(f"budgets={list(budgets)} must end at budget={budget}")
     seed, eot = checks.at_least("seed", seed, 0), checks.at_least("eot", eot, 2)
-    if (cache_dir is None) != (cache_key is None) and not isinstance(defended, runs.Prepared):
+    if (cache_dir is None) != (cache_key is None) and not isinstance(defended, runs.Target):
         raise ValueError("cache_dir and cache_key go together: give both (or neither)")
-    prepared = defended if isinstance(defended, runs.Prepared) else runs.Prepared.of(
+    target = defended if isinstance(defended, runs.Target) else runs.Target.of(
         defended, x[:IMAGES] if probe_images is None else probe_images, undefended, cache_key)
-    plan = suite(prepared.probes, attacks, eot)
-    settings = {"dataset": dataset, "norm": norm, "eps": eps, "budget": budget, "seed": seed, "eot": eot,
-                "repeats": repeats, "n": len(x), "reevaluated": prepared.reevaluate}
+    plan = suite(target.probes, attacks, eot)
+    settings = {"dataset": entry.name, "norm": norm, "eps": eps, "budget": budget, "seed": seed, "eot": eot,
+                "repeats": repeats, "n": len(x), "reevaluated": target.reevaluate}
     records = {}
     for planned in tqdm(plan, desc="attacks", unit="attack", disable=not progress):
-        records[planned.label] = runs.run(prepared, planned.attack, x, y, budget=budget, dataset=dataset, norm=norm,
+        records[planned.label] = runs.run(target, planned.attack, x, y, budget=budget, dataset=entry, norm=norm,
                                           eps=eps, seed=seed, eot=planned.eot, repeats=repeats, cache_dir=cache_dir,
                                           progress=progress)
-    images = _images(y, records, budget, prepared.reevaluate)
-    return Evaluation(prepared.probes, _per_attack(records, budgets, images), images,
-                      _worst(images, records, budgets), budgets, prepared.reevaluate, settings)
+    images = _images(y, records, budget, target.reevaluate)
+    return Evaluation(target.probes, _per_attack(records, budgets, images), images,
+                      _worst(images, records, budgets), budgets, target.reevaluate, settings)
 
 
 def _decades(budget: int) -> tuple[int, ...]:
     return tuple(b for b in (10, 100, 1000, 10000) if b < budget) + (budget,)
 
 
-def _images(y: torch.Tensor, records: dict[str, runs.Record], budget: int, reevaluate: bool) -> pd.DataFrame:
+def _images(y: torch.Tensor, records: dict[str, Result], budget: int, reevaluate: bool) -> pd.DataFrame:
     """One row per image: each attack's first successful query and re-evaluated share, and the worst case."""
     first = next(iter(records.values()))
     table = pd.DataFrame({"image": np.arange(len(y)), "label": y.cpu().numpy(),
@@ -198,21 +198,21 @@ def _images(y: torch.Tensor, records: dict[str, runs.Record], budget: int, reeva
     return table
 
 
-def _per_attack(records: dict[str, runs.Record], budgets: Sequence[int], images: pd.DataFrame) -> pd.DataFrame:
+def _per_attack(records: dict[str, Result], budgets: Sequence[int], images: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for label, record in records.items():
         first = record.first_success.numpy()
         fooled = first[first > 0]
         row = {"attack": label, **{f"robust@{b}": float(r) for b, r in zip(budgets, metrics.robust_by_query(first,
                                                                                                       budgets))}}
-        row["final"] = record.reevaluated_accuracy
+        row["final"] = record.final_accuracy
         row["median queries"] = float(np.median(fooled)) if len(fooled) else float("nan")
         row["seconds"] = record.seconds
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _worst(images: pd.DataFrame, records: dict[str, runs.Record], budgets: Sequence[int]) -> dict[str, float]:
+def _worst(images: pd.DataFrame, records: dict[str, Result], budgets: Sequence[int]) -> dict[str, float]:
     first = metrics.earliest(np.stack([r.first_success.numpy() for r in records.values()]))
     worst = {f"robust@{b}": float(r) for b, r in zip(budgets, metrics.robust_by_query(first, budgets))}
     worst["final"] = float(images["robust"].mean())
@@ -249,13 +249,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     n = checks.at_least("n", args.n, 1)
     if n > len(test) - entry.held_out:
         raise ValueError(f"--n {n} would overlap the last {entry.held_out} test images, held out for calibration")
-    prepared = runs.prepare(args.defense, args.model or entry.model, dataset=entry.name, weights=args.weights,
+    target = runs.target(args.defense, args.model or entry.model, dataset=entry.name, weights=args.weights,
                             held_out=test[len(test) - entry.held_out:], seed=args.seed, **kwargs)
     x, y = test[:n]
     folder = None if args.no_cache else (args.cache_dir or paths.data_dir() / "evaluations")
     if folder is None:
-        prepared = dataclasses.replace(prepared, key=None)
-    report = evaluate(prepared, x, y, dataset=entry.name, norm=args.norm, eps=args.eps, budget=args.budget,
+        target = dataclasses.replace(target, key=None)
+    report = evaluate(target, x, y, dataset=entry.name, norm=args.norm, eps=args.eps, budget=args.budget,
                       seed=args.seed, cache_dir=folder)
     print(report.to_markdown())
     out = Path(args.csv or f"{args.defense.replace(':', '_').replace('.', '_')}-evaluation.csv")

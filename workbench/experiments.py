@@ -27,7 +27,7 @@ Command line::
 Example::
 
     >>> cells = grid(defenses=["none", "aaa-linear"], attacks=["square"], n=100, budgets=(100, 1000))
-    >>> table = run(cells)
+    >>> table = tabulate(cells)
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from workbench import cache, checks, data, paths, protocol, runs, setting
+from workbench import cache, checks, data, metrics, paths, protocol, runs, setting
 from workbench.attacks import registry as attacks
 from workbench.defenses import registry as defenses
 from workbench.probes import IMAGES
@@ -190,10 +190,10 @@ def run_cell(c: Cell, device: str | torch.device | None = None, progress: bool =
     entry = protocol.get(c.dataset)
     test = data.load(c.dataset, "test")
     x, y = test[:c.n]
-    prepared = runs.prepare(c.defense, c.model, dataset=c.dataset, weights=c.weights,
+    target = runs.target(c.defense, c.model, dataset=c.dataset, weights=c.weights,
                             held_out=test[len(test) - entry.held_out:], seed=c.seed, device=device,
                             probe_images=test.x[:IMAGES], **dict(c.defense_kwargs))
-    clean = clean_metrics(prepared.defended, prepared.undefended, x, y)
+    clean = clean_metrics(target.defended, target.undefended, x, y)
     targets = None
     if c.targeted:
         gen = torch.Generator().manual_seed(c.seed)
@@ -202,17 +202,17 @@ def run_cell(c: Cell, device: str | torch.device | None = None, progress: bool =
     kwargs = dict(c.attack_kwargs)
     eot = kwargs.pop("eot", 1)
     attack_start = time.perf_counter()
-    record = runs.run(prepared, c.attack, x, y, budget=c.budgets[-1], dataset=c.dataset, norm=c.norm, eps=c.eps,
+    record = runs.run(target, c.attack, x, y, budget=c.budgets[-1], dataset=c.dataset, norm=c.norm, eps=c.eps,
                       seed=c.seed, eot=eot, targets=targets, attack_kwargs=kwargs, cache_dir=cache_dir,
                       recompute=recompute, progress=progress)
     # the attack's wall time as computed (also when its record comes from the cache: a resumed grid reports what
     # the cells cost), plus this call's set-up and clean metrics
     seconds = record.seconds + attack_start - start
-    stats = record.query_stats()
+    stats = metrics.query_stats(record)
     row = {"dataset": c.dataset, "model": c.model, "defense": c.defense, "attack": c.attack, "norm": c.norm,
            "eps": c.eps if c.eps is not None else entry.eps[c.norm], "n": c.n, "seed": c.seed,
            "targeted": c.targeted, **clean, **{f"robust@{b}": record.robust_accuracy(b) for b in c.budgets},
-           "re-evaluated": record.reevaluated_accuracy, "mean queries": stats["mean_queries"],
+           "re-evaluated": record.final_accuracy, "mean queries": stats["mean_queries"],
            "median queries": stats["median_queries"], "seconds": seconds, "key": c.key(),
            "config": json.dumps(c.config(), sort_keys=True, default=str),
            **(record.computed or runs.provenance(device))}
@@ -241,7 +241,7 @@ def _fingerprinted(cells: list[Cell]) -> list[Cell]:
     return out
 
 
-def run(cells: Sequence[Cell], *, executor: str = "local", workers: int | None = None,
+def tabulate(cells: Sequence[Cell], *, executor: str = "local", workers: int | None = None,
         cache_dir: str | Path | None = None, device: str | None = None, progress: bool = True,
         recompute: bool = False) -> pd.DataFrame:
     """Run every cell and return all rows as a DataFrame (in the cells' order). Each cell's attack run goes
@@ -466,7 +466,7 @@ def main(argv: Iterable[str] | None = None) -> None:
     cells = preset(args.preset)
     if args.weights:
         cells = [dataclasses.replace(c, weights=args.weights) for c in cells]
-    table = run(cells, executor=args.executor, workers=args.workers, cache_dir=args.cache_dir, device=args.device,
+    table = tabulate(cells, executor=args.executor, workers=args.workers, cache_dir=args.cache_dir, device=args.device,
                 recompute=args.recompute)
     columns = ["defense", "attack", "norm", "targeted", "seed", "clean acc", "logit diff", "ECE"] + \
         [c for c in table.columns if c.startswith("robust@")] + ["re-evaluated", "mean queries", "seconds"]

@@ -18,7 +18,7 @@ import torch
 import torch.nn as nn
 
 from workbench import checks
-from workbench.results import AttackResult
+from workbench.results import Result
 from workbench.threat import model_device, unit
 
 
@@ -109,7 +109,7 @@ def reevaluated_accuracy(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor,
     return float((reevaluated(model, x_adv, y, repeats, batch_size) >= 0.5).double().mean())
 
 
-def robust_accuracy_curve(result: AttackResult, budgets: Iterable[int] | None = None) -> dict[int, float]:
+def robust_accuracy_curve(result: Result, budgets: Iterable[int] | None = None) -> dict[int, float]:
     """Robust accuracy at each budget (default: every query 1..budget), all read from one run."""
     budgets = range(1, result.budget + 1) if budgets is None else checks.budgets("budgets", budgets, strict=False)
     return {int(b): result.robust_accuracy(int(b)) for b in budgets}
@@ -128,13 +128,13 @@ def earliest(firsts: np.ndarray) -> np.ndarray:
     return np.where(hits == np.iinfo(np.int64).max, -1, hits)
 
 
-def query_stats(result: AttackResult, budget: int | None = None) -> dict[str, float]:
+def query_stats(result: Result, budget: int | None = None) -> dict[str, float]:
     """Mean and median queries of the images that were correct when clean and fooled within ``budget``."""
     budget = result.budget if budget is None else checks.at_least("budget", budget, 1)
     if budget > result.budget:
         raise ValueError(f"budget={budget} is above the run's budget of {result.budget} queries: the run cannot tell "
                          f"what happened after its last query")
-    first = torch.where(result.success, result.first_success, torch.full_like(result.first_success, -1))
+    first = result.first_success
     return success_queries(torch.where(first <= budget, first, -1), result.clean_correct)
 
 
@@ -147,7 +147,7 @@ def success_queries(first_success: torch.Tensor, clean_correct: torch.Tensor) ->
     return {"mean_queries": q.mean().item(), "median_queries": q.median().item(), "n_fooled": int(len(q))}
 
 
-def summary(result: AttackResult, budgets: Sequence[int]) -> dict[str, float]:
+def summary(result: Result, budgets: Sequence[int]) -> dict[str, float]:
     """One row for a table: clean accuracy as the attack saw it, robust accuracy per budget, query statistics
     (rounded for display: accuracies to 4 decimals, queries and seconds to 2)."""
     row = {"clean_accuracy": round(result.clean_correct.float().mean().item(), 4)}
@@ -157,7 +157,7 @@ def summary(result: AttackResult, budgets: Sequence[int]) -> dict[str, float]:
     return row
 
 
-def summaries(results: Mapping[str, AttackResult], budgets: Sequence[int]) -> pd.DataFrame:
+def summaries(results: Mapping[str, Result], budgets: Sequence[int]) -> pd.DataFrame:
     """``summary`` of each named result as one table (one row per name), for notebooks to show."""
     return pd.DataFrame({name: summary(result, budgets) for name, result in results.items()}).T
 

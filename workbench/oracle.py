@@ -185,10 +185,10 @@ class Oracle:
         """The threat model (norm, eps) fixed by ``handle``, or None before."""
         return self._threat
 
-    def run(self, norm: str, eps: float, loop: Callable[[QueryHandle], T]) -> tuple[T, float]:
+    def serve(self, norm: str, eps: float, loop: Callable[[QueryHandle], T]) -> tuple[T, float]:
         """Run an attacker's ``loop`` on a handle for the threat model (norm, eps), on the threads the forwards
         call for (one thread where they adapt to a busy machine), and return what it returns with the seconds it
-        spent in forward passes. ``Attack.run`` uses this: an attack never reads the Oracle's state."""
+        spent in forward passes. ``Attack.run`` calls this: an attack never reads the Oracle's state."""
         handle = self.handle(norm, eps)
         before = self.forwards.seconds
         with self.forwards.loop():

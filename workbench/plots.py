@@ -16,7 +16,7 @@ import seaborn as sns
 import torch
 
 from workbench import paths
-from workbench.results import AttackResult
+from workbench.results import Result
 from workbench.metrics import (accepted_points, earliest, ece, reliability, robust_accuracy_curve,
                                robust_by_query)
 
@@ -33,7 +33,7 @@ def savefig(fig: plt.Figure, name: str, dpi: int = 110) -> Path:
     return target
 
 
-def robust_accuracy_vs_queries(results: Mapping[str, AttackResult], ax: plt.Axes | None = None) -> plt.Figure:
+def robust_accuracy_vs_queries(results: Mapping[str, Result], ax: plt.Axes | None = None) -> plt.Figure:
     """Robust accuracy after every query, one line per run (all read from one run each)."""
     fig, ax = _axes(ax, (6, 4))
     for label, result in results.items():

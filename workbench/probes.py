@@ -29,6 +29,7 @@ TOLERANCE = 1e-4  # logits closer than this are the same (float rounding differs
 BATCH_TOLERANCE = 1e-5
 REPEATS = 16  # queries per context when the scores are random
 IMAGES = 32  # clean images the evaluation, the grids, the report and the Oracle probe a defense with
+PROBE_MIN = 6  # the fewest clean images a probe accepts
 Z_LIMIT = 4.0  # mean |z| above which a randomized defense's batch contexts differ (about 0.8 when they do not)
 
 
@@ -106,8 +107,8 @@ def probe(defended: nn.Module, x: torch.Tensor, undefended: nn.Module | None = N
     restarted afterwards."""
     checks.module("defended", defended)
     checks.images("x", x)
-    if len(x) < 6:
-        raise ValueError(f"x must hold at least 6 images to probe a defense, got {len(x)}")
+    if len(x) < PROBE_MIN:
+        raise ValueError(f"x must hold at least {PROBE_MIN} images to probe a defense, got {len(x)}")
     k = len(x) // 3
     a, b, c = x[:k], x[k:2 * k], x[2 * k:3 * k]
     first, again = _scores(defended, a), _scores(defended, a)

@@ -55,14 +55,14 @@ def defense_row(defended: nn.Module, undefended: nn.Module, x: torch.Tensor, y: 
     the Oracle's policy; set it to study a batch-dependent defense like UniG)."""
     checks.images("x", x)
     budgets = sorted(checks.budgets("budgets", budgets))
-    prepared = runs.Prepared.of(defended, x[:IMAGES], undefended)
+    target = runs.Target.of(defended, x[:IMAGES], undefended)
     reference_seconds = reference_seconds or seconds_per_image(undefended, x, batch_size)
     row = {**clean_metrics(defended, undefended, x, y, batch_size),
            "time / query (x undefended)": seconds_per_image(defended, x, batch_size) / reference_seconds}
-    record = runs.run(prepared, attack, x, y, budget=budgets[-1], dataset=dataset, seed=seed, repeats=repeats,
+    record = runs.run(target, attack, x, y, budget=budgets[-1], dataset=dataset, seed=seed, repeats=repeats,
                       batch_size=query_batch or "auto")
     row.update({f"robust@{b}": record.robust_accuracy(b) for b in budgets})
-    row[f"re-evaluated@{budgets[-1]}"] = record.reevaluated_accuracy
+    row[f"re-evaluated@{budgets[-1]}"] = record.final_accuracy
     row["attack seconds"] = record.seconds
     return row
 

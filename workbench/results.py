@@ -1,9 +1,14 @@
-"""What an attack returns: per image, the adversarial image, the queries spent, success and the query at which it
-first happened, so robust accuracy at every budget up to the run's comes from one run."""
+"""What an attack run gives: one :class:`Result` per run, whether an attack ran on an Oracle of your own
+(``Attack.run``) or through the run path (``runs.run``, which adds the re-evaluated outcome, the provenance and,
+when asked, the recorded traces). Per image: the query at which it was first misclassified, the queries spent,
+the clean prediction's correctness and the final outcome, so robust accuracy at every budget up to the run's
+comes from one run."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -11,35 +16,88 @@ from workbench import checks
 
 
 @dataclass
-class AttackResult:
-    """What an attack returns; every tensor has one entry per image of the oracle.
+class Result:
+    """One attack run's outcome; every tensor has one entry per image.
 
     Attributes:
-        x_adv: (N, C, H, W) the first misclassified query for successful images, else the attack's best point.
+        first_success: (N,) the query (1-based) at which the image was first misclassified as the attacker saw it
+            (already at the clean query counts); -1 where it never was.
         queries: (N,) queries spent per image (the clean query included).
-        success: (N,) whether the image was misclassified at some query (already at the clean query counts).
-        first_success: (N,) the query (1-based) at which that first happened; -1 where it never did.
         clean_correct: (N,) whether the clean image was classified correctly (by the first query).
+        robust: (N,) the final outcome: never misclassified within the budget, or, where the run path
+            re-evaluated a randomized or batch-dependent defense, the majority of fresh queries of the final image
+            classify it correctly.
         budget: the per-image budget of the run.
-        seconds: wall time of the run; forward_seconds: the part spent in the model's forward passes.
+        seconds: wall time of the run (of the run that computed it, when read from the cache).
+        x_adv: (N, C, H, W) the first misclassified query for successful images, else the attack's best point;
+            None when the result was read from the cache.
+        reevaluated: (N,) the share of fresh queries that classified the final image correctly; None where
+            nothing was re-evaluated.
+        forward_seconds: the part of ``seconds`` spent in the model's forward passes.
         queries_per_point: queries averaged per candidate point (EOT; 1 otherwise).
+        computed: the provenance of the run that computed it (``runs.provenance``); None outside the run path.
+        observed, reference_margin, kept: the Oracle's recordings (``record=True``, ``reference=``,
+            ``keep_images=``): per image and query the margin the attacker saw, the undefended model's margin at
+            the same input, the queried images; None where not recorded.
     """
 
-    x_adv: torch.Tensor
-    queries: torch.Tensor
-    success: torch.Tensor
     first_success: torch.Tensor
+    queries: torch.Tensor
     clean_correct: torch.Tensor
+    robust: torch.Tensor
     budget: int
     seconds: float
-    forward_seconds: float
+    x_adv: torch.Tensor | None = None
+    reevaluated: torch.Tensor | None = None
+    forward_seconds: float = 0.0
     queries_per_point: int = 1
+    computed: dict[str, str] | None = None
+    observed: torch.Tensor | None = None
+    reference_margin: torch.Tensor | None = None
+    kept: torch.Tensor | None = None
+
+    @property
+    def success(self) -> torch.Tensor:
+        """(N,) whether the image was misclassified at some query."""
+        return self.first_success > 0
 
     def robust_accuracy(self, budget: int | None = None) -> float:
-        """Fraction of images not misclassified within ``budget`` queries (default: the run's budget)."""
-        budget = self.budget if budget is None else budget
-        budget = checks.at_least("budget", budget, 1)
+        """Fraction of images not misclassified within ``budget`` queries (default: the run's budget), as the
+        attacker observed it."""
+        budget = self.budget if budget is None else checks.at_least("budget", budget, 1)
         if budget > self.budget:
             raise ValueError(f"budget={budget} exceeds the run's budget of {self.budget} queries")
         fooled = self.success & (self.first_success <= budget)
         return 1.0 - fooled.float().mean().item()
+
+    @property
+    def final_accuracy(self) -> float:
+        """The share of images robust in the end (``robust``): re-evaluated where the run path re-evaluated, else
+        the observed robust accuracy at the run's budget."""
+        return self.robust.double().mean().item()
+
+    def as_row(self) -> dict[str, Any]:
+        """The per-image columns and the run's facts, as JSON-ready values (the cache's record)."""
+        return {"first success": self.first_success.tolist(), "queries": self.queries.tolist(),
+                "clean correct": self.clean_correct.tolist(), "robust": self.robust.tolist(),
+                "re-evaluated correct": None if self.reevaluated is None else self.reevaluated.tolist(),
+                "budget": self.budget, "seconds": self.seconds, "computed": self.computed}
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Result:
+        """The result ``as_row`` wrote (without the adversarial images and recordings)."""
+        shares = row["re-evaluated correct"]
+        return cls(torch.tensor(row["first success"], dtype=torch.long), torch.tensor(row["queries"], dtype=torch.long),
+                   torch.tensor(row["clean correct"], dtype=torch.bool), torch.tensor(row["robust"], dtype=torch.bool),
+                   int(row["budget"]), float(row["seconds"]),
+                   reevaluated=None if shares is None else torch.tensor(shares, dtype=torch.float64),
+                   computed=_provenance_of(row.get("computed")))
+
+
+def _provenance_of(stored: object) -> dict[str, str] | None:
+    """A cached record's provenance if it is well formed (the keys of ``runs.provenance``, string values), else
+    None."""
+    keys = {"workbench", "git commit", "torch", "device"}
+    if isinstance(stored, dict) and set(stored) == keys and all(isinstance(v, str) for v in stored.values()):
+        return dict(stored)
+    return None

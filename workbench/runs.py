@@ -1,28 +1,34 @@
-"""The one run path: one attack against one prepared defense on given images -> a per-image record.
+"""The one run path: one attack against one defense on given images -> one :class:`~workbench.results.Result`.
 
-``evaluate``, the experiment grids, the defense report, the widgets and the benchmarks all run attacks through
-``run``, so there is one batch-size policy (the Oracle's default), one definition of re-evaluation, one cache with
-one key scheme and one weights fingerprint.
+``evaluate``, the experiment grids, the defense report, the widgets, the benchmarks and the notebooks all run
+attacks through ``run``, so there is one batch-size policy (the Oracle's default), one definition of reseeding and
+re-evaluation, one cache with one key scheme and one weights fingerprint.
 
-- A :class:`Prepared` defense is probed once (``prepare`` or ``Prepared.of``); the probes are passed to every
-  Oracle built on it, which then does not probe again.
-- ``run`` reseeds the defense once (at the run's seed), runs the attack through a fresh Oracle, and returns a
-  :class:`Record`: per image the first successful query (-1: none), the queries spent, whether the clean image
-  was correct, and the **re-evaluated outcome**: for a randomized or batch-dependent defense, each final image is
-  queried ``repeats`` more times (fresh noise) and counts as robust when the majority of those queries classify
-  it correctly (``metrics.reevaluated``); for a deterministic defense one query tells the truth and robust means
-  never misclassified within the budget.
-- With ``cache_dir``, a record is stored atomically under a hash of everything it depends on (the defense's key
-  with its weights fingerprint, the attack and its settings, the threat model, budget, seed, re-evaluation and
-  the images) and validated when read back: a killed grid resumes without recomputing a finished run. A record
-  keeps the provenance of the run that computed it (``provenance``: workbench version, git commit, torch, device),
-  so a grid assembled later from the cache reports where each number was really computed.
+- A :class:`Target` is a defense ready to attack, probed once (``target`` for a registry defense around a zoo
+  model, ``Target.of`` for a module of your own; ``run`` also takes a bare module and probes it on the attacked
+  images); the probes are passed to every Oracle built on it, which then does not probe again.
+- ``run`` takes an attack by name (the dataset's settings from its spec, overrides on top) or an attack object
+  you built, reseeds the defense once (at the run's seed), runs the attack through a fresh Oracle (with the
+  Oracle's options: ``record``, ``reference``, ``keep_images``, ``quantize``, ``scores``), and returns a
+  ``Result``: per image the first successful query (-1: none), the queries spent, whether the clean image was
+  correct, and the **final outcome**: for a randomized or batch-dependent defense, each final image is queried
+  ``repeats`` more times (fresh noise) and counts as robust when the majority of those queries classify it
+  correctly (``metrics.reevaluated``); for a deterministic defense one query tells the truth and robust means
+  never misclassified within the budget. A recorded run's traces come with the result.
+- With ``cache_dir`` (a named attack on a target with a ``key``), a result is stored atomically under a hash of
+  everything it depends on (the defense's key with its weights fingerprint, the attack and its settings, the
+  threat model, budget, seed, re-evaluation and the images) and validated when read back: a killed grid resumes
+  without recomputing a finished run. A stored result keeps the provenance of the run that computed it
+  (``provenance``: workbench version, git commit, torch, device), so a grid assembled later from the cache reports
+  where each number was really computed.
 
 Example::
 
-    prepared = prepare("aaa-linear", "mnist-cnn", dataset="mnist", held_out=test[500:])
-    record = run(prepared, "square", x, y, budget=1000)
-    record.robust_accuracy(100), record.reevaluated_accuracy
+    target = runs.target("aaa-linear", "mnist-cnn", held_out=test[500:])
+    result = runs.run(target, "square", x, y, budget=1000)
+    result.robust_accuracy(100), result.final_accuracy
+    traced = runs.run(defended, "square", x, y, budget=200, record=True, reference=model)   # any module
+    traced.observed[0], traced.reference_margin[0]
 """
 
 from __future__ import annotations
@@ -41,17 +47,20 @@ import torch.nn as nn
 
 from workbench import cache, checks, metrics, models, setting
 from workbench.attacks import registry as attacks
+from workbench.attacks.base import Attack
+from workbench.attacks.eot import EOT
 from workbench.defenses import registry as defenses
 from workbench.oracle import Oracle
-from workbench.probes import IMAGES, Probes, probe, reseed
-from workbench.results import AttackResult
+from workbench.probes import IMAGES, PROBE_MIN, Probes, probe, reseed
+from workbench.protocol import Protocol
+from workbench.results import Result
 from workbench.threat import model_device
 
 REPEATS = 10  # fresh queries per final image when re-evaluating
 
 
 @dataclasses.dataclass(frozen=True)
-class Prepared:
+class Target:
     """A defense ready to attack: the module, the undefended model (None if unknown), its probes (measured once)
     and ``key``: what identifies it for the cache (None: its runs are not cached)."""
 
@@ -62,7 +71,7 @@ class Prepared:
 
     @classmethod
     def of(cls, defended: nn.Module, probe_images: torch.Tensor, undefended: nn.Module | None = None,
-           key: str | None = None) -> Prepared:
+           key: str | None = None) -> Target:
         """Wrap a defense of your own: probed once on ``probe_images``."""
         checks.module("defended", defended)
         return cls(defended, undefended, probe(defended, probe_images, undefended), key)
@@ -87,16 +96,16 @@ def fingerprint(model: str, weights: str | Path | None = None, variant: str | No
     return digest.hexdigest()[:16]
 
 
-def prepare(defense: str, model: str, *, dataset: str | None = None, weights: str | Path | None = None,
-            held_out: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0,
-            device: str | torch.device | None = None, probe_images: torch.Tensor | None = None,
-            **kwargs: Any) -> Prepared:
+def target(defense: str, model: str, *, dataset: str | None = None, weights: str | Path | None = None,
+           held_out: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0,
+           device: str | torch.device | None = None, probe_images: torch.Tensor | None = None,
+           **kwargs: Any) -> Target:
     """The registry defense (or import path) ``defense`` around the zoo model ``model`` (the zoo variant the
     defense needs is picked by ``defenses.prepare``), calibrated on ``held_out`` where it is calibrated, probed
     once on ``probe_images`` (default: the first held-out images), keyed by its name, arguments, model and
     weights fingerprint. ``dataset``: the protocol whose defaults it takes (default: the zoo model's)."""
     images = probe_images if probe_images is not None else held_out[0] if held_out is not None else None
-    dataset = setting.resolve(dataset, model=model, images=images, needed_by="runs.prepare").name
+    dataset = setting.resolve(dataset, model=model, images=images, needed_by="runs.target").name
     undefended = models.load(model, weights=weights, device=device)
     defended = defenses.prepare(defense, model, dataset=dataset, weights=weights, held_out=held_out, seed=seed,
                                 device=device, **kwargs)
@@ -106,66 +115,7 @@ def prepare(defense: str, model: str, *, dataset: str | None = None, weights: st
         probe_images = held_out[0][:IMAGES]
     key = cache.key({"defense": defense, "kwargs": kwargs, "dataset": dataset, "model": model, "seed": seed,
                      "weights": fingerprint(model, weights, defenses.variant(defense))})
-    return Prepared.of(defended, probe_images.to(model_device(undefended)), undefended, key)
-
-
-@dataclasses.dataclass
-class Record:
-    """One attack run's per-image outcome (tensors on the CPU, one entry per image).
-
-    Attributes:
-        first_success: the query at which the image was first misclassified as the attacker saw it; -1: never.
-        queries: queries spent. clean_correct: the clean query was correct.
-        robust: the re-evaluated outcome (see the module docstring).
-        reevaluated: the share of fresh queries that classified the final image correctly (None where the defense
-            is deterministic and nothing was re-evaluated).
-        budget, seconds: the run's budget and wall time (of the run that computed it, when read from the cache).
-        computed: the provenance of the run that computed it (``provenance``); None for a record cached before
-            records kept it.
-        result: the attack's full result (adversarial images...), None when the record came from the cache.
-    """
-
-    first_success: torch.Tensor
-    queries: torch.Tensor
-    clean_correct: torch.Tensor
-    robust: torch.Tensor
-    reevaluated: torch.Tensor | None
-    budget: int
-    seconds: float
-    computed: dict[str, str] | None = None
-    result: AttackResult | None = None
-
-    def robust_accuracy(self, budget: int | None = None) -> float:
-        """Robust accuracy after ``budget`` queries (default: the run's) as the attacker observed it."""
-        budget = self.budget if budget is None else checks.at_least("budget", budget, 1)
-        if budget > self.budget:
-            raise ValueError(f"budget={budget} exceeds the run's budget of {self.budget} queries")
-        fooled = (self.first_success > 0) & (self.first_success <= budget)
-        return 1.0 - fooled.float().mean().item()
-
-    @property
-    def reevaluated_accuracy(self) -> float:
-        """The share of images robust after re-evaluation (the observed final robust accuracy where the defense is
-        deterministic)."""
-        return self.robust.double().mean().item()
-
-    def query_stats(self) -> dict[str, float]:
-        """Mean and median queries of the images that were correct when clean and then fooled."""
-        return metrics.success_queries(self.first_success, self.clean_correct)
-
-    def as_row(self) -> dict[str, Any]:
-        return {"first success": self.first_success.tolist(), "queries": self.queries.tolist(),
-                "clean correct": self.clean_correct.tolist(), "robust": self.robust.tolist(),
-                "re-evaluated correct": None if self.reevaluated is None else self.reevaluated.tolist(),
-                "budget": self.budget, "seconds": self.seconds, "computed": self.computed}
-
-    @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> Record:
-        shares = row["re-evaluated correct"]
-        return cls(torch.tensor(row["first success"], dtype=torch.long), torch.tensor(row["queries"], dtype=torch.long),
-                   torch.tensor(row["clean correct"], dtype=torch.bool), torch.tensor(row["robust"], dtype=torch.bool),
-                   None if shares is None else torch.tensor(shares, dtype=torch.float64), int(row["budget"]),
-                   float(row["seconds"]), _provenance_of(row.get("computed")))
+    return Target.of(defended, probe_images.to(model_device(undefended)), undefended, key)
 
 
 def provenance(device: str | torch.device) -> dict[str, str]:
@@ -187,67 +137,107 @@ def _git_commit() -> str:
     return commit or "none"
 
 
-def _provenance_of(stored: object) -> dict[str, str] | None:
-    """A cached record's provenance if it is well formed (the keys of ``provenance``, string values), else None."""
-    keys = {"workbench", "git commit", "torch", "device"}
-    if isinstance(stored, dict) and set(stored) == keys and all(isinstance(v, str) for v in stored.values()):
-        return dict(stored)
-    return None
+def run(target: Target | nn.Module, attack: str | Attack | EOT, x: torch.Tensor, y: torch.Tensor, *, budget: int,
+        dataset: str | Protocol | None = None, norm: str = "linf", eps: float | None = None, seed: int = 0,
+        eot: int = 1, attack_kwargs: Mapping[str, Any] | None = None, targets: torch.Tensor | None = None, repeats: int = REPEATS,
+        record: bool = False, reference: nn.Module | None = None, keep_images: int = 0, quantize: bool = False,
+        scores: str = "logits", batch_size: int | str | None = "auto", cache_dir: str | Path | None = None,
+        recompute: bool = False, progress: bool = False) -> Result:
+    """Run ``attack`` against ``target`` on the images ``x`` with labels ``y`` (untargeted, or towards
+    ``targets``), ``budget`` queries per image; see the module docstring.
 
-
-def run(prepared: Prepared, attack: str, x: torch.Tensor, y: torch.Tensor, *, budget: int, dataset: str | None = None,
-        norm: str = "linf", eps: float | None = None, seed: int = 0, eot: int = 1,
-        targets: torch.Tensor | None = None, repeats: int = REPEATS, attack_kwargs: Mapping[str, Any] | None = None,
-        batch_size: int | str | None = "auto", cache_dir: str | Path | None = None, recompute: bool = False, progress: bool = False) -> Record:
-    """Run the registry attack ``attack`` (with ``dataset``'s settings for ``norm``, ``eps`` and
-    ``attack_kwargs`` on top, under EOT with ``eot`` queries per point) against ``prepared`` on the images ``x``
-    with labels ``y`` (untargeted, or towards ``targets``), ``budget`` queries per image; see the module
-    docstring. ``batch_size``: the Oracle's default policy (``"auto"``); an int only where an experiment varies
-    how many images the defense sees per query batch (UniG's batch dependence). ``cache_dir``: keep the record
-    there (only for a prepared defense with a ``key``); ``recompute``: run even where a cached record exists, and
-    rewrite it. ``dataset``: default the zoo model's inside the defense, else the one protocol the images fit
-    (``setting.resolve``); images of another protocol's shape are a ValueError."""
-    if not isinstance(prepared, Prepared):
-        raise ValueError(f"prepared must be a runs.Prepared (runs.prepare or Prepared.of), got "
-                         f"{type(prepared).__name__}")
-    dataset = setting.resolve(dataset, model=prepared.defended, images=x, needed_by="runs.run").name
-    kwargs = {**(attack_kwargs or {}), **({"eps": eps} if eps is not None else {})}
-    built = attacks.build(attack, dataset=dataset, norm=norm, seed=seed, eot=eot, progress=progress, **kwargs)
+    Args:
+        target: a ``Target`` (``target`` or ``Target.of``), or any module (probed here on the first images of
+            ``x``).
+        attack: a registry name, run with ``dataset``'s settings for ``norm``, ``eps`` and ``attack_kwargs`` on
+            top, under EOT with ``eot`` queries per point; or an attack object (``Attack`` or ``EOT``) you built,
+            run as it is (then ``norm``, ``eps``, ``eot``, ``attack_kwargs`` and ``seed`` are its own: giving them
+            is an error; the defense is still reseeded at ``seed``).
+        dataset: the protocol of a named attack (a name, or the entry a front door resolved); default the zoo model's inside the defense, else the one protocol
+            the images fit (``setting.resolve``); images of another protocol's shape are a ValueError.
+        repeats: fresh queries per final image when re-evaluating.
+        record, reference, keep_images, quantize, scores: the Oracle's options (``workbench.oracle.Oracle``); the
+            recordings come back in the result.
+        batch_size: the Oracle's default policy (``"auto"``); an int only where an experiment varies how many
+            images the defense sees per query batch (UniG's batch dependence).
+        cache_dir: keep the result there (a named attack on a target with a ``key``; not with recordings);
+            ``recompute``: run even where a cached result exists, and rewrite it.
+    """
+    target = _target(target, x, reference)
     repeats = checks.at_least("repeats", repeats, 1)
-    key = _key(prepared, attack, built, x, y, targets, budget, seed, eot, repeats, kwargs, dataset, batch_size) \
-        if cache_dir is not None and prepared.key is not None else None
+    oracle_options = {"record": record, "reference": reference, "keep_images": keep_images, "quantize": quantize,
+                      "scores": scores, "batch_size": batch_size}
+    if not isinstance(attack, str):
+        _own_settings(attack, norm=norm != "linf", eps=eps is not None, eot=eot != 1, attack_kwargs=bool(attack_kwargs),
+                      cache_dir=cache_dir is not None)
+        return _run(target, attack, x, y, budget, seed, targets, repeats, oracle_options)
+    entry = setting.resolve(dataset, model=target.defended, images=x, needed_by="runs.run")
+    kwargs = {**(attack_kwargs or {}), **({"eps": eps} if eps is not None else {})}
+    built = attacks.build(attack, dataset=entry, norm=norm, seed=seed, eot=eot, progress=progress, **kwargs)
+    key = None
+    if cache_dir is not None and target.key is not None:
+        if record or quantize or scores != "logits":
+            raise ValueError("cache_dir keeps plain runs only: drop cache_dir, or record / quantize / scores")
+        key = _key(target, attack, built, x, y, targets, budget, seed, eot, repeats, kwargs, entry.name, batch_size)
     folder = cache.writable(Path(cache_dir)) if key is not None else None
     if folder is not None and not recompute and (row := cache.load(folder / f"{key}.json",
                                                                    _problem(key, len(x)))) is not None:
-        return Record.from_row(row)
-    record = _run(prepared, built, x, y, budget, seed, targets, repeats, batch_size)
+        return Result.from_row(row)
+    result = _run(target, built, x, y, budget, seed, targets, repeats, oracle_options)
     if folder is not None:
-        cache.store(folder / f"{key}.json", {"key": key, "workbench": cache.version(), **record.as_row()})
-    return record
+        cache.store(folder / f"{key}.json", {"key": key, "workbench": cache.version(), **result.as_row()})
+    return result
 
 
-def _run(prepared: Prepared, attack: Any, x: torch.Tensor, y: torch.Tensor, budget: int, seed: int,
-         targets: torch.Tensor | None, repeats: int, batch_size: int | str | None) -> Record:
+def _target(target: Target | nn.Module, x: torch.Tensor, reference: nn.Module | None) -> Target:
+    if isinstance(target, Target):
+        return target
+    if isinstance(target, nn.Module):
+        if len(x) < PROBE_MIN:
+            raise ValueError(f"target: a bare module is probed on the attacked images, and {len(x)} are too few (at "
+                             f"least {PROBE_MIN}); pass runs.Target.of(module, probe_images) probed on more clean "
+                             "images")
+        return Target.of(target, x[:IMAGES], undefended=reference)
+    raise ValueError(f"target must be a runs.Target (runs.target or Target.of) or an nn.Module, got "
+                     f"{type(target).__name__}")
+
+
+def _own_settings(attack: object, **given: bool) -> None:
+    """An attack object brings its own settings: refuse the arguments that would set them again."""
+    if not isinstance(attack, (Attack, EOT)):
+        raise ValueError(f"attack must be a registry name ({', '.join(attacks.names())}) or an Attack / EOT object, "
+                         f"got {type(attack).__name__}")
+    clash = [name for name, was_given in given.items() if was_given]
+    if clash:
+        raise ValueError(f"{', '.join(clash)} only go with an attack name: the attack object {attack!r} has its own "
+                         f"settings (and is not cached)")
+
+
+def _run(target: Target, attack: Attack | EOT, x: torch.Tensor, y: torch.Tensor, budget: int, seed: int,
+         targets: torch.Tensor | None, repeats: int, oracle_options: Mapping[str, Any]) -> Result:
     start = time.perf_counter()
-    reseed(prepared.defended, seed)
-    oracle = Oracle(prepared.defended, x, y, budget=budget, probes=prepared.probes, batch_size=batch_size)
+    reseed(target.defended, seed)
+    oracle = Oracle(target.defended, x, y, budget=budget, probes=target.probes, **oracle_options)
     result = attack.run(oracle, targets)
-    first = torch.where(result.success, result.first_success, torch.full_like(result.first_success, -1)).cpu()
-    shares = metrics.reevaluated(prepared.defended, result.x_adv, y, repeats) if prepared.reevaluate else None
+    shares = metrics.reevaluated(target.defended, result.x_adv, y, repeats) if target.reevaluate else None
+    first = result.first_success.cpu()
     robust = shares >= 0.5 if shares is not None else first < 0
-    return Record(first, result.queries.cpu(), result.clean_correct.cpu(), robust, shares, oracle.budget,
-                  time.perf_counter() - start, provenance(model_device(prepared.defended)), result)
+    return dataclasses.replace(
+        result, first_success=first, queries=result.queries.cpu(), clean_correct=result.clean_correct.cpu(),
+        robust=robust, reevaluated=shares, budget=oracle.budget, seconds=time.perf_counter() - start,
+        computed=provenance(model_device(target.defended)), observed=oracle.observed,
+        reference_margin=oracle.reference_margin, kept=oracle.kept)
 
 
-def _key(prepared: Prepared, attack: str, built: Any, x: torch.Tensor, y: torch.Tensor,
+def _key(target: Target, attack: str, built: Any, x: torch.Tensor, y: torch.Tensor,
          targets: torch.Tensor | None, budget: int, seed: int, eot: int, repeats: int, kwargs: Mapping[str, Any],
          dataset: str, batch_size: int | str | None) -> str:
     """The cache key: a hash of everything the record depends on."""
     images = hashlib.sha256(x.cpu().numpy().tobytes() + y.cpu().numpy().tobytes() +
                             (b"" if targets is None else targets.cpu().numpy().tobytes())).hexdigest()
-    return cache.key({"defense": prepared.key, "attack": attack, "kwargs": dict(kwargs), "dataset": dataset,
+    return cache.key({"defense": target.key, "attack": attack, "kwargs": dict(kwargs), "dataset": dataset,
                       "threat": [built.norm, built.eps], "budget": budget, "seed": seed, "eot": eot,
-                      "repeats": repeats if prepared.reevaluate else None, "images": images,
+                      "repeats": repeats if target.reevaluate else None, "images": images,
                       "batch": batch_size, "workbench": cache.version()})
 
 

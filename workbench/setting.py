@@ -43,9 +43,12 @@ def zoo_dataset(model: nn.Module | str | None) -> str | None:
     return found.pop() if found else None
 
 
-def resolve(dataset: str | None = None, *, model: nn.Module | str | None = None,
+def resolve(dataset: str | Protocol | None = None, *, model: nn.Module | str | None = None,
             images: torch.Tensor | None = None, needed_by: str = "this call") -> Protocol:
-    """The protocol of what was given (see the module docstring); ``needed_by`` names the caller in the error."""
+    """The protocol of what was given (see the module docstring); ``needed_by`` names the caller in the error. A
+    protocol entry a front door already resolved is passed down as it is (its images checked)."""
+    if isinstance(dataset, Protocol):
+        return check_images(dataset, images)
     name = dataset if dataset is not None else zoo_dataset(model)
     if name is not None:
         return check_images(protocol.get(name), images)

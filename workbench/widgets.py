@@ -272,11 +272,10 @@ def noise_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack
     def compute(v: dict[str, Any]) -> dict[str, Any]:
         defended = InputNoise(model, sigma=v["sigma"], seed=seed) if v["sigma"] > 0 else model
         clean = metrics.reevaluated_accuracy(defended, x, y, repeats=5)
-        record = runs.run(runs.Prepared.of(defended, x[:IMAGES]), attack, x, y, budget=budget * v["M"],
-                          dataset=dataset, seed=seed, eot=v["M"])
+        record = runs.run(defended, attack, x, y, budget=budget * v["M"], dataset=dataset, seed=seed, eot=v["M"])
         return {"clean accuracy": clean, "observed robust": record.robust_accuracy(),
-                "re-evaluated robust": record.reevaluated_accuracy, "queries": int(record.queries.sum()),
-                "result": record.result, **v}
+                "re-evaluated robust": record.final_accuracy, "queries": int(record.queries.sum()),
+                "result": record, **v}
 
     def draw(r: dict[str, Any]) -> plt.Figure:
         return plots.robust_accuracy_vs_queries({f"sigma {r['sigma']}, M {r['M']} (observed)": r["result"]})
@@ -297,14 +296,13 @@ def eps_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack: 
     start = protocol.get(dataset).eps[norm]
     high, step = (start * 5 / 3, start / 30) if norm == "linf" else (start * 5 / 2, start / 20)
     controls = {"eps": _slider(W.FloatSlider, start, step, high, step, f"eps ({norm})", live=False)}
-    prepared = runs.Prepared.of(model, x[:IMAGES])
+    target = runs.Target.of(model, x[:IMAGES])
 
     def compute(v: dict[str, Any]) -> dict[str, Any]:
-        record = runs.run(prepared, attack, x, y, budget=budget, dataset=dataset, norm=norm, eps=v["eps"], seed=seed)
-        result = record.result
+        result = runs.run(target, attack, x, y, budget=budget, dataset=dataset, norm=norm, eps=v["eps"], seed=seed)
         delta = (result.x_adv - x.to(result.x_adv.device)).flatten(1)
         size = delta.abs().amax(1) if norm == "linf" else delta.norm(dim=1)
-        return {"robust accuracy": record.robust_accuracy(), **record.query_stats(),
+        return {"robust accuracy": result.robust_accuracy(), **metrics.query_stats(result),
                 "largest perturbation": float(size.max()), "x_adv": result.x_adv.cpu(), **v}
 
     def draw(r: dict[str, Any]) -> plt.Figure:

@@ -136,7 +136,7 @@ def test_the_site_index_and_a_page_open_in_chromium(lab, tmp_path):
     reference it links lists the modules."""
     from selenium.webdriver.common.by import By
 
-    index = site.build(tmp_path, ["00", "02"])
+    index = site.render(tmp_path, ["00", "02"])
     driver = lab.driver
     driver.get(index.as_uri())
     links = driver.find_elements(By.CSS_SELECTOR, "ol a")

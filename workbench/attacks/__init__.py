@@ -9,6 +9,6 @@ Example::
 
 from workbench.attacks.base import Attack
 from workbench.attacks.registry import build, names
-from workbench.results import AttackResult
+from workbench.results import Result
 
-__all__ = ["Attack", "AttackResult", "build", "names"]
+__all__ = ["Attack", "Result", "build", "names"]

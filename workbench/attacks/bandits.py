@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from workbench import checks
-from workbench.attacks.base import Attack, Run
+from workbench.attacks.base import Attack, Session
 from workbench.threat import ascent_step, project, unit
 
 
@@ -73,23 +73,23 @@ class Bandits(Attack):
         self.online_lr = checks.positive("online_lr", online_lr)
         self.exploration = checks.positive("exploration", exploration)
 
-    def init(self, run: Run) -> BanditsState:
-        n, c = run.x0.shape[:2]
-        prior = torch.zeros(n, c, self.prior_size, self.prior_size, device=run.device)
-        return BanditsState(run.x0.clone(), prior)
+    def init(self, session: Session) -> BanditsState:
+        n, c = session.x0.shape[:2]
+        prior = torch.zeros(n, c, self.prior_size, self.prior_size, device=session.device)
+        return BanditsState(session.x0.clone(), prior)
 
     def _up(self, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
         return F.interpolate(t, size=like.shape[2:], mode="nearest")
 
-    def step(self, run: Run, state: BanditsState, idx: torch.Tensor) -> None:
-        x, x0, prior = state.x[idx], run.x0[idx], state.prior[idx]
+    def step(self, session: Session, state: BanditsState, idx: torch.Tensor) -> None:
+        x, x0, prior = state.x[idx], session.x0[idx], state.prior[idx]
         dim = prior[0].numel()
-        noise = self.exploration * torch.randn(prior.shape, generator=run.gen, device=run.device) / math.sqrt(dim)
+        noise = self.exploration * torch.randn(prior.shape, generator=session.gen, device=session.device) / math.sqrt(dim)
         q1, q2 = self._up(prior + noise, x), self._up(prior - noise, x)
         probes = torch.cat([x + self.fd_eta * unit(q1), x + self.fd_eta * unit(q2)])
         owner = idx.repeat(2)
-        probes = project(probes, run.x0[owner], self.eps, self.norm)
-        gain = -self.loss(run, run.evaluate(probes, owner), owner)  # the reference ascends its loss
+        probes = project(probes, session.x0[owner], self.eps, self.norm)
+        gain = -self.loss(session, session.evaluate(probes, owner), owner)  # the reference ascends its loss
         deriv = (gain[:len(idx)] - gain[len(idx):]) / (self.fd_eta * self.exploration)
         grad = deriv.view(-1, 1, 1, 1) * noise
         if self.norm == "linf":

@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from workbench import checks
 from workbench.losses import cross_entropy, margin
 from workbench.oracle import Oracle, QueryHandle, rank_within_repeats
-from workbench.results import AttackResult
+from workbench.results import Result
 from workbench.threat import quantize8
 
 LOSSES = ("margin", "ce", "probability")
@@ -41,13 +41,13 @@ def fresh(oracle: Oracle) -> Oracle:
     return oracle
 
 
-class Run:
-    """The state of one attack run that the base class keeps for an attack: the query handle (``oracle``: the
-    only way to the model, scores only), the original images, the labels (or targets), the random generator, and
-    per-image success bookkeeping."""
+class Session:
+    """What the base class keeps for an attack during one run: the query handle (``handle``: the only way to the
+    model, scores only), the original images, the labels (or targets), the random generator, and per-image success
+    bookkeeping. Every attack's ``init`` and ``step`` get it."""
 
     def __init__(self, handle: QueryHandle, targets: torch.Tensor | None, seed: int):
-        self.oracle = handle
+        self.handle = handle
         self.x0 = handle.x
         self.y = handle.y
         self.targets = targets
@@ -62,7 +62,7 @@ class Run:
 
     @property
     def device(self) -> torch.device:
-        return self.oracle.device
+        return self.handle.device
 
     def evaluate(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Query the oracle with candidates ``x`` for images ``idx`` and note which ones are misclassified.
@@ -70,20 +70,20 @@ class Run:
         rounded = self.admissible(x, idx)
         if rounded is not x:
             x.copy_(rounded)
-        scores = self.oracle.query(x, idx)
+        scores = self.handle.query(x, idx)
         hit = self.fooled(scores, idx) & ~self.success[idx]
         if hit.any():  # the counters before this call: after it, less this call's queries of each image
-            before = self.oracle.queries[idx] - torch.bincount(idx, minlength=len(self.x0))[idx]
+            before = self.handle.queries[idx] - torch.bincount(idx, minlength=len(self.x0))[idx]
             self._note_success(x[hit], idx[hit], before[hit], hit.nonzero().flatten())
         return scores
 
     def admissible(self, x: torch.Tensor, idx: torch.Tensor | None = None) -> torch.Tensor:
         """Candidates ``x`` of the images ``idx`` (default: all) as the oracle would evaluate them: rounded to 8
         bits inside the eps-ball if it quantizes, else ``x`` itself."""
-        if not self.oracle.quantize:
+        if not self.handle.quantize:
             return x
         x0 = self.x0 if idx is None else self.x0[idx]
-        return quantize8(x, x0, self.oracle.threat[1], self.oracle.threat[0])
+        return quantize8(x, x0, self.handle.threat[1], self.handle.threat[0])
 
     def _note_success(self, x: torch.Tensor, idx: torch.Tensor, before: torch.Tensor, rows: torch.Tensor) -> None:
         q = before + 1 + rank_within_repeats(idx)  # the 1-based query number of every successful row
@@ -107,14 +107,14 @@ class Run:
 
     def ce_loss(self, scores: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Cross-entropy of the target (targeted, to minimize) or minus that of the true class (untargeted)."""
-        probs = self.oracle.scores == "probabilities"
+        probs = self.handle.scores == "probabilities"
         if self.targets is not None:
             return cross_entropy(scores, self.targets[idx], probs)
         return -cross_entropy(scores, self.y[idx], probs)
 
     def probability_loss(self, scores: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Probability of the true class (untargeted) or minus that of the target (targeted)."""
-        probs = scores if self.oracle.scores == "probabilities" else scores.softmax(1)
+        probs = scores if self.handle.scores == "probabilities" else scores.softmax(1)
         if self.targets is not None:
             return -probs.gather(1, self.targets[idx, None]).squeeze(1)
         return probs.gather(1, self.y[idx, None]).squeeze(1)
@@ -126,7 +126,7 @@ class Run:
 
     def active(self, cost: int = 1) -> torch.Tensor:
         """Indices of the images still to attack that can afford ``cost`` more queries."""
-        return (~self.success & ~self.exhausted & (self.oracle.remaining() >= cost)).nonzero().flatten()
+        return (~self.success & ~self.exhausted & (self.handle.remaining() >= cost)).nonzero().flatten()
 
     def uniform(self, *shape: int) -> torch.Tensor:
         return torch.rand(*shape, generator=self.gen, device=self.device)
@@ -173,54 +173,55 @@ class Attack(ABC):
     def __repr__(self) -> str:
         return f"{type(self).__name__}(norm={self.norm!r}, eps={self.eps:g}, seed={self.seed})"
 
-    def loss(self, run: Run, scores: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    def loss(self, session: Session, scores: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """The attack's loss (to minimize) of ``scores`` for the images ``idx``."""
-        name = self.loss_name or (self.targeted_loss if run.targets is not None else self.default_loss)
-        return run.loss(name, scores, idx)
+        name = self.loss_name or (self.targeted_loss if session.targets is not None else self.default_loss)
+        return session.loss(name, scores, idx)
 
-    def start_from(self, run: Run, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def start_from(self, session: Session, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Query the starting points ``x`` (N, C, H, W) of the images still to attack. Returns the points as
         evaluated (8-bit oracles round them; the clean image for images already done) and every image's loss
         there (the clean loss for images already done)."""
-        todo = run.active()
-        start = run.x0.clone()
-        loss = self.loss(run, run.clean_scores, torch.arange(len(start), device=run.device))
+        todo = session.active()
+        start = session.x0.clone()
+        loss = self.loss(session, session.clean_scores, torch.arange(len(start), device=session.device))
         if len(todo):
             queried = x[todo]  # evaluate may round it in place: keep what was evaluated
-            loss[todo] = self.loss(run, run.evaluate(queried, todo), todo)
+            loss[todo] = self.loss(session, session.evaluate(queried, todo), todo)
             start[todo] = queried
         return start, loss
 
-    def run(self, oracle: Oracle, targets: torch.Tensor | None = None) -> AttackResult:
+    def run(self, oracle: Oracle, targets: torch.Tensor | None = None) -> Result:
         """Attack every image of ``oracle`` until it is misclassified (or classified as ``targets[i]`` when
         targets are given) or its budget is spent. The attack gets only ``oracle.handle(norm, eps)``."""
-        result, seconds = fresh(oracle).run(self.norm, self.eps, lambda handle: self.run_on(handle, targets))
+        result, seconds = fresh(oracle).serve(self.norm, self.eps, lambda handle: self.run_on(handle, targets))
         return dataclasses.replace(result, forward_seconds=seconds)
 
-    def run_on(self, handle: QueryHandle, targets: torch.Tensor | None = None) -> AttackResult:
+    def run_on(self, handle: QueryHandle, targets: torch.Tensor | None = None) -> Result:
         """The query loop on an attacker's handle (``run`` opens one; EOT passes an averaging one)."""
         start = time.perf_counter()
-        run = self._start(handle, targets)
-        state = self.init(run)
+        session = self._start(handle, targets)
+        state = self.init(session)
         with tqdm(total=handle.budget, desc=f"{self.name} {self.norm}", unit="query", disable=not self.progress,
                   leave=False) as bar:
             bar.update(1)
             shown = time.perf_counter()
-            while len(idx := run.active(self.cost)):
-                self.step(run, state, idx)
+            while len(idx := session.active(self.cost)):
+                self.step(session, state, idx)
                 if self.progress and time.perf_counter() - shown > 0.2:  # refresh a few times a second
                     shown = time.perf_counter()
                     bar.update(int(handle.queries.max()) - bar.n)
-                    bar.set_postfix(robust=f"{1 - run.success.float().mean().item():.3f}", refresh=False)
+                    bar.set_postfix(robust=f"{1 - session.success.float().mean().item():.3f}", refresh=False)
             bar.update(int(handle.queries.max()) - bar.n)
             bar.total = bar.n  # stopped early (every image done): the bar ends complete, not as an error
             bar.refresh()
-        x_best = run.admissible(self.best(state))  # an iterate never queried (NES, Bandits) gets rounded too
-        x_adv = torch.where(run.success.view(-1, 1, 1, 1), run.x_adv, x_best)
-        return AttackResult(x_adv, handle.queries, run.success.clone(), run.first_success.clone(),
-                            run.clean_correct, handle.budget, time.perf_counter() - start, 0.0)
+        x_best = session.admissible(self.best(state))  # an iterate never queried (NES, Bandits) gets rounded too
+        x_adv = torch.where(session.success.view(-1, 1, 1, 1), session.x_adv, x_best)
+        first = session.first_success.clone()
+        return Result(first, handle.queries, session.clean_correct, first < 0, handle.budget,
+                      time.perf_counter() - start, x_adv=x_adv)
 
-    def _start(self, handle: QueryHandle, targets: torch.Tensor | None) -> Run:
+    def _start(self, handle: QueryHandle, targets: torch.Tensor | None) -> Session:
         if not isinstance(handle, QueryHandle):
             raise ValueError(f"handle must be a QueryHandle (Oracle.handle), got {type(handle).__name__}")
         if int(handle.queries.sum()):
@@ -232,24 +233,24 @@ class Attack(ABC):
             targets = checks.labels("targets", targets, len(handle)).to(handle.device)
             if (targets == handle.y).any():
                 raise ValueError("targets must differ from the true labels for every image")
-        run = Run(handle, targets, self.seed)
-        if self.norm == "l2" and self.eps > run.x0[0].numel() ** 0.5:
+        session = Session(handle, targets, self.seed)
+        if self.norm == "l2" and self.eps > session.x0[0].numel() ** 0.5:
             warnings.warn(f"eps={self.eps:g} (l2) exceeds the diameter of the [0, 1] image box "
-                          f"({run.x0[0].numel() ** 0.5:.3g}): every image is reachable", stacklevel=4)
+                          f"({session.x0[0].numel() ** 0.5:.3g}): every image is reachable", stacklevel=4)
         all_idx = torch.arange(len(handle), device=handle.device)
-        run.clean_scores = run.evaluate(run.x0.clone(), all_idx)
-        run.clean_correct = run.clean_scores.argmax(1) == run.y
-        if targets is not None and targets.max() >= run.clean_scores.shape[1]:
-            raise ValueError(f"targets must hold class indices in [0, {run.clean_scores.shape[1]}), got "
+        session.clean_scores = session.evaluate(session.x0.clone(), all_idx)
+        session.clean_correct = session.clean_scores.argmax(1) == session.y
+        if targets is not None and targets.max() >= session.clean_scores.shape[1]:
+            raise ValueError(f"targets must hold class indices in [0, {session.clean_scores.shape[1]}), got "
                              f"{targets.max().item()}")
-        return run
+        return session
 
     @abstractmethod
-    def init(self, run: Run) -> Any:
-        """Set up the attack's state after the clean query (``run.clean_scores``); may query."""
+    def init(self, session: Session) -> Any:
+        """Set up the attack's state after the clean query (``session.clean_scores``); may query."""
 
     @abstractmethod
-    def step(self, run: Run, state: Any, idx: torch.Tensor) -> None:
+    def step(self, session: Session, state: Any, idx: torch.Tensor) -> None:
         """One round for the images ``idx`` (each can afford ``cost`` queries): propose, query, keep or reject."""
 
     @abstractmethod

@@ -35,7 +35,7 @@ import torch
 from workbench import checks
 from workbench.attacks.base import Attack, fresh
 from workbench.oracle import BudgetExceeded, Oracle, QueryHandle
-from workbench.results import AttackResult
+from workbench.results import Result
 
 
 def averaging(inner: QueryHandle, m: int) -> QueryHandle:
@@ -70,13 +70,13 @@ class EOT:
     def __repr__(self) -> str:
         return f"EOT({self.attack!r}, m={self.m})"
 
-    def run(self, oracle: Oracle, targets: torch.Tensor | None = None) -> AttackResult:
-        def loop(handle: QueryHandle) -> tuple[AttackResult, torch.Tensor, int]:
+    def run(self, oracle: Oracle, targets: torch.Tensor | None = None) -> Result:
+        def loop(handle: QueryHandle) -> tuple[Result, torch.Tensor, int]:
             if handle.budget < self.m:
                 raise ValueError(f"the oracle's budget ({handle.budget}) must allow one point of m={self.m} queries")
             return self.attack.run_on(averaging(handle, self.m), targets), handle.queries, handle.budget
 
-        (result, queries, budget), seconds = fresh(oracle).run(self.norm, self.eps, loop)
+        (result, queries, budget), seconds = fresh(oracle).serve(self.norm, self.eps, loop)
         first = torch.where(result.success, result.first_success * self.m, result.first_success)
         return dataclasses.replace(result, queries=queries, first_success=first, budget=budget,
                                    forward_seconds=seconds, queries_per_point=self.m)

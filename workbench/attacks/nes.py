@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import torch
 
 from workbench import checks
-from workbench.attacks.base import Attack, Run
+from workbench.attacks.base import Attack, Session
 from workbench.threat import ascent_step, project
 
 
@@ -52,21 +52,21 @@ class NES(Attack):
         self.sigma, self.lr = checks.positive("sigma", sigma), checks.positive("lr", lr)
         self.pairs = checks.at_least("pairs", pairs, 1)
 
-    def init(self, run: Run) -> IterateState:
-        return IterateState(run.x0.clone())
+    def init(self, session: Session) -> IterateState:
+        return IterateState(session.x0.clone())
 
-    def step(self, run: Run, state: IterateState, idx: torch.Tensor) -> None:
-        x, x0 = state.x[idx], run.x0[idx]
+    def step(self, session: Session, state: IterateState, idx: torch.Tensor) -> None:
+        x, x0 = state.x[idx], session.x0[idx]
         b = len(idx)
-        pairs = (run.oracle.remaining(idx) // 2).clamp(max=self.pairs)  # >= 1: the base guarantees cost 2
-        u = torch.randn(b, self.pairs, *x.shape[1:], generator=run.gen, device=run.device)
-        used = torch.arange(self.pairs, device=run.device)[None, :] < pairs[:, None]  # (B, q)
+        pairs = (session.handle.remaining(idx) // 2).clamp(max=self.pairs)  # >= 1: the base guarantees cost 2
+        u = torch.randn(b, self.pairs, *x.shape[1:], generator=session.gen, device=session.device)
+        used = torch.arange(self.pairs, device=session.device)[None, :] < pairs[:, None]  # (B, q)
         rows, cols = used.nonzero(as_tuple=True)
         probes = torch.cat([x[rows] + self.sigma * u[rows, cols], x[rows] - self.sigma * u[rows, cols]])
         owner = idx[rows].repeat(2)
-        probes = project(probes, run.x0[owner], self.eps, self.norm)
-        loss = self.loss(run, run.evaluate(probes, owner), owner)
-        diff = torch.zeros(b, self.pairs, device=run.device)
+        probes = project(probes, session.x0[owner], self.eps, self.norm)
+        loss = self.loss(session, session.evaluate(probes, owner), owner)
+        diff = torch.zeros(b, self.pairs, device=session.device)
         diff[rows, cols] = loss[:len(rows)] - loss[len(rows):]
         grad = (diff.view(b, self.pairs, 1, 1, 1) * u).sum(1) / (2 * self.sigma * pairs.view(-1, 1, 1, 1))
         state.x[idx] = project(ascent_step(x, -grad, self.lr, self.norm), x0, self.eps, self.norm)

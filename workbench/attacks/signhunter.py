@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import torch
 
-from workbench.attacks.base import Attack, Run
+from workbench.attacks.base import Attack, Session
 
 
 @dataclass
@@ -47,26 +47,26 @@ class SignHunter(Attack):
     __doc__ = __doc__
     name = "signhunter"
 
-    def point(self, run: Run, signs: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    def point(self, session: Session, signs: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """The image of the sign vectors ``signs`` (B, d) for the images ``idx``."""
-        x0 = run.x0[idx]
+        x0 = session.x0[idx]
         scale = self.eps if self.norm == "linf" else self.eps / math.sqrt(signs.shape[1])
         return (x0 + scale * signs.view_as(x0)).clamp(0.0, 1.0)
 
-    def init(self, run: Run) -> SignHunterState:
-        n = len(run.x0)
-        signs = torch.ones(n, run.x0[0].numel(), device=run.device)
-        x, loss = self.start_from(run, self.point(run, signs, torch.arange(n, device=run.device)))
+    def init(self, session: Session) -> SignHunterState:
+        n = len(session.x0)
+        signs = torch.ones(n, session.x0[0].numel(), device=session.device)
+        x, loss = self.start_from(session, self.point(session, signs, torch.arange(n, device=session.device)))
         return SignHunterState(signs, x, loss)
 
-    def step(self, run: Run, state: SignHunterState, idx: torch.Tensor) -> None:
+    def step(self, session: Session, state: SignHunterState, idx: torch.Tensor) -> None:
         d = state.signs.shape[1]
         size = math.ceil(d / 2 ** state.level)
         start, end = state.chunk * size, min((state.chunk + 1) * size, d)
         signs = state.signs[idx]
         signs[:, start:end] *= -1
-        x = self.point(run, signs, idx)
-        new = self.loss(run, run.evaluate(x, idx), idx)
+        x = self.point(session, signs, idx)
+        new = self.loss(session, session.evaluate(x, idx), idx)
         keep = new < state.loss[idx]
         state.signs[idx[keep]] = signs[keep]
         state.x[idx[keep]] = x[keep]

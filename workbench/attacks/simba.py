@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import torch
 
 from workbench import checks
-from workbench.attacks.base import Attack, Run
+from workbench.attacks.base import Attack, Session
 from workbench.threat import project
 
 BASES = ("dct", "pixel")
@@ -75,55 +75,55 @@ class SimBA(Attack):
         self.step_size, self.basis = checks.positive("step", step), basis
         self.freq = None if freq is None else checks.at_least("freq", freq, 1)
 
-    def init(self, run: Run) -> SimBAState:
-        n = len(run.x0)
-        order = torch.cat([self._order(run, min(256, n - i)) for i in range(0, n, 256)])
-        loss = self.loss(run, run.clean_scores, torch.arange(n, device=run.device))
-        zeros = torch.zeros(n, dtype=torch.long, device=run.device)
-        return SimBAState(run.x0.clone(), loss, order, zeros, zeros.clone())
+    def init(self, session: Session) -> SimBAState:
+        n = len(session.x0)
+        order = torch.cat([self._order(session, min(256, n - i)) for i in range(0, n, 256)])
+        loss = self.loss(session, session.clean_scores, torch.arange(n, device=session.device))
+        zeros = torch.zeros(n, dtype=torch.long, device=session.device)
+        return SimBAState(session.x0.clone(), loss, order, zeros, zeros.clone())
 
-    def _order(self, run: Run, n: int) -> torch.Tensor:
+    def _order(self, session: Session, n: int) -> torch.Tensor:
         """Random orders of the directions for ``n`` images; for the DCT basis the low-frequency block first."""
-        c, h, w = run.x0.shape[1:]
-        keys = run.uniform(n, c * h * w)
+        c, h, w = session.x0.shape[1:]
+        keys = session.uniform(n, c * h * w)
         if self.basis == "dct":
             f = self.freq or max(h, w)
-            u = torch.arange(h, device=run.device)[:, None]
-            v = torch.arange(w, device=run.device)[None, :]
+            u = torch.arange(h, device=session.device)[:, None]
+            v = torch.arange(w, device=session.device)[None, :]
             high = ((u >= f) | (v >= f)).float().expand(c, h, w).flatten()
             keys = keys + high  # keys in [0, 1) for the block, [1, 2) for the rest
         return keys.argsort(1).int()
 
-    def _directions(self, run: Run, which: torch.Tensor) -> torch.Tensor:
+    def _directions(self, session: Session, which: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) unit vectors of the flat direction indices ``which`` (B,)."""
         b = len(which)
-        c, h, w = run.x0.shape[1:]
+        c, h, w = session.x0.shape[1:]
         channel, rest = which // (h * w), which % (h * w)
-        q = torch.zeros(b, c, h, w, device=run.device)
+        q = torch.zeros(b, c, h, w, device=session.device)
         if self.basis == "pixel":
-            q.view(b, -1)[torch.arange(b, device=run.device), which] = 1.0
+            q.view(b, -1)[torch.arange(b, device=session.device), which] = 1.0
             return q
         u, v = rest // w, rest % w
-        pattern = dct_matrix(h, run.device)[u][:, :, None] * dct_matrix(w, run.device)[v][:, None, :]
-        q[torch.arange(b, device=run.device), channel] = pattern
+        pattern = dct_matrix(h, session.device)[u][:, :, None] * dct_matrix(w, session.device)[v][:, None, :]
+        q[torch.arange(b, device=session.device), channel] = pattern
         return q
 
-    def step(self, run: Run, state: SimBAState, idx: torch.Tensor) -> None:
+    def step(self, session: Session, state: SimBAState, idx: torch.Tensor) -> None:
         d = state.order.shape[1]
         which = state.order[idx, state.k[idx] % d].long()
-        q = self._directions(run, which)
+        q = self._directions(session, which)
         x, loss = state.x[idx], state.loss[idx]
-        tried = torch.zeros(len(idx), dtype=torch.bool, device=run.device)
+        tried = torch.zeros(len(idx), dtype=torch.bool, device=session.device)
         queried_any = torch.zeros_like(tried)
         for sign in (-1.0, 1.0):
-            cand = project(x + sign * self.step_size * q, run.x0[idx], self.eps, self.norm)
+            cand = project(x + sign * self.step_size * q, session.x0[idx], self.eps, self.norm)
             moves = (cand != x).flatten(1).any(1)
-            can = ~tried & moves & (run.oracle.remaining(idx) >= 1) & ~run.success[idx]
+            can = ~tried & moves & (session.handle.remaining(idx) >= 1) & ~session.success[idx]
             queried_any |= can
             if can.any():
                 rows = can.nonzero().flatten()
                 queried = cand[rows]
-                new = self.loss(run, run.evaluate(queried, idx[rows]), idx[rows])
+                new = self.loss(session, session.evaluate(queried, idx[rows]), idx[rows])
                 better = new < loss[rows]
                 tried[rows] = better  # a kept -step skips the +step
                 x[rows[better]] = queried[better]
@@ -131,7 +131,7 @@ class SimBA(Attack):
         state.x[idx], state.loss[idx] = x, loss
         state.k[idx] += 1
         state.idle[idx] = torch.where(queried_any, 0, state.idle[idx] + 1)
-        run.exhausted[idx] = state.idle[idx] >= d  # a whole pass without a single possible move
+        session.exhausted[idx] = state.idle[idx] >= d  # a whole pass without a single possible move
 
     def best(self, state: SimBAState) -> torch.Tensor:
         return state.x

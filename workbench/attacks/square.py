@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 
 from workbench import checks
-from workbench.attacks.base import Attack, Run
+from workbench.attacks.base import Attack, Session
 
 _HALVINGS = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)
 
@@ -69,20 +69,20 @@ class Square(Attack):
             raise ValueError(f"p_init must be in (0, 1], got {p_init}")
         self.p_init, self.schedule = p_init, checks.at_least("schedule", schedule, 1)
 
-    def accept(self, run: Run, state: SquareState, idx: torch.Tensor, new_loss: torch.Tensor) -> torch.Tensor:
+    def accept(self, session: Session, state: SquareState, idx: torch.Tensor, new_loss: torch.Tensor) -> torch.Tensor:
         """Which candidates to keep: strict improvement (adaptive variants override this)."""
         return new_loss < state.loss[idx]
 
     # ------------------------------------------------------------------------------------------ the algorithm
-    def init(self, run: Run) -> SquareState:
-        x, loss = self.start_from(run, self._init_linf(run) if self.norm == "linf" else self._init_l2(run))
+    def init(self, session: Session) -> SquareState:
+        x, loss = self.start_from(session, self._init_linf(session) if self.norm == "linf" else self._init_l2(session))
         return SquareState(x, loss)
 
-    def step(self, run: Run, state: SquareState, idx: torch.Tensor) -> None:
+    def step(self, session: Session, state: SquareState, idx: torch.Tensor) -> None:
         x_best = state.x_best[idx]
-        x_new = (self._candidate_linf if self.norm == "linf" else self._candidate_l2)(run, state, idx, x_best)
-        new_loss = self.loss(run, run.evaluate(x_new, idx), idx)
-        keep = self.accept(run, state, idx, new_loss)
+        x_new = (self._candidate_linf if self.norm == "linf" else self._candidate_l2)(session, state, idx, x_best)
+        new_loss = self.loss(session, session.evaluate(x_new, idx), idx)
+        keep = self.accept(session, state, idx, new_loss)
         kept = idx[keep]  # only the accepted rows are written (an image appears once in idx)
         state.x_best[kept] = x_new[keep]
         state.loss[kept] = new_loss[keep]
@@ -91,8 +91,8 @@ class Square(Attack):
     def best(self, state: SquareState) -> torch.Tensor:
         return state.x_best
 
-    def _side(self, run: Run, it: int, minimum: int) -> int:
-        c, h, w = run.x0.shape[1:]
+    def _side(self, session: Session, it: int, minimum: int) -> int:
+        c, h, w = session.x0.shape[1:]
         p = p_schedule(self.p_init, it, self.schedule)
         s = max(int(round(math.sqrt(p * h * w))), minimum)  # p * n_features / c, n_features = c * h * w
         if minimum == 3 and s % 2 == 0:
@@ -100,21 +100,21 @@ class Square(Attack):
         return min(s, h - 1, w - 1)
 
     # ------------------------------------------------------------------------------------------------ l-inf
-    def _init_linf(self, run: Run) -> torch.Tensor:
-        n, c, _, w = run.x0.shape
-        return (run.x0 + self.eps * run.signs(n, c, 1, w)).clamp(0.0, 1.0)
+    def _init_linf(self, session: Session) -> torch.Tensor:
+        n, c, _, w = session.x0.shape
+        return (session.x0 + self.eps * session.signs(n, c, 1, w)).clamp(0.0, 1.0)
 
-    def _candidate_linf(self, run: Run, state: SquareState, idx: torch.Tensor, x_best: torch.Tensor):
+    def _candidate_linf(self, session: Session, state: SquareState, idx: torch.Tensor, x_best: torch.Tensor):
         """``x_best`` with one s x s square per image set to x0 +- eps per channel: the work is done on the
         squares' pixels only (gathered), and written into a copy of ``x_best``."""
         b, c, h, w = x_best.shape
-        s = self._side(run, state.it, 1)
-        window = _window_index(run.randint(h - s, (b,)), run.randint(w - s, (b,)), s, w)
-        x0 = _gather(run.x0, window, s, idx)
-        signs = self._signs(run, x0, _gather(x_best, window, s))
+        s = self._side(session, state.it, 1)
+        window = _window_index(session.randint(h - s, (b,)), session.randint(w - s, (b,)), s, w)
+        x0 = _gather(session.x0, window, s, idx)
+        signs = self._signs(session, x0, _gather(x_best, window, s))
         return _scatter(x_best, window, (x0 + self.eps * signs).clamp(0.0, 1.0))
 
-    def _signs(self, run: Run, x0: torch.Tensor, x_best: torch.Tensor) -> torch.Tensor:
+    def _signs(self, session: Session, x0: torch.Tensor, x_best: torch.Tensor) -> torch.Tensor:
         """(B, C, 1, 1) per-channel signs, uniform over the sign sets that change the square ``x_best`` (B, C, s, s)
         of clean pixels ``x0`` (the reference re-draws until the square changes something: the same distribution,
         in one pass)."""
@@ -123,40 +123,40 @@ class Square(Attack):
                             for s in (-1.0, 1.0)], -1).flatten(2, 3).all(2)  # (B, C, 2): channel k unchanged
         combos = (torch.arange(2 ** c, device=x0.device)[:, None] >> torch.arange(c, device=x0.device)) & 1
         stale = same[:, torch.arange(c, device=x0.device)[None, :], combos].all(-1)  # (B, 2^C)
-        keys = run.uniform(b, 2 ** c) - 2.0 * stale  # stale sets only where every set is stale
+        keys = session.uniform(b, 2 ** c) - 2.0 * stale  # stale sets only where every set is stale
         return (combos[keys.argmax(1)] * 2 - 1).float().view(b, c, 1, 1)
 
     # --------------------------------------------------------------------------------------------------- l2
-    def _init_l2(self, run: Run) -> torch.Tensor:
-        n, c, h, w = run.x0.shape
+    def _init_l2(self, session: Session) -> torch.Tensor:
+        n, c, h, w = session.x0.shape
         if min(h, w) < 5:
             raise ValueError(f"Square l2 needs images of at least 5 x 5 pixels (its initialization tiles squares of "
                              f"side h // 5), got {h} x {w}; use norm='linf' for smaller images")
         s = h // 5
         start = (h - 5 * s) // 2
-        delta = torch.zeros_like(run.x0)
+        delta = torch.zeros_like(session.x0)
         for top in range(start, start + s * (h // s), s):
             for left in range(start, start + s * (w // s), s):
                 if top + s > h or left + s > w:
                     continue
-                pattern = _pseudo_gaussian(run, n, s) * run.signs(n, c, 1, 1)
+                pattern = _pseudo_gaussian(session, n, s) * session.signs(n, c, 1, 1)
                 delta[:, :, top:top + s, left:left + s] += pattern
-        return (run.x0 + self.eps * delta / _norm(delta)).clamp(0.0, 1.0)
+        return (session.x0 + self.eps * delta / _norm(delta)).clamp(0.0, 1.0)
 
-    def _candidate_l2(self, run: Run, state: SquareState, idx: torch.Tensor, x_best: torch.Tensor):
-        x0 = run.x0[idx]
+    def _candidate_l2(self, session: Session, state: SquareState, idx: torch.Tensor, x_best: torch.Tensor):
+        x0 = session.x0[idx]
         b, c, h, w = x0.shape
-        s = self._side(run, state.it, 3)
+        s = self._side(session, state.it, 3)
         delta = x_best - x0
-        win1 = _window_index(run.randint(h - s, (b,)), run.randint(w - s, (b,)), s, w)
-        win2 = _window_index(run.randint(h - s, (b,)), run.randint(w - s, (b,)), s, w)
+        win1 = _window_index(session.randint(h - s, (b,)), session.randint(w - s, (b,)), s, w)
+        win2 = _window_index(session.randint(h - s, (b,)), session.randint(w - s, (b,)), s, w)
         old = _gather(delta, win1, s)
         norm_win1 = old.pow(2).sum((2, 3), keepdim=True).sqrt()
         both = torch.zeros(b, 1, h * w, device=delta.device)
         both.scatter_(2, win1[:, None], 1.0).scatter_(2, win2[:, None], 1.0)
         norm_windows = (delta * both.view(b, 1, h, w)).pow_(2).sum((2, 3), keepdim=True).sqrt()
         room = (self.eps ** 2 - _norm(delta).pow(2)).clamp_min(0.0) / c
-        new = _pseudo_gaussian(run, b, s) * run.signs(b, c, 1, 1) + old / (1e-10 + norm_win1)
+        new = _pseudo_gaussian(session, b, s) * session.signs(b, c, 1, 1) + old / (1e-10 + norm_win1)
         new = new / new.pow(2).sum((2, 3), keepdim=True).sqrt() * (room + norm_windows.pow(2)).sqrt()
         flat = delta.flatten(2)  # this step's own tensor (a view of delta, or a copy): written in place
         flat.scatter_(2, win2[:, None].expand(b, c, -1), 0.0)
@@ -199,9 +199,9 @@ def _pseudo_gaussian_rect(h: int, w: int) -> torch.Tensor:
     return delta / delta.norm()
 
 
-def _pseudo_gaussian(run: Run, b: int, s: int) -> torch.Tensor:
+def _pseudo_gaussian(session: Session, b: int, s: int) -> torch.Tensor:
     """(B, 1, s, s): the paper's two-lobed pattern (upper half +, lower half -), transposed at random per image."""
     pattern = torch.cat([_pseudo_gaussian_rect(s // 2, s), -_pseudo_gaussian_rect(s - s // 2, s)])
-    pattern = (pattern / pattern.norm()).to(run.device)
-    flip = run.uniform(b) < 0.5
+    pattern = (pattern / pattern.norm()).to(session.device)
+    flip = session.uniform(b) < 0.5
     return torch.where(flip.view(-1, 1, 1), pattern.T, pattern)[:, None]

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from workbench.attacks.base import Run
+from workbench.attacks.base import Session
 from workbench.attacks.square import SquareState
 from workbench.attacks.square_op import SquareOp
 
@@ -43,11 +43,11 @@ class SquareBi(SquareOp):
     __doc__ = __doc__
     name = "square-bi"
 
-    def init(self, run: Run) -> BiState:
-        state = super().init(run)
-        return BiState(state.x_best, state.loss, state.it, torch.zeros_like(run.success))
+    def init(self, session: Session) -> BiState:
+        state = super().init(session)
+        return BiState(state.x_best, state.loss, state.it, torch.zeros_like(session.success))
 
-    def accept(self, run: Run, state: BiState, idx: torch.Tensor, new_loss: torch.Tensor) -> torch.Tensor:
+    def accept(self, session: Session, state: BiState, idx: torch.Tensor, new_loss: torch.Tensor) -> torch.Tensor:
         old = state.loss[idx]
         switched = state.switched[idx] | (new_loss > old + self.threshold)
         state.switched[idx] = switched

@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 
 from workbench import checks
-from workbench.attacks.base import Run
+from workbench.attacks.base import Session
 from workbench.attacks.square import Square, SquareState
 
 
@@ -45,5 +45,5 @@ class SquareOp(Square):
         """The ``op`` rule: the margin went up, or fell by more than the threshold."""
         return (new > old) | (new < old - self.threshold)
 
-    def accept(self, run: Run, state: SquareState, idx: torch.Tensor, new_loss: torch.Tensor) -> torch.Tensor:
+    def accept(self, session: Session, state: SquareState, idx: torch.Tensor, new_loss: torch.Tensor) -> torch.Tensor:
         return self.opposite(state.loss[idx], new_loss)

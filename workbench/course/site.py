@@ -42,7 +42,7 @@ class Page:
     seconds: float
 
 
-def build(out: Path | str, prefixes: Sequence[str] = ("",), fast: bool = True) -> Path:
+def render(out: Path | str, prefixes: Sequence[str] = ("",), fast: bool = True) -> Path:
     """Execute the notebooks whose names start with any of ``prefixes``, write one HTML page each and
     ``index.html`` into ``out``; return the index's path."""
     out = Path(out)
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=str(paths.notebooks_dir().parent / "site"), help="output folder")
     parser.add_argument("--full", action="store_true", help="full sizes and budgets instead of fast mode")
     args = parser.parse_args(argv)
-    index = build(args.out, args.prefixes or [""], fast=not args.full)
+    index = render(args.out, args.prefixes or [""], fast=not args.full)
     print(f"wrote {index}")
     return 0
 

@@ -3,7 +3,7 @@ setting the process starts with (a JupyterLab kernel sets none).
 
 1. Images per second of plain eager forwards (inference mode) by batch size, for the model with contiguous
    weights, with channels_last weights (what ``models.load`` gives), and the copy with folded batch norms and
-   in-place ReLUs the Oracle forwards through (``workbench.inference``); with ``--compile`` also
+   in-place ReLUs the Oracle forwards through (``workbench.speed.inference``); with ``--compile`` also
    ``torch.compile`` of the folded copy (the first call compiles: excluded from the timing); with ``--bfloat16``
    also the folded copy under bfloat16 autocast (the Oracle does not use it: its logits keep 8 significant bits,
    too coarse for the small margin changes Square and AAA compare).
@@ -24,7 +24,7 @@ import torch
 from benchmarks import common
 from workbench import data, models, protocol
 from workbench.attacks import registry as attacks
-from workbench.inference import fold_batchnorm
+from workbench.speed.inference import fold_batchnorm
 from workbench.oracle import Oracle
 
 BATCHES = (1, 16, 64, 128, 256, 512)

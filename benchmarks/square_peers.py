@@ -8,7 +8,7 @@ fresh module gives its users); the first 500 test images,
 per norm, alternating; ART (about 40x slower) runs once per norm. The forward floor is the number of images our
 run forwarded divided by the best throughput of plain eager forwards (inference mode) over batch sizes
 16-512, measured in the same run, of the model as given and of the copy with folded batch norms that our Oracle
-forwards through (``workbench.inference``). ``--hog`` keeps one core busy with another process throughout.
+forwards through (``workbench.speed.inference``). ``--hog`` keeps one core busy with another process throughout.
 
     python -m benchmarks.square_peers [--images 500] [--queries 1000] [--rounds 3] [--hog] [--no-art]
 """
@@ -22,7 +22,7 @@ import torch
 
 from benchmarks import common
 from workbench.attacks.square import Square
-from workbench.inference import fold_batchnorm
+from workbench.speed.inference import fold_batchnorm
 from workbench.oracle import Oracle
 
 EPS = {"linf": 0.3, "l2": 2.0}

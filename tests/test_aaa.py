@@ -14,7 +14,8 @@ import torch.nn.functional as F
 
 from tests import scenarios
 from workbench import metrics
-from workbench.defenses import aaa, aaa_solver
+from workbench.defenses import aaa
+from workbench.speed import aaa_solver
 from workbench.losses import top2_margin
 
 # rounding-sensitive: run again under ATEN_CPU_CAPABILITY=default by .ci/run (docs/architecture.md)
@@ -40,13 +41,13 @@ def test_closed_form_gradient_and_adam_match_autograd(cnn, test_set):
     pred, m_trg = logits.argmax(1), aaa.target_margin(top2_margin(logits))
     p_trg = F.softmax(logits / 1.3, 1).amax(1)
     z = logits.clone().requires_grad_(True)
-    aaa.loss(z, pred, m_trg, p_trg, 5.0).backward()
+    aaa_solver.objective(z, pred, m_trg, p_trg, 5.0).backward()
     assert torch.allclose(z.grad, aaa_solver.gradient(logits, pred, m_trg, p_trg, 5.0), atol=1e-12)
     z = logits.clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=0.1)
     for _ in range(30):
         opt.zero_grad()
-        aaa.loss(z, pred, m_trg, p_trg, 5.0).backward()
+        aaa_solver.objective(z, pred, m_trg, p_trg, 5.0).backward()
         opt.step()
     for method in ("eager", "compiled"):  # the released code's optimizer, our two CPU loops
         ours = aaa_solver.solve(logits, pred, m_trg, 1.3, 5.0, 30, 0.1, method)

@@ -3,6 +3,7 @@ process, the Ray executor, presets and the command line."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -14,7 +15,8 @@ import pandas as pd
 import pytest
 
 from tests import scenarios
-from workbench import experiments, results, runs
+from workbench import cache as records
+from workbench import experiments, paths, results, runs
 from workbench.experiments import cell, grid, preset, tabulate, validate
 
 VOLATILE = ["seconds", "git commit"]  # wall time differs between runs (and the commit, if one lands meanwhile)
@@ -117,7 +119,7 @@ def test_a_timed_out_ray_start_is_cleaned_up_and_retried(monkeypatch):
 
     attempts, stopped = [], []
     monkeypatch.setattr(ray, "is_initialized", lambda: False)
-    monkeypatch.setattr(experiments, "_stop_new_children", stopped.append)
+    monkeypatch.setattr(experiments.execution, "_stop_new_children", stopped.append)
 
     def init(succeed_at: int, **options):
         attempts.append(options)
@@ -144,7 +146,7 @@ def test_a_timed_out_ray_start_is_cleaned_up_and_retried(monkeypatch):
     ({"n": 1001}, "n="), ({"dataset": "svhn"}, "dataset"), ({"attack_kwargs": {"tau": 1}}, "tau"),
     ({"norm": "l1"}, "norm")])
 def test_bad_grids_fail_before_anything_runs_naming_cell_and_field(fields, field, tmp_path, monkeypatch):
-    monkeypatch.setattr(experiments, "run_cell", lambda *a, **k: pytest.fail("ran despite a bad grid"))
+    monkeypatch.setattr(experiments.execution, "run_cell", lambda *a, **k: pytest.fail("ran despite a bad grid"))
     cells = [cell(dataset="mnist", n=10, budgets=(5, 10)),
              cell(**{"dataset": "mnist", "n": 10, "budgets": (5, 10), **fields})]
     with pytest.raises(ValueError, match=rf"cell 1 .*{field}"):
@@ -171,7 +173,7 @@ def test_the_cache_key_covers_the_model_weights(tmp_path):
     first = experiments.weights_fingerprint(c)
     weights.write_bytes(b"two")
     assert experiments.weights_fingerprint(c) != first
-    a, b = (experiments.dataclasses.replace(c, fingerprint=f) for f in ("x", "y"))
+    a, b = (dataclasses.replace(c, fingerprint=f) for f in ("x", "y"))
     assert a.key() != b.key()
 
 
@@ -208,7 +210,7 @@ def test_recorded_tables_come_from_the_shipped_weights():
     """Every row of every recorded table (data/tables) was computed with the zoo weights that ship now: its
     config's weights fingerprint equals the one the shipped files give, so a table can never silently come from
     another model."""
-    recorded = [name for name in experiments.presets() if (experiments.paths.tables_dir() / f"{name}.csv").is_file()]
+    recorded = [name for name in experiments.presets() if (paths.tables_dir() / f"{name}.csv").is_file()]
     assert recorded
     for name in recorded:
         for config in experiments.recorded(name)["config"]:
@@ -229,7 +231,7 @@ def test_a_recorded_table_cell_recomputes(table):
     0.012 +- 0.013 (MNIST, none), 0.016 +- 0.017 (MNIST, AAA-linear), 0.014 +- 0.013 and 0.014 +- 0.011 (CIFAR-10
     table, none / AAA-linear), 0.014 +- 0.011 and 0.012 +- 0.016 (CIFAR-10 adaptive, AAA-linear / AAA-sine), max
     0.05, against the bound 0.1; clean accuracy does not move."""
-    if not (experiments.paths.tables_dir() / f"{table}.csv").is_file():
+    if not (paths.tables_dir() / f"{table}.csv").is_file():
         pytest.skip(f"{table} is not recorded in data/tables")
     scenarios.check(f"recorded-{table}")
 
@@ -241,7 +243,7 @@ def _corruptions(good: dict, other: dict) -> dict[str, object]:
         "{}": {}, "[]": [], "missing column": {"row": {k: v for k, v in row.items() if k != "robust"}},
         "edited value": {"row": {**row, "queries": [1] * len(row["queries"])}, "digest": good["digest"]},
         "another run's record": other,
-        "stale version": {"row": stale, "digest": experiments.cache.digest(stale)},
+        "stale version": {"row": stale, "digest": records.digest(stale)},
         "short columns": {"row": {**row, "robust": row["robust"][:1]}},
         "truncated": json.dumps(good)[:40],
     }
@@ -275,7 +277,7 @@ def test_a_row_read_from_the_cache_reports_where_its_attack_was_computed(smoke_t
     folder, table = smoke_table
     assert table.loc[0, "git commit"] == runs.provenance("cpu")["git commit"]
     files = sorted(folder.glob("*.json"))
-    for name, computed in {"elsewhere": {"workbench": experiments.cache.version(), "git commit": "0123abc",
+    for name, computed in {"elsewhere": {"workbench": records.version(), "git commit": "0123abc",
                                          "torch": "2.0.0", "device": "cuda:0"},
                            "malformed": {"git commit": 7}, "absent": None}.items():
         cache = tmp_path / name
@@ -283,7 +285,7 @@ def test_a_row_read_from_the_cache_reports_where_its_attack_was_computed(smoke_t
         for f in files:
             stored = json.loads(f.read_text())
             row = {**stored["row"], "computed": computed}
-            (cache / f.name).write_text(json.dumps({"row": row, "digest": experiments.cache.digest(row)}))
+            (cache / f.name).write_text(json.dumps({"row": row, "digest": records.digest(row)}))
         again = tabulate(preset("smoke"), cache_dir=cache, progress=False, workers=1)
         expected = computed if name == "elsewhere" else runs.provenance("cpu")
         columns = ["git commit", "torch", "device"]
@@ -301,7 +303,7 @@ def test_recompute_ignores_the_cache(smoke_table, monkeypatch):
 
 def test_the_cache_key_covers_the_workbench_version(monkeypatch):
     before = cell(dataset="mnist").key()
-    monkeypatch.setattr(experiments.cache, "version", lambda: "9.9.9")
+    monkeypatch.setattr(records, "version", lambda: "9.9.9")
     assert cell(dataset="mnist").key() != before
 
 

@@ -3,6 +3,9 @@ and the figure helper's deterministic, atomic output."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -156,3 +159,15 @@ def test_margins_vs_tau_draws_one_panel_per_model_with_the_intervals():
     attractors = [line.get_xdata()[0] for line in fig.axes[1].lines if line.get_linestyle() == "--"]
     assert edges[:4] == [0, 6, 12, 18] and attractors[:3] == [3, 9, 15]
     assert fig.axes[0].get_title() == "a: median 3.0"
+
+
+def test_figures_draw_in_the_workbench_style_and_leave_the_caller_s_settings_alone():
+    """Importing ``plots`` and drawing a figure change no global matplotlib setting; inside the figure the
+    workbench's style holds (seaborn's whitegrid: white axes with a grid)."""
+    code = ("import matplotlib as mpl; mpl.use('Agg'); before = dict(mpl.rcParams); import torch; "
+            "from workbench import plots; fig = plots.margin_trajectory(torch.arange(5.0)); "
+            "ax = fig.axes[0]; changed = [k for k in before if before[k] != mpl.rcParams[k]]; "
+            "print(changed, ax.xaxis._major_tick_kw.get('gridOn'), mpl.colors.to_hex(ax.get_facecolor()))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out[0] == "[]", f"global settings changed: {out}"
+    assert out[-2:] == ["True", "#ffffff"]

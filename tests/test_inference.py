@@ -8,9 +8,9 @@ import torch
 import torch.nn as nn
 
 from workbench.defenses.registry import build
-from workbench.inference import agrees, fold_batchnorm, foldable
+from workbench.speed.inference import agrees, fold_batchnorm, foldable
 from workbench.losses import margin
-from workbench.forward import CPU_BATCH
+from workbench.speed.forward import CPU_BATCH
 from workbench.oracle import Oracle
 
 # rounding-sensitive: run again under ATEN_CPU_CAPABILITY=default by .ci/run (docs/architecture.md)

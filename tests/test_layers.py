@@ -15,10 +15,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
 # Layer of every module (by dotted name without "workbench."; a package's entry covers its modules). A module may
 # import a lower layer, or a module of its own package in the same layer; never a higher layer or a peer package.
 LAYERS = {
-    0: ("checks", "paths", "threads", "inference", "losses"),
+    0: ("checks", "paths", "losses"),
     1: ("threat", "cache", "protocol", "results", "published"),
     2: ("data", "models", "probes", "metrics"),
-    3: ("forward", "setting"),
+    3: ("speed", "setting"),
     4: ("oracle",),
     5: ("attacks", "defenses"),
     6: ("runs",),
@@ -100,7 +100,30 @@ def test_the_models_never_reach_the_attacks():
 
 
 def test_the_oracle_holds_no_speed_machinery():
-    assert not _imports(PACKAGE / "oracle.py") & {"threads", "inference", "probes"}
+    """The Oracle calls the speed fence's interface (``speed.Forwards``) and never probes a model itself."""
+    source = (PACKAGE / "oracle.py").read_text()
+    assert "speed" in _imports(PACKAGE / "oracle.py") and "probe(" not in source
+
+
+# The seams inside the grid package: what each module may import of its siblings (the command line imports any).
+EXPERIMENTS = {"experiments.cells": set(), "experiments.execution": {"experiments.cells"},
+               "experiments.presets": {"experiments.cells"}, "experiments.tables": {"experiments.presets"}}
+
+
+@pytest.mark.parametrize("module", sorted(EXPERIMENTS))
+def test_the_grid_package_keeps_its_seams(module):
+    """Cells (schema, validation) know nothing of running; execution and the presets (data) build on cells only;
+    the tables read the presets' names."""
+    siblings = {d for d in _imports(_modules()[module]) if d.startswith("experiments.")}
+    assert siblings <= EXPERIMENTS[module], f"workbench.{module} imports {sorted(siblings - EXPERIMENTS[module])}"
+
+
+def test_the_speed_machinery_is_fenced():
+    """Outside ``workbench/speed/`` the library imports only the package's interface (``workbench.speed``), never
+    its modules (forward, threads, inference, the AAA solver's backends)."""
+    reached = {m: sorted(d for d in _imports(p) if d.startswith("speed."))
+               for m, p in _modules().items() if m.split(".")[0] != "speed"}
+    assert not {m: deps for m, deps in reached.items() if deps}
 
 
 def test_attacks_read_no_oracle_state():
@@ -115,9 +138,9 @@ def test_attacks_read_no_oracle_state():
                     pytest.fail(f"{path.name}:{node.lineno} reads fresh(oracle).{node.attr}")
 
 
-@pytest.mark.parametrize("name", ["evaluate", "experiments", "report"])
+@pytest.mark.parametrize("name", ["evaluate", "experiments.cells", "experiments.execution", "report"])
 def test_evaluation_grids_and_report_build_no_oracle(name):
-    path = PACKAGE / f"{name}.py"
+    path = _modules()[name]
     assert "oracle" not in _imports(path)
     calls = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Call)
              and isinstance(n.func, ast.Name) and n.func.id == "Oracle"]

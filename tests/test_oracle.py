@@ -90,7 +90,7 @@ def test_auto_batches_keep_the_scores_and_spare_batch_dependent_defenses(cnn, te
     """``batch_size="auto"`` chunks a batch-independent model's queries (scores equal up to float rounding, the
     same predictions) and leaves a batch-dependent defense's query batch whole (its output depends on it)."""
     from workbench.defenses.registry import build
-    from workbench.forward import CPU_BATCH
+    from workbench.speed.forward import CPU_BATCH
 
     x, y = test_set[:200]
     chunked, whole = Oracle(cnn, x, y, budget=1), Oracle(cnn, x, y, budget=1, batch_size=None)

@@ -13,7 +13,7 @@ import torch.nn as nn
 from workbench.attacks.nes import NES
 from workbench.attacks.square import Square
 from workbench.oracle import Oracle
-from workbench.threads import Adaptive, one_thread, threads
+from workbench.speed.threads import Adaptive, one_thread, threads
 
 # rounding-sensitive: run again under ATEN_CPU_CAPABILITY=default by .ci/run (docs/architecture.md)
 pytestmark = pytest.mark.numerics

@@ -29,8 +29,9 @@ import torch
 import torch.nn as nn
 
 from workbench import checks
-from workbench.forward import Forwards, Probes
 from workbench.losses import margin
+from workbench.probes import Probes
+from workbench.speed import Forwards
 from workbench.threat import inside, model_device, quantize8
 
 SCORES = ("logits", "probabilities")
@@ -109,7 +110,7 @@ class Oracle:
         keep_images: also keep every queried image of the first ``keep_images`` images (``kept``: (k, budget, C,
             H, W), NaN where not queried) for replays; needs ``record=True``.
         batch_size, fold, threads: how the forward passes run fast without changing what they compute (chunks,
-            batch-norm folding, the thread choice): see ``workbench.forward.Forwards``, which the Oracle holds as
+            batch-norm folding, the thread choice): see ``workbench.speed.forward.Forwards``, which the Oracle holds as
             ``forwards``. Defaults: chunks of 64 images on a CPU for a batch-independent model, the folded copy
             where it is safe, and forwards that move to one thread on a busy machine only where that keeps the
             scores bit for bit.

@@ -2,12 +2,19 @@
 
 ``savefig(fig, "01_robust_accuracy")`` writes ``figures/01_robust_accuracy.png`` (or under ``$WORKBENCH_FIGURES``)
 atomically and deterministically: fixed DPI, no timestamp or software tag in the PNG metadata.
+
+Importing this module changes no global style. Every figure function draws inside ``style()`` (seaborn's
+whitegrid theme at notebook scale, as a context), so a figure looks the same whoever calls it, and the caller's
+own matplotlib settings are left as they were; ``with plots.style():`` gives your own figures the same look.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import contextlib
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any, TypeVar
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -20,7 +27,28 @@ from workbench.results import Result
 from workbench.metrics import (accepted_points, earliest, ece, reliability, robust_accuracy_curve,
                                robust_by_query)
 
-sns.set_theme(style="whitegrid", context="notebook")
+STYLE = {"style": "whitegrid", "context": "notebook"}  # seaborn's theme, as sns.set_theme takes it
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@contextlib.contextmanager
+def style() -> Iterator[None]:
+    """The workbench's figure style (``STYLE``) for the figures drawn inside the block; the previous settings
+    come back after it."""
+    with plt.rc_context():
+        sns.set_theme(**STYLE)
+        yield
+
+
+def styled(draw: F) -> F:
+    """``draw`` run inside ``style()``."""
+    @functools.wraps(draw)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with style():
+            return draw(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def savefig(fig: plt.Figure, name: str, dpi: int = 110) -> Path:
@@ -33,6 +61,7 @@ def savefig(fig: plt.Figure, name: str, dpi: int = 110) -> Path:
     return target
 
 
+@styled
 def robust_accuracy_vs_queries(results: Mapping[str, Result], ax: plt.Axes | None = None) -> plt.Figure:
     """Robust accuracy after every query, one line per run (all read from one run each)."""
     fig, ax = _axes(ax, (6, 4))
@@ -44,6 +73,7 @@ def robust_accuracy_vs_queries(results: Mapping[str, Result], ax: plt.Axes | Non
     return fig
 
 
+@styled
 def margin_trajectory(observed: torch.Tensor, reference: torch.Tensor | None = None, title: str = "",
                       start: int = 1, ax: plt.Axes | None = None, greedy: bool = True) -> plt.Figure:
     """AAA Fig. 2 for one image: the margin at the attacker's accepted point after every query (the running
@@ -70,6 +100,7 @@ def margin_trajectory(observed: torch.Tensor, reference: torch.Tensor | None = N
     return fig
 
 
+@styled
 def aaa_target_curves(m: torch.Tensor, targets: Mapping[str, torch.Tensor], ax: plt.Axes | None = None) -> plt.Figure:
     """AAA Fig. 1b: the original margins ``m`` and AAA's target margin of each curve at them (``targets``: curve
     -> values, as ``defenses.aaa.target_curves`` gives them) as the attack lowers the margin."""
@@ -84,6 +115,7 @@ def aaa_target_curves(m: torch.Tensor, targets: Mapping[str, torch.Tensor], ax: 
     return fig
 
 
+@styled
 def margins_vs_tau(margins: Mapping[str, torch.Tensor], tau: float) -> plt.Figure:
     """The clean top-1 minus top-2 logit margins of each model (``margins``: label -> one margin per image), one
     panel each, against AAA's intervals: solid lines at the multiples of ``tau`` (interval edges), dashed at the
@@ -113,6 +145,7 @@ def _axes(ax: plt.Axes | None, size: tuple[float, float]) -> tuple[plt.Figure, p
     return fig, ax
 
 
+@styled
 def adversarial_examples(x: torch.Tensor, x_adv: torch.Tensor, titles: list[str] | None = None) -> plt.Figure:
     """Clean images, adversarial images and their perturbations (scaled to the largest one), one column each."""
     delta = (x_adv - x).cpu()
@@ -125,6 +158,7 @@ def adversarial_examples(x: torch.Tensor, x_adv: torch.Tensor, titles: list[str]
     return fig
 
 
+@styled
 def image_rows(rows: Mapping[str, torch.Tensor], cmap: str = "gray", cell: tuple[float, float] = (1.5, 1.6),
                fontsize: float | None = None) -> tuple[plt.Figure, np.ndarray]:
     """A grid of images in [0, 1], one labelled row per entry of ``rows`` (each (n, C, H, W), the same n), no
@@ -140,6 +174,7 @@ def image_rows(rows: Mapping[str, torch.Tensor], cmap: str = "gray", cell: tuple
 
 
 # ------------------------------------------------------------------------------------------ grid results
+@styled
 def robustness_heatmap(table: pd.DataFrame, value: str, ax: plt.Axes | None = None) -> plt.Figure:
     """Defense x attack heatmap of ``value`` (a robust-accuracy column of an experiment table; the mean over
     seeds where there are several), in percent."""
@@ -151,6 +186,7 @@ def robustness_heatmap(table: pd.DataFrame, value: str, ax: plt.Axes | None = No
     return fig
 
 
+@styled
 def robustness_vs_budget(table: pd.DataFrame, attack: str, ax: plt.Axes | None = None) -> plt.Figure:
     """Robust accuracy at each budget of the table (the ``robust@b`` columns), one line per defense."""
     fig, ax = _axes(ax, (6, 4))
@@ -166,6 +202,7 @@ def robustness_vs_budget(table: pd.DataFrame, attack: str, ax: plt.Axes | None =
     return fig
 
 
+@styled
 def budget_curves(table: pd.DataFrame, attacks: Sequence[str] | None = None) -> plt.Figure:
     """``robustness_vs_budget`` for every attack of the table (or ``attacks``), one panel each, one legend."""
     attacks = list(attacks or table["attack"].unique())
@@ -180,6 +217,7 @@ def budget_curves(table: pd.DataFrame, attacks: Sequence[str] | None = None) -> 
     return fig
 
 
+@styled
 def cost_vs_robustness(table: pd.DataFrame, cost: str = "logit diff", robust: str | None = None,
                        ax: plt.Axes | None = None) -> plt.Figure:
     """The trade-off of UniG Fig. 1b: each defense's clean-side cost (``"logit diff"`` or ``"ECE"``) against
@@ -221,6 +259,7 @@ def changed_box(before: torch.Tensor, after: torch.Tensor) -> tuple[int, int, in
     return r0, c0, int(rows.max()) - r0 + 1, int(cols.max()) - c0 + 1
 
 
+@styled
 def query_snapshots(kept: torch.Tensor, observed: torch.Tensor, queries: Sequence[int], eps: float,
                     start: int = 2) -> plt.Figure:
     """One image under a greedy attack (Square): the image the attacker holds after each of ``queries`` (top),
@@ -264,6 +303,7 @@ def to_image(image: torch.Tensor) -> np.ndarray:
     return image.permute(1, 2, 0).squeeze(-1).clamp(0, 1).numpy()
 
 
+@styled
 def margin_trajectories(observed: torch.Tensor, reference: torch.Tensor | None, indices: Sequence[int],
                         start: int = 1, titles: Sequence[str] | None = None) -> plt.Figure:
     """AAA Fig. 2 / 6: ``margin_trajectory`` for several images side by side (rows of an Oracle's records)."""
@@ -299,6 +339,7 @@ def trajectories_plotly(observed: torch.Tensor, reference: torch.Tensor | None, 
 
 
 # --------------------------------------------------------------------------------------- calibration
+@styled
 def confidence_by_rank(frames: Mapping[str, pd.DataFrame], ax: plt.Axes | None = None) -> plt.Figure:
     """AAA Fig. 3 (left): per bin of samples (sorted by the undefended true-class probability), confidence
     (solid) and accuracy (dotted) of each model; ``frames`` from ``metrics.confidence_by_rank``."""
@@ -311,6 +352,7 @@ def confidence_by_rank(frames: Mapping[str, pd.DataFrame], ax: plt.Axes | None =
     return fig
 
 
+@styled
 def reliability_diagram(logits: Mapping[str, torch.Tensor], y: torch.Tensor, bins: int = 15,
                         ax: plt.Axes | None = None) -> plt.Figure:
     """Accuracy against mean confidence per confidence bin (15 equal-width bins), one line per model, with each
@@ -328,6 +370,7 @@ def reliability_diagram(logits: Mapping[str, torch.Tensor], y: torch.Tensor, bin
 
 
 # ----------------------------------------------------------------------------------- parameter sweeps
+@styled
 def sweep_panels(table: pd.DataFrame, left: Sequence[str], right: Sequence[str] = (), by: str = "parameter",
                  x: str = "value", logx: bool | Sequence[str] = False) -> plt.Figure:
     """One panel per value of ``by`` (e.g. AAA Fig. 4: tau, alpha, beta): the ``left`` columns against ``x`` on
@@ -363,6 +406,7 @@ def _tick(v: float) -> str:
     return f"$10^{{{int(round(k))}}}$" if abs(k - round(k)) < 1e-9 and abs(k) >= 3 else f"{v:g}"
 
 
+@styled
 def value_heatmap(table: pd.DataFrame, index: str, columns: str, value: str, fmt: str = ".0f",
                   percent: bool = True, ax: plt.Axes | None = None) -> plt.Figure:
     """A heatmap of ``value`` over two swept parameters (e.g. RND's attack failure rate over the defender's nu
@@ -377,6 +421,7 @@ def value_heatmap(table: pd.DataFrame, index: str, columns: str, value: str, fmt
 
 
 # ------------------------------------------------------------------------------------------------ UniG
+@styled
 def unification_loss_curve(losses: Mapping[str, Sequence[float]], ax: plt.Axes | None = None) -> plt.Figure:
     """UniG Fig. 2a: the unification loss (eq. 4) before each optimization step of A and after the last."""
     fig, ax = _axes(ax, (5.5, 3.6))
@@ -387,6 +432,7 @@ def unification_loss_curve(losses: Mapping[str, Sequence[float]], ax: plt.Axes |
     return fig
 
 
+@styled
 def perturbation_rows(deltas: Mapping[str, torch.Tensor], eps: float,
                       notes: Mapping[str, str] | None = None) -> plt.Figure:
     """UniG Fig. 3a: one row of perturbations per model (the same images in every row), scaled by eps."""
@@ -401,6 +447,7 @@ def perturbation_rows(deltas: Mapping[str, torch.Tensor], eps: float,
     return fig
 
 
+@styled
 def matrix_values(a: torch.Tensor, features: int = 64, ax: plt.Axes | None = None) -> plt.Figure:
     """UniG Fig. 3b: the first ``features`` entries of A, one row per input of a query batch."""
     fig, ax = _axes(ax, (8, 0.35 * len(a) + 1.2))
@@ -411,6 +458,7 @@ def matrix_values(a: torch.Tensor, features: int = 64, ax: plt.Axes | None = Non
 
 
 # ------------------------------------------------------------------------------------------------- GCM
+@styled
 def gradient_signs(grads: Mapping[str, torch.Tensor]) -> plt.Figure:
     """GCM Fig. 4: the sign of the input gradient (white +, black -, gray 0), one row per model."""
     fig, _ = image_rows({label: 0.5 + 0.5 * torch.sign(g) for label, g in grads.items()}, fontsize=9)
@@ -419,6 +467,7 @@ def gradient_signs(grads: Mapping[str, torch.Tensor]) -> plt.Figure:
 
 
 # ------------------------------------------------------------------------------------------- generic
+@styled
 def lines(table: pd.DataFrame, x: str, y: str, hue: str, logx: bool = False, percent: bool = True,
           ax: plt.Axes | None = None) -> plt.Figure:
     """``y`` against ``x``, one line per ``hue``; repeated rows (seeds) give the mean and a +-1 std band."""
@@ -433,6 +482,7 @@ def lines(table: pd.DataFrame, x: str, y: str, hue: str, logx: bool = False, per
     return fig
 
 
+@styled
 def bars(table: pd.DataFrame, x: str, values: Sequence[str], percent: bool = True,
          ax: plt.Axes | None = None) -> plt.Figure:
     """Grouped bars: for each ``x`` (e.g. EOT's M) one bar per column of ``values`` (e.g. observed and
@@ -449,6 +499,7 @@ def bars(table: pd.DataFrame, x: str, values: Sequence[str], percent: bool = Tru
 
 
 # -------------------------------------------------------------------------------------------- evaluate
+@styled
 def worst_case(images: pd.DataFrame, labels: Sequence[str], budget: int, final: float,
                ax: plt.Axes | None = None) -> plt.Figure:
     """Robust accuracy after every query for each attack of an evaluation (as the attacker observed it, from

@@ -169,6 +169,7 @@ def aaa_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, curve: str 
                 "ECE": metrics.ece(out, y), "ECE undefended": metrics.ece(logits, y),
                 "agreement": metrics.agreement(out, logits), **v}
 
+    @plots.styled
     def draw(r: dict[str, Any]) -> plt.Figure:
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.8))
         plots.aaa_target_curves(*target_curves(r["tau"], {r["curve"]: r["alpha"]}, (r["curve"],)), ax=left)
@@ -207,6 +208,7 @@ def attack_replay(oracle: Oracle, image: int = 0, start: int = 2) -> Panel:
             r["undefended margin"] = float(reference[held])
         return r
 
+    @plots.styled
     def draw(r: dict[str, Any]) -> plt.Figure:
         fig, axes = plt.subplots(1, 3, figsize=(11, 3.2), gridspec_kw={"width_ratios": [1, 1, 3]})
         held = kept[r["held"] - 1]
@@ -245,6 +247,7 @@ def unig_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, seed: int 
                 "agreement": metrics.agreement(out, logits), "losses": list(unig.last_losses),
                 "A": unig.last_A.cpu(), **v}
 
+    @plots.styled
     def draw(r: dict[str, Any]) -> plt.Figure:
         fig, (left, right) = plt.subplots(1, 2, figsize=(11, 3.6), gridspec_kw={"width_ratios": [1, 2]})
         plots.unification_loss_curve({"first batch": r["losses"]}, ax=left)

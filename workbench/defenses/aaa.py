@@ -19,7 +19,7 @@ Logits are found by ``kappa`` Adam steps (lr 0.1) on ``|m(z) - m_trg| + beta * |
   margin reaches 0) get the original class's logit raised just above the others. ``last_repaired`` counts them.
 - The Adam steps run in float64 and are rounded once at the end, and the confidence target comes from the
   solver's own softmax: AAA's output is then the same whichever solver (compiled, eager, CUDA graph) and whichever
-  CPU kernel level computes it (``aaa_solver``). The released code's float32 steps follow their signs into
+  CPU kernel level computes it (``workbench.speed.aaa_solver``). The released code's float32 steps follow their signs into
   rounding on some rows (up to 0.24 of the logits' scale apart between two kernel levels).
 
 Where this differs from the released code (measured side by side on the same logits; docs/protocol.md):
@@ -51,13 +51,11 @@ import math
 import numpy as np
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 from workbench import checks
-from workbench.defenses.aaa_solver import METHODS, default_method, solve
 from workbench.defenses.temperature import held_out_logits, tune_temperature
 from workbench.losses import top2_margin
-from workbench.threads import one_thread
+from workbench.speed import AAA_METHODS, default_aaa_method, one_thread, solve_aaa
 
 # AAA (Chen et al. 2022): the attractor interval tau, in logits, and the reverse step alpha of each curve. The
 # defense, the figures and the sliders read them from here; op-Square's threshold is half of tau (a test checks).
@@ -102,7 +100,7 @@ class AAA(nn.Module):
         beta: weight of the calibration term (default 5). kappa: optimization steps (default 100).
         lr: Adam learning rate (default 0.1). temperature: T of the calibration target (default 1; ``calibrate``
             tunes it).
-        solver: how the Adam steps run (``aaa_solver.METHODS``): None (default) picks a CUDA graph on a GPU, the
+        solver: how the Adam steps run (``speed.AAA_METHODS``): None (default) picks a CUDA graph on a GPU, the
             compiled loop on a CPU with numba, the eager PyTorch loop otherwise; all give the same logits (float64
             steps, rounded once).
 
@@ -123,7 +121,7 @@ class AAA(nn.Module):
         self.beta = checks.non_negative("beta", beta)
         self.alpha = AAA_ALPHA[curve] if alpha is None else checks.non_negative("alpha", alpha)
         if solver is not None:
-            checks.choice("solver", solver, METHODS)
+            checks.choice("solver", solver, AAA_METHODS)
         self.solver = solver
         self.last_repaired = 0
 
@@ -143,15 +141,15 @@ class AAA(nn.Module):
 
     def post_process(self, logits: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
         """AAA's output for the original logits ``logits`` (N, K) (Algorithm 1): solved in float64 and rounded once
-        to the logits' dtype (``aaa_solver``: the same output whichever solver and CPU kernel level runs it)."""
+        to the logits' dtype (``workbench.speed``: the same output whichever solver and CPU kernel level runs it)."""
         z_org = logits.detach().double()
         t = self.temperature if temperature is None else temperature
         m_trg = target_margin(top2_margin(z_org), self.curve, self.tau, self.alpha)
         pred = z_org.argmax(1)
-        method = self.solver or default_method(z_org.device)
+        method = self.solver or default_aaa_method(z_org.device)
         # the eager loop's tiny operations on one thread: several only add waiting (and collapse under load)
         with one_thread() if method == "eager" else contextlib.nullcontext():
-            z = solve(z_org, pred, m_trg, t, self.beta, self.kappa, self.lr, method)
+            z = solve_aaa(z_org, pred, m_trg, t, self.beta, self.kappa, self.lr, method)
         return self._repair(z.to(logits.dtype), pred)
 
     def _repair(self, z: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
@@ -172,8 +170,3 @@ class AAA(nn.Module):
         self.calibration_curve = tuple(curve)
         return self
 
-
-def loss(z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, p_trg: torch.Tensor, beta: float) -> torch.Tensor:
-    """AAA's objective (eq. 6), summed over rows: ``|m(z) - m_trg| + beta * |softmax(z)[pred] - p_trg|``."""
-    conf = F.softmax(z, dim=1).gather(1, pred[:, None]).squeeze(1)
-    return (top2_margin(z) - m_trg).abs().sum() + beta * (conf - p_trg).abs().sum()

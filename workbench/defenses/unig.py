@@ -61,7 +61,7 @@ import torch.nn.functional as F
 
 from workbench import checks
 from workbench.defenses.seeded import Seeded
-from workbench.threads import one_thread
+from workbench.speed import one_thread
 from workbench.threat import model_device
 
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from workbench import paths
-from workbench.threads import threads as intra_op_threads
+from workbench.speed import threads as intra_op_threads
 
 Step = Callable[[nn.Module, torch.Tensor, torch.Tensor, torch.Generator], torch.Tensor]
 

@@ -2,6 +2,11 @@
 objective ``|m(z) - m_trg| + beta * |softmax(z)[c] - p_trg|``, summed over rows, from the original logits, with
 the confidence target ``p_trg = softmax(z_org / T)[c]``.
 
+The objective is written here once (``objective``, eq. 6); everything else is derived from it and tied to it by a
+test: ``gradient`` is its derivative in closed form (equal to autograd's of ``objective``), and the compiled
+loop ``_rows`` is ``gradient`` and Adam transcribed for numba, which cannot compile PyTorch operations (equal to
+the eager loop bit for bit, ``tests/test_aaa.py``).
+
 The objective is summed, so every row is solved independently of the others. Three ways to run the same steps:
 
 - ``eager``: PyTorch operations with the gradient in closed form (what autograd gives, without a graph): the
@@ -40,6 +45,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from workbench.losses import top2_margin
+
 try:  # optional: compiles the CPU loop; without it the eager loop runs
     import numba
 except ImportError:  # pragma: no cover - exercised where numba is missing
@@ -50,9 +57,17 @@ EPS = 1e-8
 METHODS = ("eager", "compiled", "graph")
 
 
+def objective(z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, p_trg: torch.Tensor,
+              beta: float) -> torch.Tensor:
+    """AAA's objective (eq. 6), summed over rows: ``|m(z) - m_trg| + beta * |softmax(z)[pred] - p_trg|``, with
+    ``m(z)`` the top-1 minus top-2 logit."""
+    conf = F.softmax(z, dim=1).gather(1, pred[:, None]).squeeze(1)
+    return (top2_margin(z) - m_trg).abs().sum() + beta * (conf - p_trg).abs().sum()
+
+
 def gradient(z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, p_trg: torch.Tensor,
              beta: float) -> torch.Tensor:
-    """The gradient of the objective in closed form: the margin term pushes the top-1 and top-2 logits apart or
+    """The gradient of ``objective`` in closed form: the margin term pushes the top-1 and top-2 logits apart or
     together, the confidence term moves ``p_c * (onehot(c) - p)``."""
     top = z.topk(2, dim=1)
     s = torch.sign(top.values[:, 0] - top.values[:, 1] - m_trg)[:, None]

@@ -5,7 +5,7 @@ the thread choice and its timing, and what is known per model. The Oracle (the b
 - Chunks: on a CPU, queries go through the model ``CPU_BATCH`` images at a time (``batch_size="auto"``) unless the
   probes find the model batch-dependent (UniG, DENT: then the attacker's batch reaches it whole, as it must).
 - Folding: where the probes find the model deterministic and it has no seeded random parts, forwards go through a
-  copy with its batch norms folded into the convolutions and its ReLUs in place (``workbench.inference``), used
+  copy with its batch norms folded into the convolutions and its ReLUs in place (``workbench.speed.inference``), used
   only where the copy agrees with the model on the probe images; a post-processing defense (below) is folded by
   its base, and the agreement asked is the base's.
 - Post-processing: a defense that post-processes the logits of a classifier says so with ``base`` (the
@@ -37,10 +37,10 @@ import torch
 import torch.nn as nn
 
 from workbench import checks
-from workbench.inference import agrees, fold_batchnorm, foldable
 from workbench.probes import IMAGES, Probes, probe, seeded
-from workbench.threads import Adaptive, one_thread
-from workbench.threads import threads as intra_op_threads
+from workbench.speed.inference import agrees, fold_batchnorm, foldable
+from workbench.speed.threads import Adaptive, one_thread
+from workbench.speed.threads import threads as intra_op_threads
 from workbench.threat import model_device
 
 # Images per forward pass on a CPU (batch_size="auto"): small batches keep the activations in cache. The sweep

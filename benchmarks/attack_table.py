@@ -76,8 +76,8 @@ def eot(model, x, y) -> pd.DataFrame:
 def whitebox(model, x, y) -> pd.DataFrame:
     defended = GCM(model)
     layer = defended.concealment_name
-    attacks = {"clean": lambda m, b: x, "FGSM": lambda m, b: fgsm(m, x, y, bpda=b),
-               "PGD-40": lambda m, b: pgd(m, x, y, bpda=b)}
+    attacks = {"clean": lambda m, b: x, "FGSM": lambda m, b: fgsm(m, x, y, eps=0.3, bpda=b),
+               "PGD-40": lambda m, b: pgd(m, x, y, eps=0.3, bpda=b)}
     rows = {}
     for target, net, bpda in [("undefended", model, None), ("GCM", defended, None), ("GCM + BPDA", defended, layer)]:
         rows[target] = {name: metrics.accuracy(metrics.predict(net, attack(net, bpda)), y)

@@ -125,8 +125,8 @@ def unig_clean(seed: int) -> dict[str, float]:
 def at(seed: int) -> dict[str, float]:
     x, y = _test()[:200]
     model = models.load("mnist-cnn-at")
-    robust = _accuracy(model, pgd(model, x, y, seed=seed, progress=False), y)
-    plain = _accuracy(_cnn(), pgd(_cnn(), x, y, seed=seed, progress=False), y)
+    robust = _accuracy(model, pgd(model, x, y, eps=0.3, seed=seed, progress=False), y)
+    plain = _accuracy(_cnn(), pgd(_cnn(), x, y, eps=0.3, seed=seed, progress=False), y)
     return {"AT pgd": robust, "AT pgd - plain pgd": robust - plain}
 
 
@@ -145,9 +145,9 @@ def rnd_gf(seed: int) -> dict[str, float]:
 def whitebox(seed: int) -> dict[str, float]:
     x, y = _test()[:200]
     gcm = GCM(_cnn())
-    return {"pgd cnn": _accuracy(_cnn(), pgd(_cnn(), x, y, seed=seed, progress=False), y),
-            "pgd gcm": _accuracy(gcm, pgd(gcm, x, y, seed=seed, progress=False), y),
-            "bpda gcm": _accuracy(gcm, pgd(gcm, x, y, seed=seed, bpda=gcm.concealment_name, progress=False), y)}
+    return {"pgd cnn": _accuracy(_cnn(), pgd(_cnn(), x, y, eps=0.3, seed=seed, progress=False), y),
+            "pgd gcm": _accuracy(gcm, pgd(gcm, x, y, eps=0.3, seed=seed, progress=False), y),
+            "bpda gcm": _accuracy(gcm, pgd(gcm, x, y, eps=0.3, seed=seed, bpda=gcm.concealment_name, progress=False), y)}
 
 
 def cifar_clean(seed: int) -> dict[str, float]:

@@ -40,11 +40,11 @@ def test_eot_averages_m_counted_queries_per_point():
 def test_eot_reports_real_queries(cnn, test_set):
     x, y = test_set[:20]
     oracle = Oracle(cnn, x, y, budget=50)
-    result = EOT(Square(progress=False), m=5).run(oracle)
+    result = EOT(Square(eps=0.3, progress=False), m=5).run(oracle)
     assert result.queries_per_point == 5 and result.budget == 50 and torch.equal(result.queries, oracle.queries)
     assert (result.first_success[result.success] % 5 == 0).all()
     with pytest.raises(ValueError, match="m"):
-        EOT(Square(), m=0)
+        EOT(Square(eps=0.3), m=0)
 
 
 def test_eot_beats_single_queries_against_input_noise_at_equal_points():

@@ -37,7 +37,7 @@ def test_dct_basis_is_orthonormal():
 def test_simba_orders_are_per_image_and_low_frequencies_come_first():
     x, y = _gray(2, 2, 6)
     session = Session(Oracle(linear_model(2, 6), x, y, budget=5), None, seed=0)
-    order = SimBA(basis="dct", freq=2)._order(session, 2)
+    order = SimBA(eps=0.3, basis="dct", freq=2)._order(session, 2)
     assert not torch.equal(order[0], order[1])
     for row in order:
         assert sorted(row.tolist()) == list(range(72))
@@ -111,7 +111,7 @@ def test_nes_estimates_the_gradient_sign():
 def test_nes_shrinks_its_last_step_to_the_budget():
     x, y = _gray(2)
     model = Recorder(_robust_model())
-    result = NES(pairs=20, progress=False).run(Oracle(model, x, y, budget=1 + 40 + 6))
+    result = NES(eps=0.3, pairs=20, progress=False).run(Oracle(model, x, y, budget=1 + 40 + 6))
     assert [len(c) for c in model.calls] == [2, 80, 12]  # clean, 20 pairs x 2 images, 3 pairs x 2 images
     assert (result.queries == 47).all()
 
@@ -119,7 +119,7 @@ def test_nes_shrinks_its_last_step_to_the_budget():
 def test_bandits_spend_two_queries_a_step_and_never_a_lone_one():
     x, y = _gray(2)
     model = Recorder(_robust_model())
-    result = Bandits(prior_size=2, progress=False).run(Oracle(model, x, y, budget=1 + 2 * 5 + 1))
+    result = Bandits(eps=0.3, prior_size=2, progress=False).run(Oracle(model, x, y, budget=1 + 2 * 5 + 1))
     assert [len(c) for c in model.calls] == [2] + [4] * 5 and (result.queries == 11).all()
 
 
@@ -132,14 +132,14 @@ def test_exponentiated_gradient_prior_stays_in_range_and_follows_the_gradient():
 
 
 def test_op_rule_accepts_increases_and_big_drops():
-    op = SquareOp(threshold=3.0)
+    op = SquareOp(eps=0.3, threshold=3.0)
     old = torch.tensor([5.0, 5.0, 5.0, 5.0])
     new = torch.tensor([5.5, 4.0, 1.5, 5.0])
     assert op.opposite(old, new).tolist() == [True, False, True, False]
 
 
 def test_bi_rule_is_greedy_until_a_jump_then_op_for_good():
-    bi = SquareBi(threshold=3.0)
+    bi = SquareBi(eps=0.3, threshold=3.0)
     state = BiState(torch.zeros(2, 1, 2, 2), torch.tensor([5.0, 5.0]), 0, torch.zeros(2, dtype=torch.bool))
     idx = torch.tensor([0, 1])
     assert bi.accept(None, state, idx, torch.tensor([4.0, 6.0])).tolist() == [True, False]  # greedy

@@ -65,14 +65,14 @@ def test_bad_arguments_name_the_argument(cnn, test_set):
     for kwargs, arg in [({"eps": 0}, "eps"), ({"eps": -1.0}, "eps"), ({"norm": "l1"}, "norm"),
                         ({"p_init": 0}, "p_init"), ({"loss": "hinge"}, "loss")]:
         with pytest.raises(ValueError, match=arg):
-            Square(**kwargs)
+            Square(**{"eps": 0.3, **kwargs})
     x, y = test_set[:2]
     oracle = Oracle(cnn, x, y, budget=5)
     with pytest.raises(ValueError, match="targets"):
-        Square(progress=False).run(oracle, y)
-    Square(progress=False).run(oracle)
+        Square(eps=0.3, progress=False).run(oracle, y)
+    Square(eps=0.3, progress=False).run(oracle)
     with pytest.raises(ValueError, match="oracle"):
-        Square(progress=False).run(oracle)
+        Square(eps=0.3, progress=False).run(oracle)
 
 
 def test_undefended_cnn_falls_within_1000_queries():

@@ -8,7 +8,7 @@ Distance: l-inf (exponentiated-gradient prior update, sign image step) and l2 (g
 image step), each followed by projection onto the eps-ball and [0, 1].
 
 Arguments (defaults are the paper's ImageNet l-inf setting, which UniG reused on CIFAR-10):
-    norm: "linf" | "l2" (default "linf"); eps: radius (default 0.3, MNIST l-inf).
+    norm: "linf" | "l2" (default "linf"); eps: radius (required; ``attacks.build`` gives the dataset's).
     prior_size: side of the coarse prior (default 50, the reference's "tile size"); it is upsampled (nearest) to
         the image size, so each prior cell covers a tile of about H / prior_size pixels.
     fd_eta: finite-difference width of the two probes (default 0.1).
@@ -61,7 +61,7 @@ class Bandits(Attack):
     name = "bandits"
     cost = 2
 
-    def __init__(self, *, norm: str = "linf", eps: float = 0.3, prior_size: int = 50, fd_eta: float = 0.1,
+    def __init__(self, *, norm: str = "linf", eps: float, prior_size: int = 50, fd_eta: float = 0.1,
                  image_lr: float = 0.01, online_lr: float | None = None, exploration: float | None = None,
                  loss: str | None = None, seed: int = 0, progress: bool = True):
         super().__init__(norm=norm, eps=eps, loss=loss, seed=seed, progress=progress)

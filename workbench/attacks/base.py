@@ -144,7 +144,7 @@ class Attack(ABC):
 
     Args (shared by every attack):
         norm: ``"linf"`` or ``"l2"`` (where the attack supports it).
-        eps: radius of the eps-ball (> 0).
+        eps: radius of the eps-ball (> 0; required: the dataset decides it, see ``attacks.build``).
         loss: ``"margin"``, ``"ce"`` or ``"probability"`` (all minimized; None: the attack's default, which
             may differ for targeted runs).
         seed: seed of the attack's random generator.
@@ -157,7 +157,7 @@ class Attack(ABC):
     default_loss: ClassVar[str] = "margin"  # untargeted runs
     targeted_loss: ClassVar[str] = "margin"  # targeted runs
 
-    def __init__(self, *, norm: str = "linf", eps: float = 0.3, loss: str | None = None, seed: int = 0,
+    def __init__(self, *, norm: str = "linf", eps: float, loss: str | None = None, seed: int = 0,
                  progress: bool = True):
         checks.choice("norm", norm, self.norms)
         eps = checks.positive("eps", eps)

@@ -6,7 +6,7 @@ ICML 2018.
 Distance: l-inf (sign step) and l2 (normalized step), each followed by projection onto the eps-ball and [0, 1].
 
 Arguments (defaults are the AAA / UniG CIFAR-10 l-inf setting):
-    norm: "linf" | "l2" (default "linf"); eps: radius (default 0.3, MNIST l-inf).
+    norm: "linf" | "l2" (default "linf"); eps: radius (required; ``attacks.build`` gives the dataset's).
     sigma: finite-difference width of the Gaussian probes (default 0.01).
     lr: image step per iteration (default 2/255).
     pairs: q, antithetic pairs (x + sigma*u, x - sigma*u) per gradient estimate (default 20).
@@ -46,7 +46,7 @@ class NES(Attack):
     name = "nes"
     cost = 2
 
-    def __init__(self, *, norm: str = "linf", eps: float = 0.3, sigma: float = 0.01, lr: float = 2 / 255,
+    def __init__(self, *, norm: str = "linf", eps: float, sigma: float = 0.01, lr: float = 2 / 255,
                  pairs: int = 20, loss: str | None = None, seed: int = 0, progress: bool = True):
         super().__init__(norm=norm, eps=eps, loss=loss, seed=seed, progress=progress)
         self.sigma, self.lr = checks.positive("sigma", sigma), checks.positive("lr", lr)

@@ -5,7 +5,7 @@ Paper: Al-Dujaili, O'Reilly, "Sign Bits Are All You Need for Black-Box Attacks",
 Distance: l-inf (``x0 + eps * s`` for a sign vector ``s``) and l2 (``x0 + eps * s / sqrt(d)``), clipped to [0, 1].
 
 Arguments (defaults are the paper's):
-    norm: "linf" | "l2" (default "linf"); eps: radius (default 0.3, MNIST l-inf). The finite-difference probe of
+    norm: "linf" | "l2" (default "linf"); eps: radius (required; ``attacks.build`` gives the dataset's). The finite-difference probe of
         the reference equals eps, so eps is the only step there is.
     loss: "margin" (default, as the AAA and UniG evaluations ran every SQA), "ce" (the reference's), "probability".
     seed: generator seed (default 0; SignHunter itself is deterministic); progress: progress bar (default True).

@@ -7,7 +7,7 @@ every candidate in the declared eps-ball, so ``norm="linf"`` clamps to the l-inf
 ``norm="l2"`` projects onto the l2 ball once the accumulated steps would leave it.
 
 Arguments (defaults are the paper's):
-    norm: "linf" | "l2" (default "linf"); eps: radius (default 0.3, MNIST l-inf).
+    norm: "linf" | "l2" (default "linf"); eps: radius (required; ``attacks.build`` gives the dataset's).
     step: length of a step along one direction (default 0.2).
     basis: "dct" (low-frequency 2D DCT directions first, the paper's SimBA-DCT) or "pixel" (default "dct").
     freq: side of the low-frequency block of DCT coefficients tried first, per channel (default None: the whole
@@ -68,7 +68,7 @@ class SimBA(Attack):
     name = "simba"
     default_loss = targeted_loss = "probability"
 
-    def __init__(self, *, norm: str = "linf", eps: float = 0.3, step: float = 0.2, basis: str = "dct",
+    def __init__(self, *, norm: str = "linf", eps: float, step: float = 0.2, basis: str = "dct",
                  freq: int | None = None, loss: str | None = None, seed: int = 0, progress: bool = True):
         super().__init__(norm=norm, eps=eps, loss=loss, seed=seed, progress=progress)
         checks.choice("basis", basis, BASES)

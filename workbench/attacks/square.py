@@ -7,7 +7,7 @@ Distance: l-inf (vertical-stripe initialization, squares of +-eps per channel) a
 squares as initialization; each step moves mass between two windows of the perturbation, keeping its norm eps).
 
 Arguments (defaults are the paper's):
-    norm: "linf" | "l2" (default "linf"); eps: radius (default 0.3, MNIST l-inf).
+    norm: "linf" | "l2" (default "linf"); eps: radius (required; ``attacks.build`` gives the dataset's).
     p_init: initial fraction of pixels a square covers (default 0.05 l-inf; pass 0.1 for the paper's l2 setting,
         0.3 for robust models).
     schedule: the number of iterations the p schedule is laid out for (default 10000, the paper's): p halves at
@@ -61,7 +61,7 @@ class Square(Attack):
     name = "square"
     targeted_loss = "ce"
 
-    def __init__(self, *, norm: str = "linf", eps: float = 0.3, p_init: float = 0.05, schedule: int = 10000,
+    def __init__(self, *, norm: str = "linf", eps: float, p_init: float = 0.05, schedule: int = 10000,
                  loss: str | None = None, seed: int = 0, progress: bool = True):
         super().__init__(norm=norm, eps=eps, loss=loss, seed=seed, progress=progress)
         p_init = checks.positive("p_init", p_init)

@@ -35,7 +35,7 @@ class SquareOp(Square):
     name = "square-op"
     targeted_loss = "margin"
 
-    def __init__(self, *, norm: str = "linf", eps: float = 0.3, p_init: float = 0.05, schedule: int = 10000,
+    def __init__(self, *, norm: str = "linf", eps: float, p_init: float = 0.05, schedule: int = 10000,
                  threshold: float = 3.0, loss: str | None = None, seed: int = 0, progress: bool = True):
         super().__init__(norm=norm, eps=eps, p_init=p_init, schedule=schedule, loss=loss, seed=seed,
                          progress=progress)

@@ -12,7 +12,7 @@ FGSM is PGD with one full step and no random start, and BPDA is PGD with a layer
 Arguments (defaults: Madry et al.'s MNIST setting):
     model: the classifier (defended or not), images in [0, 1] -> logits.
     x, y: images (N, C, H, W) in [0, 1] and labels (N,).
-    norm: "linf" | "l2" (default "linf"); eps: radius (default 0.3).
+    norm: "linf" | "l2" (default "linf"); eps: radius (required).
     steps: PGD iterations (default 40); step_size: default 2.5 * eps / steps.
     random_start: start from a uniform point of the l-inf ball / a random point of the l2 ball (default True).
     bpda: name of a submodule of ``model`` (as in ``model.named_modules()``) whose backward pass is replaced by
@@ -93,7 +93,7 @@ def _attack_batch(model: nn.Module, x: torch.Tensor, y: torch.Tensor, norm: str,
     return x_adv
 
 
-def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str = "linf", eps: float = 0.3,
+def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str = "linf", eps: float,
         steps: int = 40, step_size: float | None = None, random_start: bool = True, bpda: str | None = None,
         seed: int = 0, batch_size: int = 500, progress: bool = True, freeze: bool = True) -> torch.Tensor:
     """Projected gradient descent on the cross-entropy (see the module docstring)."""
@@ -117,7 +117,7 @@ def pgd(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str = "linf
     return torch.cat(out)
 
 
-def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str = "linf", eps: float = 0.3,
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, norm: str = "linf", eps: float,
          bpda: str | None = None, batch_size: int = 500) -> torch.Tensor:
     """Fast gradient (sign) method: one step of size eps from the clean image (see the module docstring)."""
     return pgd(model, x, y, norm=norm, eps=eps, steps=1, step_size=eps, random_start=False, bpda=bpda,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
@@ -171,3 +172,19 @@ def test_figures_draw_in_the_workbench_style_and_leave_the_caller_s_settings_alo
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out[0] == "[]", f"global settings changed: {out}"
     assert out[-2:] == ["True", "#ffffff"]
+
+
+def test_the_style_keeps_interactive_mode_a_backend_turned_on_inside_it():
+    """In a fresh Jupyter kernel the first figure resolves the backend, and the inline backend turns interactive
+    mode on; if that happens inside ``plots.style()`` (a widget's first picture), leaving the block must not turn
+    it off again, or no later figure of the notebook is shown (the site's pages lost their figures that way).
+    The style itself is still undone."""
+    before_grid, before = mpl.rcParams["axes.grid"], plt.isinteractive()
+    try:
+        plt.interactive(False)
+        with plots.style():
+            assert mpl.rcParams["axes.grid"] is True
+            plt.interactive(True)  # what the inline backend does when it is resolved
+        assert plt.isinteractive() and mpl.rcParams["axes.grid"] == before_grid
+    finally:
+        plt.interactive(before)

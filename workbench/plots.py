@@ -36,9 +36,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 def style() -> Iterator[None]:
     """The workbench's figure style (``STYLE``) for the figures drawn inside the block; the previous settings
     come back after it."""
-    with plt.rc_context():
-        sns.set_theme(**STYLE)
-        yield
+    interactive = None
+    try:
+        with plt.rc_context():
+            sns.set_theme(**STYLE)
+            try:
+                yield
+            finally:
+                interactive = plt.isinteractive()
+    finally:
+        # Interactive mode is state, not style: the first figure of a Jupyter kernel may resolve the backend
+        # inside this block, whose inline backend then turns interactive mode on; restoring it with the style
+        # would hide every later figure of the notebook.
+        if interactive is not None:
+            plt.interactive(interactive)
 
 
 def styled(draw: F) -> F:

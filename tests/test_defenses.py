@@ -10,7 +10,7 @@ from tests import scenarios
 from workbench import metrics
 from workbench.defenses.aaa import AAA
 from workbench.defenses.dent import DENT
-from workbench.defenses.registry import build, names, variant
+from workbench.defenses.registry import build, names, prepare, variant
 from workbench.defenses.temperature import TemperatureScaling
 
 PLAIN = [n for n in names() if variant(n) is None]  # the two fine-tuned variants need a zoo name
@@ -19,7 +19,7 @@ PLAIN = [n for n in names() if variant(n) is None]  # the two fine-tuned variant
 @pytest.mark.parametrize("name", PLAIN)
 def test_every_defense_keeps_the_tensor_contract(cnn, test_set, name):
     x, _ = test_set[:8]
-    defended = build(name, cnn)
+    defended = prepare(name, cnn, dataset="mnist", held_out=test_set[500:700])  # calibrated where it is
     out = defended(x)
     assert out.shape == (8, 10) and out.dtype == torch.float32 and torch.isfinite(out).all()
     assert defended(x[:1]).shape == (1, 10)  # single images work too

@@ -18,6 +18,9 @@ EXPECTED = {  # name: (randomized, batch-dependent, post-processing)
     "unig": (True, True, False), "rnd": (True, False, False), "rnd-gf": (True, False, False),
     "snd": (True, False, False), "snd-beta": (True, False, False), "gcm": (False, False, False),
     "temperature": (False, False, True), "at": (False, False, False), "dent": (False, True, False),
+    "ornd": (True, False, False), "rls": (True, False, False), "rfd": (True, False, False),
+    "gated-rnd": (True, False, False),
+    "bd": (False, False, False),  # measured: its gate (confidence < 0.3) opens on no probe image nor blend here
 }
 
 
@@ -28,15 +31,18 @@ def test_probes_classify_every_registry_defense(cnn, test_set, name):
     defended = prepare(name, "mnist-cnn", held_out=test_set[500:])  # prepare picks the zoo variant
     p = probe(defended, test_set.x[:32], cnn)
     assert (p.randomized, p.batch_dependent, p.post_processing) == EXPECTED[name], p
-    assert p.deterministic == (name in ("none", "aaa-linear", "aaa-sine", "gcm", "temperature", "at"))
+    assert p.deterministic == (name in ("none", "aaa-linear", "aaa-sine", "gcm", "temperature", "at", "bd"))
 
 
 def test_probes_classify_user_defenses(cnn, test_set):
     scaled, noisy = probe(ScaledLogits(cnn), test_set.x[:32], cnn), probe(NoisyLogits(cnn), test_set.x[:32], cnn)
     assert scaled.post_processing and scaled.deterministic and scaled.keeps_predictions
     assert noisy.randomized and not noisy.batch_dependent and not noisy.post_processing
-    assert [r.label for r in ev.suite(scaled)] == list(suite("standard") + suite("post-processing"))
-    assert [r.label for r in ev.suite(noisy, eot=3)] == list(suite("standard")) + ["eot3-square", "eot3-nes", "eot3-bandits"]
+    assert [r.label for r in ev.suite(scaled)] == list(suite("standard") + suite("post-processing") +
+                                                       suite("keeps-predictions"))
+    scale_free = list(suite("keeps-predictions")) if noisy.keeps_predictions else []  # sigma 1 may flip one
+    assert [r.label for r in ev.suite(noisy, eot=3)] == list(suite("standard")) + scale_free + [
+        "eot3-square", "eot3-nes", "eot3-bandits"]
     with pytest.raises(ValueError, match="at least 6"):
         probe(cnn, test_set.x[:3])
 
@@ -50,7 +56,7 @@ def aaa_evaluation(cnn, test_set):
 
 def test_the_worst_case_is_per_image_over_every_attack(aaa_evaluation):
     r = aaa_evaluation
-    assert list(r.attacks["attack"]) == list(suite("standard") + suite("post-processing"))
+    assert list(r.attacks["attack"]) == list(suite("standard") + suite("post-processing") + suite("keeps-predictions"))
     for column in [f"robust@{b}" for b in r.budgets] + ["final"]:
         assert r.worst[column] <= r.attacks[column].min() + 1e-12
     images = r.images

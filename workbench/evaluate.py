@@ -5,9 +5,13 @@ The suite follows from the probes (``workbench.probes``):
 
 - always: the standard suite (Square, SimBA, SignHunter, NES and Bandits, each with the dataset's settings from
   its spec in ``workbench.attacks.registry``);
-- op-Square and bi-Square when the defense is a post-processing that changes the scores but keeps every
-  prediction (AAA-like: its adaptive attacks, AAA Sec. 5.6);
-- EOT-Square, EOT-NES and EOT-Bandits (``eot`` queries averaged per point) when it is randomized;
+- op-Square, bi-Square and switch-Square when the defense is a deterministic post-processing that changes the
+  scores but keeps every prediction (AAA-like: AAA's adaptive attacks, AAA Sec. 5.6, and the RLS paper's switch
+  rule);
+- Square on the DLR ratio (``square-dlr``, which no positive rescaling of the logits changes) when the defense
+  changes the scores but keeps every prediction, randomized or not (RLS-like);
+- EOT-Square, EOT-NES and EOT-Bandits when it is randomized, averaging ``eot`` queries per point: by default as
+  many as its measured noise calls for (``eot_samples``);
 - a re-evaluation of every final image by ``repeats`` fresh queries when it is randomized or batch-dependent:
   an image counts as broken by an attack when the majority of those queries misclassify it.
 
@@ -32,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import json
 import sys
 from collections.abc import Sequence
@@ -51,6 +56,8 @@ from workbench.defenses import registry as defenses
 from workbench.probes import IMAGES, Probes
 from workbench.results import Result
 
+EOT_RESOLUTION = 0.05  # the averaged margin's std the EOT attacks aim at, as a share of the typical margin
+EOT_RANGE = (2, 32)  # the fewest and most queries per EOT point (32: a 1000-query budget still gives 31 steps)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,9 +72,10 @@ class Planned:
         return self.attack if self.eot == 1 else f"eot{self.eot}-{self.attack}"
 
 
-def suite(probes: Probes, attacks: str | Sequence[str] = "standard", eot: int = 5) -> list[Planned]:
+def suite(probes: Probes, attacks: str | Sequence[str] = "standard", eot: int | None = None) -> list[Planned]:
     """The attacks to run for a defense with these probes (``attacks``: "standard", or a list of registry
-    names, optionally ``"eot<M>-<name>"``)."""
+    names, optionally ``"eot<M>-<name>"``); ``eot``: queries per EOT point (None: ``eot_samples`` of the
+    measured noise)."""
     if isinstance(attacks, str):
         if attacks != "standard":
             raise ValueError(f'attacks must be "standard" or a list of attack names, got {attacks!r}')
@@ -76,9 +84,20 @@ def suite(probes: Probes, attacks: str | Sequence[str] = "standard", eot: int = 
     plan = [Planned(a) for a in attack_registry.suite("standard")]
     if probes.post_processing:
         plan += [Planned(a) for a in attack_registry.suite("post-processing")]
+    if probes.keeps_predictions and probes.changes_scores:
+        plan += [Planned(a) for a in attack_registry.suite("keeps-predictions")]
     if probes.randomized:
-        plan += [Planned(a, eot) for a in attack_registry.suite("eot")]
+        m = eot if eot is not None else eot_samples(probes.noise or 0.0)
+        plan += [Planned(a, m) for a in attack_registry.suite("eot")]
     return plan
+
+
+def eot_samples(noise: float) -> int:
+    """Queries averaged per EOT point for a defense whose scores have the relative noise ``noise``
+    (``probes.relative_noise``): enough that the averaged margin's std is at most ``EOT_RESOLUTION`` of the typical
+    margin (the noise falls as one over the square root of the count), within ``EOT_RANGE``. Our rule."""
+    wanted = math.ceil((checks.non_negative("noise", noise) / EOT_RESOLUTION) ** 2)
+    return int(min(max(wanted, EOT_RANGE[0]), EOT_RANGE[1]))
 
 
 def _parse(name: str) -> Planned:
@@ -109,7 +128,7 @@ class Evaluation:
         return pd.concat([self.attacks, pd.DataFrame([worst])], ignore_index=True)
 
     def to_markdown(self) -> str:
-        probes = ", ".join(f"{k}: {v}" for k, v in self.probes.as_dict().items() if k not in ("difference", "z"))
+        probes = ", ".join(f"{k}: {v}" for k, v in self.probes.as_dict().items() if k not in ("difference", "z", "noise"))
         final = "re-evaluated with fresh queries" if self.reevaluated else "as observed (deterministic defense)"
         return (f"Probes: {probes}\n\n" + self.table().to_markdown(index=False, floatfmt=".3f") +
                 f"\n\n`final`: robust accuracy after {self.budgets[-1]} queries, {final}. Worst case over "
@@ -124,7 +143,7 @@ class Evaluation:
 def evaluate(defended: nn.Module | runs.Target, x: torch.Tensor, y: torch.Tensor, *,
              undefended: nn.Module | None = None, dataset: str | None = None, norm: str = "linf",
              eps: float | None = None, budget: int = 1000, budgets: Sequence[int] | None = None, attacks: str | Sequence[str] = "standard",
-             seed: int = 0, eot: int = 5, repeats: int = runs.REPEATS, probe_images: torch.Tensor | None = None,
+             seed: int = 0, eot: int | None = None, repeats: int = runs.REPEATS, probe_images: torch.Tensor | None = None,
              cache_dir: str | Path | None = None, cache_key: str | None = None, progress: bool = True) -> Evaluation:
     """Evaluate ``defended`` on the images ``x`` with labels ``y`` (see the module docstring).
 
@@ -139,7 +158,8 @@ def evaluate(defended: nn.Module | runs.Target, x: torch.Tensor, y: torch.Tensor
         budget: queries per image; budgets: where robust accuracy is read (default 10, 100, ... up to budget).
         attacks: "standard" (the suite the probes call for) or a list of names (``"eot5-square"`` for EOT).
         seed: seed of every attack (and the defense's randomness, reseeded before each attack).
-        eot: queries averaged per point by the EOT attacks; repeats: fresh queries per re-evaluated image.
+        eot: queries averaged per point by the EOT attacks (None: from the measured noise, ``eot_samples``);
+            repeats: fresh queries per re-evaluated image.
         probe_images: clean images to probe the defense with (default: the first 32 of ``x``).
         cache_dir, cache_key: keep every attack's per-image record under ``cache_dir`` (a killed run resumes);
             ``cache_key`` must identify the defense (the CLI uses its name, arguments and weights fingerprint).
@@ -154,12 +174,14 @@ def evaluate(defended: nn.Module | runs.Target, x: torch.Tensor, y: torch.Tensor
     budgets = checks.budgets("budgets", budgets if budgets is not None else _decades(budget))
     if budgets[-1] != budget:
         raise ValueError(f"budgets={list(budgets)} must end at budget={budget}")
-    seed, eot = checks.at_least("seed", seed, 0), checks.at_least("eot", eot, 2)
+    seed = checks.at_least("seed", seed, 0)
+    eot = None if eot is None else checks.at_least("eot", eot, 2)
     if (cache_dir is None) != (cache_key is None) and not isinstance(defended, runs.Target):
         raise ValueError("cache_dir and cache_key go together: give both (or neither)")
     target = defended if isinstance(defended, runs.Target) else runs.Target.of(
         defended, x[:IMAGES] if probe_images is None else probe_images, undefended, cache_key)
     plan = suite(target.probes, attacks, eot)
+    eot = max([p.eot for p in plan] + [1])
     settings = {"dataset": entry.name, "norm": norm, "eps": eps, "budget": budget, "seed": seed, "eot": eot,
                 "repeats": repeats, "n": len(x), "reevaluated": target.reevaluate}
     records = {}

@@ -139,7 +139,8 @@ class Oracle:
         self.device = model_device(model)
         if record:
             _fits_in_memory(len(x), budget, keep_images, x.shape[1:])
-        self.forwards = Forwards(model, x, batch_size=batch_size, fold=fold, threads=threads, probes=probes)
+        self.forwards = Forwards(model, x, batch_size=batch_size, fold=fold, threads=threads, probes=probes,
+                                 budget=budget)
         self._x = x.to(self.device, torch.float32, copy=True)
         self.y = checks.labels("y", y, len(x)).to(self.device).clone()
         self.budget, self.scores, self.quantize = budget, scores, quantize
@@ -150,7 +151,7 @@ class Oracle:
         self.reference_margin = self._trace() if record and reference is not None else None
         recorded = self.reference_margin is not None
         self._shares_base = recorded and self.forwards.split and reference is getattr(model, "base", None)
-        self._reference = (Forwards(reference, x, threads=torch.get_num_threads())
+        self._reference = (Forwards(reference, x, threads=torch.get_num_threads(), budget=budget)
                            if recorded and not self._shares_base else None)
         k = min(keep_images, len(x))
         self.kept = torch.full((k, budget, *x.shape[1:]), float("nan"), device=self.device) if k else None

@@ -20,6 +20,7 @@ import torch
 import torch.nn as nn
 
 from workbench import checks
+from workbench.losses import top2_margin
 from workbench.threat import model_device
 
 TOLERANCE = 1e-4  # logits closer than this are the same (float rounding differs between batch sizes)
@@ -46,6 +47,8 @@ class Probes:
         changes_scores: the scores differ from the undefended model's (None without one).
         difference: the largest logit change between the two batch contexts, and ``z``: the mean |z| of the
             repeated-query test (only where a randomized defense's noise cannot be reset).
+        noise: for a randomized defense, ``relative_noise`` on the probe images whose scores were found random
+            (else None).
     """
 
     randomized: bool
@@ -54,6 +57,7 @@ class Probes:
     changes_scores: bool | None
     difference: float
     z: float | None = None
+    noise: float | None = None
 
     @property
     def deterministic(self) -> bool:
@@ -100,7 +104,8 @@ def _controlled(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def probe(defended: nn.Module, x: torch.Tensor, undefended: nn.Module | None = None) -> Probes:
     """Probe ``defended`` with the clean images ``x`` (at least 6; 32 or more tell a model that changes a few
     predictions from one that changes none), split in three groups A, B, C:
-    A queried twice (randomized?); A's scores in the batch [A, B] against [A, C] (batch-dependent?: for a
+    A queried twice (randomized?; where A's scores agree, also the blends (A + B) / 2 and (A + B + C) / 3, which sit
+    nearer the decision boundary, where a gated defense adds its noise); A's scores in the batch [A, B] against [A, C] (batch-dependent?: for a
     randomized defense with its randomness reset before each of the two, so that the same noise is drawn; where
     the randomness cannot be reset, the mean over repeated queries is compared instead); and (with
     ``undefended``) the predictions on all of ``x`` (twice) against the undefended model's. Seeded defenses are
@@ -112,7 +117,12 @@ def probe(defended: nn.Module, x: torch.Tensor, undefended: nn.Module | None = N
     k = len(x) // 3
     a, b, c = x[:k], x[k:2 * k], x[2 * k:3 * k]
     first, again = _scores(defended, a), _scores(defended, a)
-    randomized = bool((first - again).abs().max() > TOLERANCE)
+    randomized, noisy = _differ(first, again), a[(first - again).abs().amax(1) > TOLERANCE]
+    if not randomized:  # noise gated on low confidence (BD, gated RND) shows only near the decision boundary
+        blends = torch.cat([(a + b) / 2, (a + b + c) / 3])
+        once, twice = _scores(defended, blends), _scores(defended, blends)
+        rows = (once - twice).abs().amax(1) > TOLERANCE
+        randomized, noisy = bool(rows.any()), blends[rows]
     z = None
     if not randomized or _same(_controlled(defended, a), _controlled(defended, a)):
         score = _controlled if randomized else _scores
@@ -128,8 +138,13 @@ def probe(defended: nn.Module, x: torch.Tensor, undefended: nn.Module | None = N
         reference, scores = _scores(undefended, x), [_scores(defended, x) for _ in range(2)]
         keeps = all(bool((s.argmax(1) == reference.argmax(1)).all()) for s in scores)
         changes = bool((scores[0] - reference).abs().max() > TOLERANCE)
+    noise = relative_noise(defended, noisy) if randomized else None
     reseed(defended)
-    return Probes(randomized, batch_dependent, keeps, changes, difference, z)
+    return Probes(randomized, batch_dependent, keeps, changes, difference, z, noise)
+
+
+def _differ(p: torch.Tensor, q: torch.Tensor) -> bool:
+    return bool((p - q).abs().max() > TOLERANCE)
 
 
 def _same(p: torch.Tensor, q: torch.Tensor) -> bool:
@@ -144,3 +159,15 @@ def _context_z(defended: nn.Module, a: torch.Tensor, b: torch.Tensor, c: torch.T
     q = torch.stack([_scores(defended, torch.cat([a, c]))[:k] for _ in range(REPEATS)])
     se = ((p.var(0) + q.var(0)) / REPEATS).sqrt().clamp_min(1e-6)
     return float(((p.mean(0) - q.mean(0)).abs() / se).mean())
+
+
+def relative_noise(defended: nn.Module, x: torch.Tensor, repeats: int = REPEATS) -> float:
+    """How noisy the defense's scores are where an attacker reads them: the median over the images ``x`` of the
+    std of the top-2 margin over ``repeats`` queries, over the median size of the mean margin (0 for a
+    deterministic defense). The evaluation picks the EOT sample count from it. Seeded parts are restarted after."""
+    checks.module("defended", defended)
+    checks.images("x", x)
+    margins = torch.stack([top2_margin(_scores(defended, x)) for _ in range(checks.at_least("repeats", repeats, 2))])
+    reseed(defended)
+    scale = float(margins.mean(0).abs().median())
+    return float(margins.std(0).median()) / max(scale, 1e-12)

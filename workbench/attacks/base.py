@@ -26,12 +26,12 @@ import torch
 from tqdm.auto import tqdm
 
 from workbench import checks
-from workbench.losses import cross_entropy, margin
+from workbench.losses import cross_entropy, dlr, margin, targeted_dlr
 from workbench.oracle import Oracle, QueryHandle, rank_within_repeats
 from workbench.results import Result
 from workbench.threat import quantize8
 
-LOSSES = ("margin", "ce", "probability")
+LOSSES = ("margin", "ce", "probability", "dlr")
 
 
 def fresh(oracle: Oracle) -> Oracle:
@@ -119,10 +119,21 @@ class Session:
             return -probs.gather(1, self.targets[idx, None]).squeeze(1)
         return probs.gather(1, self.y[idx, None]).squeeze(1)
 
+    def dlr_loss(self, scores: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        """The DLR ratio of the true class (untargeted) or of the target (targeted), computed on logits (on
+        log-probabilities where the oracle gives probabilities: the same, as the ratio ignores a shift)."""
+        logits = scores.clamp_min(1e-30).log() if self.handle.scores == "probabilities" else scores
+        if logits.shape[1] < (4 if self.targets is not None else 3):
+            raise ValueError(f"loss 'dlr' needs at least {4 if self.targets is not None else 3} classes, the "
+                             f"scores have {logits.shape[1]}")
+        if self.targets is not None:
+            return targeted_dlr(logits, self.targets[idx])
+        return dlr(logits, self.y[idx])
+
     def loss(self, name: str, scores: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """The loss ``name`` (one of ``LOSSES``) of ``scores``; every attack minimizes it."""
-        return {"margin": self.margin_loss, "ce": self.ce_loss, "probability": self.probability_loss}[name](
-            scores, idx)
+        return {"margin": self.margin_loss, "ce": self.ce_loss, "probability": self.probability_loss,
+                "dlr": self.dlr_loss}[name](scores, idx)
 
     def active(self, cost: int = 1) -> torch.Tensor:
         """Indices of the images still to attack that can afford ``cost`` more queries."""
@@ -145,8 +156,8 @@ class Attack(ABC):
     Args (shared by every attack):
         norm: ``"linf"`` or ``"l2"`` (where the attack supports it).
         eps: radius of the eps-ball (> 0; required: the dataset decides it, see ``attacks.build``).
-        loss: ``"margin"``, ``"ce"`` or ``"probability"`` (all minimized; None: the attack's default, which
-            may differ for targeted runs).
+        loss: ``"margin"``, ``"ce"``, ``"probability"`` or ``"dlr"`` (all minimized; None: the attack's
+            default, which may differ for targeted runs).
         seed: seed of the attack's random generator.
         progress: show a progress bar over queries.
     """

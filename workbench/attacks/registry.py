@@ -1,14 +1,17 @@
 """Attacks by name, each declared once: a :class:`AttackSpec` says the attack's class, its settings per dataset and
 norm with their source, and which suites of ``evaluate`` it belongs to.
 
-Names: ``square``, ``square-op``, ``square-bi``, ``simba`` (DCT basis), ``simba-pixel``, ``signhunter``,
-``nes``, ``bandits``. ``build`` starts from the spec's settings for the protocol's ``settings`` (the dataset whose
+Names: ``square``, ``square-op``, ``square-bi``, ``square-switch``, ``square-dlr`` (Square on the DLR ratio, which
+no positive rescaling of the logits changes), ``simba`` (DCT basis), ``simba-pixel``, ``signhunter``, ``nes``,
+``bandits``. ``build`` starts from the spec's settings for the protocol's ``settings`` (the dataset whose
 attack settings a protocol takes: ``mnist``, ``cifar10`` or ``imagenet``), adds the protocol's eps for the norm,
 applies overrides, and wraps the attack in :class:`~workbench.attacks.eot.EOT` when ``eot`` > 1.
 
 The suites, in the order they are run and tabled (the registry's order, as the papers list the attacks):
-``standard`` (every defense faces them), ``post-processing`` (AAA's adaptive attacks, for defenses that keep
-every prediction) and ``eot`` (under expectation over transformation, for randomized defenses).
+``standard`` (every defense faces them), ``post-processing`` (AAA's adaptive attacks and the RLS paper's switch
+rule, for deterministic defenses that keep every prediction), ``keeps-predictions`` (the scale-free Square, for any
+defense that changes the scores but keeps every prediction, randomized or not: RLS) and ``eot`` (under expectation
+over transformation, for randomized defenses).
 
 Sources of the settings: AAA Table 11 and the reference implementations (Square: p_init 0.05 l-inf, 0.1 l2;
 SimBA: step 0.2, the DCT block the whole image on CIFAR-10, 32 on ImageNet; NES CIFAR l-inf: sigma 0.01, lr 2/255,
@@ -54,9 +57,10 @@ from workbench.attacks.simba import SimBA
 from workbench.attacks.square import Square
 from workbench.attacks.square_bi import SquareBi
 from workbench.attacks.square_op import SquareOp
+from workbench.attacks.square_switch import SquareSwitch
 from workbench.protocol import Protocol
 
-SUITES = ("standard", "post-processing", "eot")
+SUITES = ("standard", "post-processing", "keeps-predictions", "eot")
 
 Settings = Mapping[str, Mapping[str, Mapping[str, Any]]]  # dataset settings -> norm -> keyword arguments
 
@@ -100,6 +104,11 @@ _SPECS: dict[str, AttackSpec] = {
                             suites=("post-processing",)),
     "square-bi": AttackSpec(SquareBi, _SQUARE, f"AAA (Chen et al. 2022) Sec. 5.6; {_SQUARE_SOURCE}",
                             suites=("post-processing",)),
+    "square-switch": AttackSpec(SquareSwitch, _SQUARE, "RLS paper (Dashtbani et al. 2026) Sec. 4: k 10; "
+                                f"{_SQUARE_SOURCE}", suites=("post-processing",)),
+    "square-dlr": AttackSpec(Square, _SQUARE, "a scale-free loss (the DLR ratio, Croce and Hein 2020) against "
+                             f"logit rescaling (Tramer et al. 2020's adaptive-attack advice); {_SQUARE_SOURCE}",
+                             fixed={"loss": "dlr"}, suites=("keeps-predictions",)),
     "simba": AttackSpec(SimBA, _SIMBA, _SIMBA_SOURCE, fixed={"basis": "dct"}, suites=("standard",)),
     "simba-pixel": AttackSpec(SimBA, _SIMBA, _SIMBA_SOURCE, fixed={"basis": "pixel"}),
     "signhunter": AttackSpec(SignHunter, {f: _same({}) for f in ("mnist", "cifar10", "imagenet")},

@@ -33,8 +33,11 @@ import torch.nn as nn
 from workbench import checks, data, models, protocol, setting
 from workbench.defenses.aaa import AAA, AAA_TAU
 from workbench.defenses.dent import DENT
+from workbench.defenses.gated import BD_SIGMA, BD_THRESHOLD, GATED_SHARE, ConfidenceGated
 from workbench.defenses.gcm import GCM
 from workbench.defenses.noise import InputNoise
+from workbench.defenses.rfd import RFD_DROP, FeatureNoise
+from workbench.defenses.rls import RLS_HIGH, RLS_LOW, RandomLogitScaling
 from workbench.defenses.temperature import TemperatureScaling
 from workbench.defenses.unig import UniG
 from workbench.probes import reseed
@@ -109,6 +112,20 @@ _SPECS: dict[str, DefenseSpec] = {
     "at": DefenseSpec(lambda m: m, "adversarial training, the zoo's <model>-at (MNIST: PGD-7, Madry et al. 2018)",
                       variant="at"),
     "dent": DefenseSpec(DENT, "DENT as AAA / UniG ran it: 6 Adam steps, lr 1e-3, entropy, per query batch"),
+    "ornd": DefenseSpec(InputNoise, "oRND, RND's output variant: Gaussian noise of std 1 on the logits (the RLS "
+                        "paper's setting, Dashtbani et al. 2026)", defaults={"sigma": 0.0, "logit_noise": 1.0}),
+    "rls": DefenseSpec(RandomLogitScaling, f"RLS (Dashtbani et al., TMLR 2026): logits times m ~ U[{RLS_LOW:g}, "
+                       f"{RLS_HIGH:g}] per query (its code's defaults)"),
+    "rfd": DefenseSpec(FeatureNoise, "RFD (Nguyen et al., ICLR 2024): Gaussian noise on the penultimate features, "
+                       f"std calibrated on held-out data for a {100 * RFD_DROP:g}-point clean-accuracy drop (the "
+                       "paper's 1-2 points)", calibrate=True),
+    "gated-rnd": DefenseSpec(ConfidenceGated, "Closing the Gap (Zimmer et al., AAAI 2024): RND's input noise 0.02 "
+                             f"on the queries below a confidence threshold, calibrated to gate {100 * GATED_SHARE:g}% "
+                             "of held-out clean images (our rule: the paper tunes it per model)",
+                             defaults={"input_sigma": 0.02}, calibrate=True),
+    "bd": DefenseSpec(ConfidenceGated, f"Boundary Defense (Aithal and Li 2022): logit noise std {BD_SIGMA:g} below "
+                      f"confidence {BD_THRESHOLD:g} (the paper's ImageNet setting, on every dataset)",
+                      defaults={"threshold": BD_THRESHOLD, "logit_sigma": BD_SIGMA}),
 }
 SPECS = MappingProxyType(_SPECS)
 

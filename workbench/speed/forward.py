@@ -37,7 +37,7 @@ import torch
 import torch.nn as nn
 
 from workbench import checks
-from workbench.probes import IMAGES, Probes, probe, seeded
+from workbench.probes import IMAGES, PROBE_MIN, Probes, probe, seeded
 from workbench.speed.inference import agrees, fold_batchnorm, foldable
 from workbench.speed.threads import Adaptive, one_thread
 from workbench.speed.threads import threads as intra_op_threads
@@ -46,6 +46,10 @@ from workbench.threat import model_device
 # Images per forward pass on a CPU (batch_size="auto"): small batches keep the activations in cache. The sweep
 # behind it: python -m benchmarks.square_peers (docs/performance.md).
 CPU_BATCH = 64
+# Queries (images x budget) from which the fast path is worth its set-up (a probe of the model, a folded copy and
+# its agreement check, the thread check: a few hundred image forwards, under 2% of this) whatever the image count:
+# 16 or 44 images attacked for 1000 queries get it too (python -m benchmarks.fast_path).
+FAST_PATH_WORK = 10_000
 
 
 class Forwards:
@@ -54,7 +58,7 @@ class Forwards:
     Args:
         model: the classifier the Oracle wraps.
         x: the Oracle's images; the first ``probes.IMAGES`` probe the model where a choice needs it (only where
-            there are more than ``CPU_BATCH``).
+            the work ahead pays for it: see ``budget``).
         batch_size: the most images per forward: ``"auto"`` (``CPU_BATCH`` on a CPU for a batch-independent model,
             else everything at once), None (everything at once) or an int.
         fold: use the folded copy where that is safe (``folded`` says whether it is in use).
@@ -62,10 +66,13 @@ class Forwards:
             without the check: results may then depend on timing) or an int (fixed).
         probes: what ``probes.probe`` measured of the model, where the caller has it: the model is then not
             probed again.
+        budget: the queries per image ahead (the Oracle's budget): with the image count, whether the fast path
+            pays (``FAST_PATH_WORK``).
     """
 
     def __init__(self, model: nn.Module, x: torch.Tensor, *, batch_size: int | str | None = "auto",
-                 fold: bool = True, threads: int | str | None = None, probes: Probes | None = None):
+                 fold: bool = True, threads: int | str | None = None, probes: Probes | None = None,
+                 budget: int = 1):
         if batch_size not in (None, "auto"):
             batch_size = checks.at_least("batch_size", batch_size, 1)
         if threads is not None and threads != "auto":
@@ -77,6 +84,7 @@ class Forwards:
         self.seconds = 0.0  # spent in the timed forwards
         self.base_logits: torch.Tensor | None = None
         adapt, fold = threads is None and torch.get_num_threads() > 1, checks.flag("fold", fold)
+        self.budget = checks.at_least("budget", budget, 1)
         self.batch_size, found = self._plan(x, batch_size, fold, adapt, probes)
         self.post = self._post_processing(x) if found is not None and found.deterministic else None
         plain = self.model.base if self.post is not None else self.model  # what each chunk computes
@@ -86,9 +94,11 @@ class Forwards:
 
     def _plan(self, x: torch.Tensor, batch_size: int | str | None, fold: bool, adapt: bool,
               known: Probes | None) -> tuple[int | None, Probes | None]:
-        """The batch size, and one probe of the model (None where not needed) where there are more than
-        ``CPU_BATCH`` images and the batch size, the fold, the split or (``adapt``) the thread choice needs it."""
-        cpu, many = self.device.type == "cpu", len(x) > CPU_BATCH
+        """The batch size, and one probe of the model (None where not needed) where the work ahead is worth it
+        (more than ``CPU_BATCH`` images, or at least ``FAST_PATH_WORK`` queries of at least ``PROBE_MIN`` images) and
+        the batch size, the fold, the split or (``adapt``) the thread choice needs it."""
+        cpu = self.device.type == "cpu"
+        many = len(x) > CPU_BATCH or (len(x) >= PROBE_MIN and len(x) * self.budget >= FAST_PATH_WORK)
         wanted = fold and not seeded(self.model) and bool(foldable(self.model))
         wanted = wanted or (cpu and (batch_size == "auto" or adapt))
         found = (known or probe(self.model, x[:IMAGES])) if many and wanted else None

@@ -188,3 +188,17 @@ def test_the_style_keeps_interactive_mode_a_backend_turned_on_inside_it():
         assert plt.isinteractive() and mpl.rcParams["axes.grid"] == before_grid
     finally:
         plt.interactive(before)
+
+
+def test_a_saved_figure_is_drawn_in_the_style_it_was_made_in(tmp_path):
+    """Tick locators and layout run when the figure is drawn, i.e. at ``savefig``: a saved figure is byte for byte
+    the one a caller with the workbench style set globally gets (the committed figures were made that way before
+    the style became a context; drawn outside it, the ticks of 02_margins_linear changed)."""
+    code = ("import sys, matplotlib; matplotlib.use('Agg'); import os, torch, seaborn as sns; "
+            "os.environ['WORKBENCH_FIGURES'] = sys.argv[2]; from workbench import plots; "
+            "sys.argv[1] == 'global' and sns.set_theme(**plots.STYLE); g = torch.Generator().manual_seed(0); "
+            "obs, ref = torch.rand(2, 300, generator=g) * 17 + 1, torch.rand(2, 300, generator=g) * 12; "
+            "plots.savefig(plots.margin_trajectories(obs, ref, [0, 1], start=2, titles=['a', 'b']), '02_x')")
+    for mode in ("global", "context"):
+        subprocess.run([sys.executable, "-c", code, mode, str(tmp_path / mode)], check=True)
+    assert (tmp_path / "global" / "02_x.png").read_bytes() == (tmp_path / "context" / "02_x.png").read_bytes()

@@ -67,8 +67,9 @@ def savefig(fig: plt.Figure, name: str, dpi: int = 110) -> Path:
     if not name or "/" in name or name.endswith(".png"):
         raise ValueError(f"name must be a bare figure name like '01_robust_accuracy', got {name!r}")
     target = paths.figures_dir() / f"{name}.png"
-    paths.atomic_write(target, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight",
-                                                       metadata={"Software": None}))
+    with style():  # tick locators and layout run at draw time: draw in the style the figure was made in
+        paths.atomic_write(target, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight",
+                                                           metadata={"Software": None}))
     return target
 
 

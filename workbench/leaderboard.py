@@ -31,11 +31,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
+import torch
 from tqdm.auto import tqdm
 
 from workbench import checks, data, paths, protocol, report, runs
 from workbench.defenses import registry as defenses
-from workbench.evaluate import evaluate
+from workbench.evaluate import Evaluation, evaluate
 
 BOARDS = {  # recorded leaderboards: name -> (dataset, images, budgets)
     "cifar10-worst-case": ("cifar10-jpeg", 100, (100, 1000, 2500)),
@@ -56,15 +57,15 @@ def rank(names: Sequence[str], *, dataset: str, model: str | None = None, n: int
         raise ValueError(f"n={n} would overlap the last {entry.held_out} test images, held out for calibration")
     x, y = test[:n]
     held_out = test[len(test) - entry.held_out:]
-    rows = []
+    rows, reference = [], None
     for name in tqdm(list(names), desc="defenses", unit="defense", disable=not progress):
         target = runs.target(name, model, dataset=entry.name, held_out=held_out, seed=seed)
-        undefended = target.undefended
         result = evaluate(target, x, y, dataset=entry.name, budget=budgets[-1], budgets=budgets, seed=seed,
                           cache_dir=cache_dir, progress=progress)
-        rows.append(_row(name, target, result, x, y, undefended, model))
-    table = pd.DataFrame(rows).sort_values("final", ascending=False, kind="stable").reset_index(drop=True)
-    return table
+        if reference is None:  # the undefended model's forward cost, timed once for the whole board
+            reference = report.seconds_per_image(target.undefended, x, repeats=2)
+        rows.append(_row(name, target, result, x, y, reference, model))
+    return pd.DataFrame(rows).sort_values("final", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def merge(recorded: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
@@ -77,10 +78,11 @@ def merge(recorded: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
     return merged.sort_values("final", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def _row(name: str, target: runs.Target, result, x, y, undefended, model: str) -> dict[str, object]:
-    clean = report.clean_metrics(target.defended, undefended, x, y)
+def _row(name: str, target: runs.Target, result: Evaluation, x: torch.Tensor, y: torch.Tensor, reference: float,
+         model: str) -> dict[str, object]:
+    clean = report.clean_metrics(target.defended, target.undefended, x, y)
     finals = result.attacks.set_index("attack")["final"]
-    cost = report.seconds_per_image(target.defended, x, repeats=2) / report.seconds_per_image(undefended, x, repeats=2)
+    cost = report.seconds_per_image(target.defended, x, repeats=2) / reference
     probes = target.probes
     return {"defense": name, "clean acc": clean["clean acc"], "agreement": clean["agreement"], "ECE": clean["ECE"],
             **{f"worst@{b}": result.worst[f"robust@{b}"] for b in result.budgets}, "final": result.worst["final"],

@@ -104,8 +104,9 @@ def _controlled(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
 def probe(defended: nn.Module, x: torch.Tensor, undefended: nn.Module | None = None) -> Probes:
     """Probe ``defended`` with the clean images ``x`` (at least 6; 32 or more tell a model that changes a few
     predictions from one that changes none), split in three groups A, B, C:
-    A queried twice (randomized?; where A's scores agree, also the blends (A + B) / 2 and (A + B + C) / 3, which sit
-    nearer the decision boundary, where a gated defense adds its noise); A's scores in the batch [A, B] against [A, C] (batch-dependent?: for a
+    A queried twice (randomized?; where A's scores agree, also the blends (A + B) / 2 and (A + B + C) / 3, which
+    sit nearer the decision boundary, where a gated defense adds its noise); A's scores in the batch [A, B] against
+    [A, C] (batch-dependent?: for a
     randomized defense with its randomness reset before each of the two, so that the same noise is drawn; where
     the randomness cannot be reset, the mean over repeated queries is compared instead); and (with
     ``undefended``) the predictions on all of ``x`` (twice) against the undefended model's. Seeded defenses are
@@ -117,12 +118,11 @@ def probe(defended: nn.Module, x: torch.Tensor, undefended: nn.Module | None = N
     k = len(x) // 3
     a, b, c = x[:k], x[k:2 * k], x[2 * k:3 * k]
     first, again = _scores(defended, a), _scores(defended, a)
-    randomized, noisy = _differ(first, again), a[(first - again).abs().amax(1) > TOLERANCE]
-    if not randomized:  # noise gated on low confidence (BD, gated RND) shows only near the decision boundary
+    noisy = a[_random_rows(first, again)]
+    if not len(noisy):  # noise gated on low confidence (BD, gated RND) shows only near the decision boundary
         blends = torch.cat([(a + b) / 2, (a + b + c) / 3])
-        once, twice = _scores(defended, blends), _scores(defended, blends)
-        rows = (once - twice).abs().amax(1) > TOLERANCE
-        randomized, noisy = bool(rows.any()), blends[rows]
+        noisy = blends[_random_rows(_scores(defended, blends), _scores(defended, blends))]
+    randomized = bool(len(noisy))
     z = None
     if not randomized or _same(_controlled(defended, a), _controlled(defended, a)):
         score = _controlled if randomized else _scores
@@ -143,8 +143,9 @@ def probe(defended: nn.Module, x: torch.Tensor, undefended: nn.Module | None = N
     return Probes(randomized, batch_dependent, keeps, changes, difference, z, noise)
 
 
-def _differ(p: torch.Tensor, q: torch.Tensor) -> bool:
-    return bool((p - q).abs().max() > TOLERANCE)
+def _random_rows(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """The rows whose scores differ between two queries of the same batch."""
+    return (p - q).abs().amax(1) > TOLERANCE
 
 
 def _same(p: torch.Tensor, q: torch.Tensor) -> bool:

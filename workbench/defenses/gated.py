@@ -68,11 +68,16 @@ class ConfidenceGated(Seeded):
         return (f"threshold={threshold}, input_sigma={self.input_sigma:g}, logit_sigma={self.logit_sigma:g}, "
                 f"seed={self.seed}")
 
+    @staticmethod
+    def confidence(logits: torch.Tensor) -> torch.Tensor:
+        """The softmax confidence (largest probability) of every row of ``logits``."""
+        return logits.float().softmax(1).amax(1)
+
     def gate(self, logits: torch.Tensor) -> torch.Tensor:
         """Which rows of the clean ``logits`` are gated (confidence below the threshold)."""
         if self.threshold is None:
             raise ValueError("ConfidenceGated has no threshold yet: pass threshold= or run calibrate(x, y)")
-        return logits.float().softmax(1).amax(1) < self.threshold
+        return self.confidence(logits) < self.threshold
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.model(x)
@@ -80,11 +85,12 @@ class ConfidenceGated(Seeded):
         if not gated.any():
             return logits
         gen = self._generator(model_device(self.model))
-        noisy = logits[gated]
         if self.input_sigma:
             xg = x[gated]
             noise = torch.randn(xg.shape, generator=gen, device=xg.device, dtype=xg.dtype)
             noisy = self.model((xg + self.input_sigma * noise).clamp(0.0, 1.0))
+        else:
+            noisy = logits[gated]
         if self.logit_sigma:
             noisy = noisy + self.logit_sigma * torch.randn(noisy.shape, generator=gen, device=noisy.device,
                                                            dtype=noisy.dtype)
@@ -98,6 +104,6 @@ class ConfidenceGated(Seeded):
         checks.labels("y", y, len(x))
         if self.threshold is None:
             with torch.no_grad():
-                confidence = self.model(x.to(model_device(self.model))).float().softmax(1).amax(1)
+                confidence = self.confidence(self.model(x.to(model_device(self.model))))
             self.threshold = float(torch.quantile(confidence.cpu().double(), self.share))
         return self.reseed()

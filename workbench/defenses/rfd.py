@@ -32,8 +32,8 @@ Example::
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 
 import torch
 import torch.nn as nn
@@ -72,17 +72,21 @@ class FeatureNoise(Seeded):
         return f"layer={self.layer!r}, sigma={sigma}, seed={self.seed}"
 
     @contextmanager
-    def _noisy(self, sigma: float, gen: torch.Generator) -> Iterator[None]:
+    def _hooked(self, hook: Callable[[nn.Module, tuple], tuple | None]) -> Iterator[None]:
+        """``hook`` on the input of ``layer`` for the block only (the wrapped model is left as it was)."""
+        handle = dict(self.model.named_modules())[self.layer].register_forward_pre_hook(hook)
+        try:
+            yield
+        finally:
+            handle.remove()
+
+    def _noisy(self, sigma: float, gen: torch.Generator) -> AbstractContextManager[None]:
         def add(_module: nn.Module, args: tuple) -> tuple:
             features = args[0]
             noise = torch.randn(features.shape, generator=gen, device=features.device, dtype=features.dtype)
             return (features + sigma * noise, *args[1:])
 
-        handle = dict(self.model.named_modules())[self.layer].register_forward_pre_hook(add)
-        try:
-            yield
-        finally:
-            handle.remove()
+        return self._hooked(add)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.sigma is None:
@@ -95,13 +99,8 @@ class FeatureNoise(Seeded):
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The clean input of ``layer`` for the images ``x``."""
         seen: list[torch.Tensor] = []
-        handle = dict(self.model.named_modules())[self.layer].register_forward_pre_hook(
-            lambda _m, args: seen.append(args[0].detach()))
-        try:
-            with torch.no_grad():
-                self.model(x.to(model_device(self.model)))
-        finally:
-            handle.remove()
+        with self._hooked(lambda _m, args: seen.append(args[0].detach())), torch.no_grad():
+            self.model(x.to(model_device(self.model)))
         return seen[0]
 
     def accuracy_drop(self, sigma: float, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -24,7 +24,8 @@ LAYERS = {
     6: ("runs",),
     7: ("plots", "report"),
     8: ("evaluate", "experiments", "widgets", "training"),
-    9: ("course", "leaderboard"),
+    9: ("leaderboard",),
+    10: ("course",),
 }
 RANK = {name: rank for rank, names in LAYERS.items() for name in names}
 ENTRY_POINTS = ("models.__main__",)  # command-line entry points, never imported by the library

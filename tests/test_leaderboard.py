@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import pytest
 
-from workbench import leaderboard
+from workbench import experiments, leaderboard
 
 
 @pytest.fixture(scope="module")
-def board(tmp_path_factory):
+def records(tmp_path_factory):
+    return tmp_path_factory.mktemp("records")
+
+
+@pytest.fixture(scope="module")
+def board(records):
     return leaderboard.rank(["none", "rls", "aaa-linear"], dataset="mnist", n=8, budgets=(20, 50),
-                            cache_dir=tmp_path_factory.mktemp("evaluations"), progress=False)
+                            cache_dir=records, progress=False)
 
 
 def test_the_board_ranks_by_the_worst_case_and_names_the_worst_attack(board):
@@ -39,3 +44,34 @@ def test_recording_a_few_defenses_replaces_their_rows_and_keeps_the_others(board
     assert sorted(merged["defense"]) == sorted(board["defense"])
     assert float(merged.set_index("defense").loc["rls", "final"]) == float(new["final"].iloc[0])
     assert (merged.set_index("defense").drop("rls")["final"] == 0).all()
+
+
+@pytest.mark.parametrize("defense, attack", [("rls", "square"), ("aaa-linear", "square-op")])
+def test_a_grid_cell_in_the_boards_setting_reads_the_boards_record(board, records, defense, attack):
+    """The board and the grids share one record cache and one key: a cell of the same defense, attack, images,
+    budget and seed is read from the board's record (no new file), with the same per-image outcome."""
+    before = sorted(records.iterdir())
+    c = experiments.cell(dataset="mnist", model="mnist-cnn", defense=defense, attack=attack, n=8, budgets=(20, 50))
+    row = experiments.run_cell(c, cache_dir=records)
+    assert sorted(records.iterdir()) == before
+    assert row["robust@50"] >= float(board.set_index("defense").loc[defense, "worst@50"])
+
+
+def test_the_site_shows_a_recorded_board_with_its_figure_and_provenance(board, tmp_path, monkeypatch):
+    from workbench import paths
+    from workbench.course import site
+
+    monkeypatch.setattr(leaderboard, "BOARDS", {"tiny": ("mnist", 8, (20, 50))})
+    monkeypatch.setattr(paths, "tables_dir", lambda: tmp_path)
+    assert site.boards_page(tmp_path / "leaderboard.html") == []  # nothing recorded: no page
+    assert not (tmp_path / "leaderboard.html").exists()
+    board.to_csv(tmp_path / "tiny.csv", index=False)
+    assert site.boards_page(tmp_path / "leaderboard.html") == ["tiny"]
+    page = (tmp_path / "leaderboard.html").read_text()
+    assert page.count("data:image/png;base64,") == 1 and "worst@50" in page
+    assert all(name in page for name in board["defense"]) and board["git commit"].iloc[0][:7] in page
+
+
+def test_a_board_that_is_not_recorded_is_asked_for_by_name():
+    with pytest.raises(ValueError, match="board"):
+        leaderboard.recorded("cifar10-best-case")

@@ -40,15 +40,19 @@ def test_square_on_the_dlr_ratio_sees_through_random_logit_scaling(cnn, test_set
     assert plain.success.sum() >= 15  # the attack works at this budget (measured 25, 28, 27 of 30 at seeds 0-2)
 
 
-def test_switch_square_flips_the_direction_it_keeps_after_k_refusals_in_a_row():
-    """The rule: greedy first; after k = 3 refused candidates in a row the image keeps increases instead, and a
-    kept candidate resets the count; another image's count is its own."""
+def test_switch_square_flips_the_direction_it_keeps_once_refusals_in_a_row_exceed_k():
+    """The reference code's rule: greedy first; an image that refuses more than k = 3 candidates in a row keeps
+    increases instead, judging that very candidate in the new direction; a kept candidate resets the count; another
+    image's count is its own."""
     attack = SquareSwitch(eps=0.1, k=3, progress=False)
     state = SwitchState(torch.zeros(2, 1, 2, 2), torch.tensor([1.0, 1.0]), 0,
                         torch.zeros(2, dtype=torch.bool), torch.zeros(2, dtype=torch.long))
     idx = torch.tensor([0, 1])
     kept = [attack.accept(None, state, idx, torch.tensor([2.0, 0.5])) for _ in range(3)]  # image 0 refused 3x
     assert [k.tolist() for k in kept] == [[False, True]] * 3
+    assert state.ascending.tolist() == [False, False] and state.refused.tolist() == [3, 0]
+    fourth = attack.accept(None, state, idx, torch.tensor([2.0, 0.5]))  # the 4th refusal flips image 0 ...
+    assert fourth.tolist() == [True, True]  # ... and its candidate is kept as an increase
     assert state.ascending.tolist() == [True, False] and state.refused.tolist() == [0, 0]
     assert attack.accept(None, state, idx, torch.tensor([2.0, 2.0])).tolist() == [True, False]
 

@@ -9,7 +9,10 @@ forward cost per image relative to the undefended model, the probes, and provena
 commit, torch, device, the weights' fingerprint). Rows are sorted by ``final``, most robust first.
 
 Every attack's per-image record is cached under ``cache_dir`` (``runs.run``'s cache, keyed by the defense, its
-arguments and the weights' fingerprint): a killed run resumes where it stopped. ``--record`` merges: the defenses
+arguments and the weights' fingerprint): a killed run resumes where it stopped. The command line keeps them with
+the grids' records (``<data>/experiments``), and a defense is probed on the attacked images as a grid cell's is, so
+the grids that share a board's setting (``cifar10-table``, ``cifar10-adaptive``) read the board's records instead
+of running them again. ``--record`` merges: the defenses
 just run replace their old rows and the others stay, each row with its own provenance, so a board too long for one
 sitting is recorded a few defenses at a time (``--defenses``).
 
@@ -34,9 +37,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from workbench import checks, data, paths, protocol, report, runs
+from workbench import checks, data, experiments, paths, protocol, report, runs
 from workbench.defenses import registry as defenses
 from workbench.evaluate import Evaluation, evaluate
+from workbench.probes import IMAGES
 
 BOARDS = {  # recorded leaderboards: name -> (dataset, images, budgets)
     "cifar10-worst-case": ("cifar10-jpeg", 100, (100, 1000, 2500)),
@@ -59,7 +63,8 @@ def rank(names: Sequence[str], *, dataset: str, model: str | None = None, n: int
     held_out = test[len(test) - entry.held_out:]
     rows, reference = [], None
     for name in tqdm(list(names), desc="defenses", unit="defense", disable=not progress):
-        target = runs.target(name, model, dataset=entry.name, held_out=held_out, seed=seed)
+        target = runs.target(name, model, dataset=entry.name, held_out=held_out, seed=seed,
+                             probe_images=test.x[:IMAGES])
         result = evaluate(target, x, y, dataset=entry.name, budget=budgets[-1], budgets=budgets, seed=seed,
                           cache_dir=cache_dir, progress=progress)
         if reference is None:  # the undefended model's forward cost, timed once for the whole board
@@ -68,12 +73,23 @@ def rank(names: Sequence[str], *, dataset: str, model: str | None = None, n: int
     return pd.DataFrame(rows).sort_values("final", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def merge(recorded: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
+def recorded(board: str) -> pd.DataFrame:
+    """The leaderboard ``board`` (one of ``BOARDS``) as last recorded by ``python -m workbench.leaderboard BOARD
+    --record``, in its order (most robust first), each row with its provenance."""
+    checks.choice("board", board, tuple(BOARDS))
+    path = paths.tables_dir() / f"{board}.csv"
+    if not path.is_file():
+        raise FileNotFoundError(f"no recorded leaderboard {board!r} at {path}; make it with "
+                                f"`python -m workbench.leaderboard {board} --record`")
+    return pd.read_csv(path)
+
+
+def merge(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
     """The recorded board with the rows of ``new`` in place of the same defenses' (a board is recorded a few
     defenses at a time: each row keeps its own provenance), sorted by ``final``."""
-    if recorded is None:
+    if old is None:
         return new
-    kept = recorded[~recorded["defense"].isin(new["defense"])]
+    kept = old[~old["defense"].isin(new["defense"])]
     merged = pd.concat([kept, new], ignore_index=True)
     return merged.sort_values("final", ascending=False, kind="stable").reset_index(drop=True)
 
@@ -102,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=None)
     parser.add_argument("--budgets", type=int, nargs="*", default=None)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--cache-dir", default=None, help="default <data>/evaluations")
+    parser.add_argument("--cache-dir", default=None, help="default <data>/experiments, shared with the grids")
     parser.add_argument("--record", action="store_true", help="write data/tables/<board>.csv (recorded boards only)")
     args = parser.parse_args(None if argv is None else list(argv))
     if args.board in BOARDS:
@@ -114,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             parser.error(f"--record writes the recorded boards only ({', '.join(BOARDS)})")
     names = args.defenses or list(defenses.names())
     table = rank(names, dataset=dataset, n=args.n or n, budgets=args.budgets or budgets, seed=args.seed,
-                 cache_dir=args.cache_dir or paths.data_dir() / "evaluations")
+                 cache_dir=args.cache_dir or experiments.cache_dir_default())
     print(table.drop(columns=["git commit", "workbench", "torch", "device", "fingerprint"]).to_markdown(
         index=False, floatfmt=".3f"))
     if args.record:

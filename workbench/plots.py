@@ -529,3 +529,25 @@ def worst_case(images: pd.DataFrame, labels: Sequence[str], budget: int, final: 
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1, 1), frameon=False)
     return fig
 
+
+
+# -------------------------------------------------------------------------------------------- leaderboard
+@styled
+def leaderboard(board: pd.DataFrame, ax: plt.Axes | None = None) -> plt.Figure:
+    """A worst-case leaderboard (``workbench.leaderboard``), one row per defense in its order (most robust at the
+    top): the per-image worst case at each budget as the attackers observed it (dots, lightest first), the final
+    re-evaluated worst case (black diamond), the clean accuracy (grey bar) and, at the right, the attack that
+    broke the most images."""
+    budgets = sorted(int(c.split("@")[1]) for c in board.columns if c.startswith("worst@"))
+    fig, ax = _axes(ax, (7.5, 0.42 * len(board) + 1.2))
+    rows = np.arange(len(board))[::-1]
+    ax.barh(rows, 100 * board["clean acc"], color="0.88", height=0.7, label="clean accuracy")
+    for budget, color in zip(budgets, sns.color_palette("Blues", len(budgets) + 1)[1:]):
+        ax.scatter(100 * board[f"worst@{budget}"], rows, color=color, s=28, zorder=3, label=f"worst case @{budget}")
+    ax.scatter(100 * board["final"], rows, color="k", marker="D", s=30, zorder=4, label="final (re-evaluated)")
+    for row, attack in zip(rows, board["worst attack"]):
+        ax.text(101, row, attack, va="center", fontsize="small", color="0.3")
+    ax.set_yticks(rows, board["defense"])
+    ax.set(xlim=(0, 100), xlabel="robust accuracy (%)", ylim=(-0.6, len(board) - 0.4))
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.16, 1), frameon=False)
+    return fig

@@ -235,7 +235,8 @@ def _key(target: Target, attack: str, built: Any, x: torch.Tensor, y: torch.Tens
     """The cache key: a hash of everything the record depends on."""
     images = hashlib.sha256(x.cpu().numpy().tobytes() + y.cpu().numpy().tobytes() +
                             (b"" if targets is None else targets.cpu().numpy().tobytes())).hexdigest()
-    return cache.key({"defense": target.key, "attack": attack, "kwargs": dict(kwargs), "dataset": dataset,
+    settings = {k: v for k, v in kwargs.items() if k != "eps"}  # the threat below holds eps, given or defaulted
+    return cache.key({"defense": target.key, "attack": attack, "kwargs": settings, "dataset": dataset,
                       "threat": [built.norm, built.eps], "budget": budget, "seed": seed, "eot": eot,
                       "repeats": repeats if target.reevaluate else None, "images": images,
                       "batch": batch_size, "workbench": cache.version()})

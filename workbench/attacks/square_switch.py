@@ -1,23 +1,24 @@
 """Switch-direction Square (``switch``): the RLS paper's adaptive attack on AAA.
 
 Paper: Dashtbani, Dousti Gandomani, Sadeghzadeh, "Random Logit Scaling: Defending Deep Neural Networks Against
-Black-Box Score-Based Adversarial Example Attacks", TMLR 2026, Sec. 4 (its code: the ``switch_dir`` method with
-``k`` = 10).
+Black-Box Score-Based Adversarial Example Attacks", TMLR 2026, Sec. 4; the rule as its code runs it
+(HamidDasht/RLS-adversarial-defense, ``attacks/score/square_attack.py``, ``switch_dir`` with ``k`` = 10).
 
 Distance: as Square, l-inf and l2.
 
 Arguments: those of :class:`~workbench.attacks.square.Square` (defaults are the paper's), plus
-    k: the unsuccessful iterations in a row after which an image switches the direction it accepts (default 10,
-        the paper's).
+    k: the unsuccessful iterations in a row an image tolerates before it switches the direction it accepts
+        (default 10, the paper's).
 The loss is the observed margin (default "margin").
 
 Reasoning: a loss-attractor defense (AAA) inverts the observed loss inside each attractor period, so a greedy
 attack that only accepts decreases settles in the bottom of a period, where no square lowers the observed loss
-any more. That stall is the signature this attack reads. Every image starts greedy (keep strict decreases); after
-``k`` candidates in a row are refused, the image flips to keeping strict increases (climbing the inverted period,
-which lowers the true loss), and flips back after ``k`` more refusals in a row, and so on. "Unsuccessful" is read
-here as "the candidate was not kept", our reading of the paper's text (its code was not available to us). Against
-an undefended model the flips waste queries: this attack belongs in a worst case over a suite, not in place of one.
+any more. That stall is the signature this attack reads. Every image starts greedy (keep strict decreases). A
+candidate the current direction would not keep is unsuccessful; when an image's unsuccessful iterations in a row
+exceed ``k``, it flips to keeping strict increases (climbing the inverted period, which lowers the true loss), and
+the candidate of that iteration is already judged in the new direction (as the reference code does: it switches
+before it accepts); a kept candidate resets the count, and ``k`` + 1 more refusals flip it back. Against an
+undefended model the flips waste queries: this attack belongs in a worst case over a suite, not in place of one.
 
 Shape: the oracle's images (N, C, H, W) in [0, 1].
 
@@ -64,9 +65,10 @@ class SquareSwitch(Square):
 
     def accept(self, session: Session, state: SwitchState, idx: torch.Tensor, new_loss: torch.Tensor) -> torch.Tensor:
         old, ascending = state.loss[idx], state.ascending[idx]
-        keep = torch.where(ascending, new_loss > old, new_loss < old)
-        refused = torch.where(keep, 0, state.refused[idx] + 1)
-        flip = refused >= self.k
-        state.ascending[idx] = ascending ^ flip
+        improved = torch.where(ascending, new_loss > old, new_loss < old)
+        refused = torch.where(improved, 0, state.refused[idx] + 1)
+        flip = refused > self.k
+        ascending = ascending ^ flip
+        state.ascending[idx] = ascending
         state.refused[idx] = torch.where(flip, 0, refused)
-        return keep
+        return torch.where(ascending, new_loss > old, new_loss < old)  # judged in the direction just set

@@ -2,7 +2,8 @@
 
 Every numbered notebook is executed (fast mode by default) and rendered to HTML with nbconvert, figures
 embedded, plus an ``index.html`` that lists them with their titles and run times and links the API reference
-(``api/``: every module's docstrings, rendered by pdoc). Plotly figures carry their
+(``api/``: every module's docstrings, rendered by pdoc) and the recorded worst-case leaderboards
+(``leaderboard.html``: the table and its figure, with provenance; nothing is recomputed). Plotly figures carry their
 own plotly.js (they work offline); the interactive panels show the picture they opened with and a note that
 they need a running kernel; progress bars are left out.
 
@@ -16,7 +17,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import base64
 import html
+import io
 import os
 import sys
 import tempfile
@@ -27,7 +30,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from workbench import paths
+import matplotlib.pyplot as plt
+
+from workbench import leaderboard, paths, plots
 from workbench.course import notebooks
 
 WIDGET = "application/vnd.jupyter.widget-view+json"
@@ -52,9 +57,59 @@ def render(out: Path | str, prefixes: Sequence[str] = ("",), fast: bool = True) 
             tempfile.TemporaryDirectory() as executed:  # figures inline, as in JupyterLab
         pages = [_page(path, fast, Path(executed), out) for path in tqdm(chosen, desc="site", unit="page")]
     api(out / "api")
+    boards = boards_page(out / "leaderboard.html")
     index = out / "index.html"
-    paths.atomic_write(index, lambda tmp: tmp.write_text(_index(pages, fast), encoding="utf-8"))
+    paths.atomic_write(index, lambda tmp: tmp.write_text(_index(pages, fast, boards), encoding="utf-8"))
     return index
+
+
+BOARD_COLUMNS = ("defense", "clean acc", "agreement", "ECE", "final", "worst attack", "attacks", "eot",
+                 "cost per query", "randomized", "keeps predictions")
+
+
+def boards_page(out: Path | str) -> list[str]:
+    """One HTML page with every recorded leaderboard (``workbench.leaderboard.BOARDS``): its figure, its table
+    (robust accuracy in percent) and where and when each row was computed; return the boards it shows (none
+    recorded: no page)."""
+    sections, shown = [], []
+    for board in leaderboard.BOARDS:
+        try:
+            table = leaderboard.recorded(board)
+        except FileNotFoundError:
+            continue
+        shown.append(board)
+        sections.append(_board_section(board, table))
+    if sections:
+        page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>SQA workbench: worst-case leaderboards</title>
+<style>body {{font-family: sans-serif; max-width: 70em; margin: 2em auto; line-height: 1.5}}
+table {{border-collapse: collapse; font-size: 90%}} td, th {{padding: 2px 8px; border-bottom: 1px solid #ddd}}
+</style></head><body><h1>Worst-case leaderboards</h1>
+<p>Every registry defense ranked by <code>evaluate()</code>'s per-image worst case over the attacks its probes call
+for (the standard SQAs, the adaptive attacks for post-processing, EOT for randomized defenses), most robust first.
+Recorded with <code>python -m workbench.leaderboard BOARD --record</code>; see docs/protocol.md.</p>
+{"".join(sections)}</body></html>
+"""
+        paths.atomic_write(Path(out), lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    return shown
+
+
+def _board_section(board: str, table) -> str:
+    dataset, n, budgets = leaderboard.BOARDS[board]
+    fig = plots.leaderboard(table)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    shown = table[[*BOARD_COLUMNS[:4], *(f"worst@{b}" for b in budgets), *BOARD_COLUMNS[4:]]].copy()
+    percent = ["clean acc", "agreement", "final", *(f"worst@{b}" for b in budgets)]
+    shown[percent] = (100 * shown[percent]).round(1)
+    made = ", ".join(sorted({f"{c[:7]} ({d}, torch {t})" for c, d, t in
+                             zip(table["git commit"], table["device"], table["torch"])}))
+    return (f"<h2 id=\"{html.escape(board)}\">{html.escape(board)}</h2>"
+            f"<p>{html.escape(dataset)}, the first {n} test images, l-inf at the dataset's eps, budgets "
+            f"{', '.join(map(str, budgets))} queries, seed 0. Computed at {html.escape(made)}.</p>"
+            f'<img src="data:image/png;base64,{base64.b64encode(png.getvalue()).decode()}">'
+            f"{shown.to_html(index=False, float_format=lambda v: f'{v:.3g}')}")
 
 
 def api(out: Path | str) -> Path:
@@ -122,7 +177,7 @@ def _title(nb, fallback: str) -> str:
     return fallback
 
 
-def _index(pages: list[Page], fast: bool) -> str:
+def _index(pages: list[Page], fast: bool, boards: Sequence[str] = ()) -> str:
     rows = "\n".join(f'<li><a href="{html.escape(p.notebook)}.html">{html.escape(p.title)}</a> '
                      f'<span class="time">({p.seconds:.0f} s to run)</span></li>' for p in pages)
     mode = "fast mode (fewer images and queries)" if fast else "full mode (the sizes of figures/)"
@@ -138,8 +193,16 @@ repository).</p>
 {rows}
 </ol>
 <p>The library's reference, from its docstrings: <a href="api/workbench.html">API reference</a>.</p>
+{_boards_link(boards)}
 </body></html>
 """
+
+
+def _boards_link(boards: Sequence[str]) -> str:
+    if not boards:
+        return ""
+    links = ", ".join(f'<a href="leaderboard.html#{html.escape(b)}">{html.escape(b)}</a>' for b in boards)
+    return f"<p>The recorded worst-case leaderboards: {links}.</p>"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -124,10 +125,10 @@ RECIPES: dict[str, Recipe] = {
     "cifar10-resnet20-ls": Recipe(schedule=sgd.Schedule()),
     "cifar10-resnet20": Recipe(base="cifar10-resnet20-ls",
                                schedule=sgd.Schedule(epochs=4, lr=0.02, warmup=0.5, label_smoothing=0.0)),
-    "cifar10-resnet20-at": Recipe(base="cifar10-resnet20-ls", step=fgsm_rs_step,
-                                  schedule=sgd.Schedule(epochs=10, lr=0.05, warmup=1.0)),
-    "cifar10-resnet20-gf": Recipe(base="cifar10-resnet20-ls", step=noise_step,
-                                  schedule=sgd.Schedule(epochs=5, lr=0.02, warmup=0.5)),
+    "cifar10-resnet20-at": Recipe(base="cifar10-resnet20", step=functools.partial(fgsm_rs_step, smoothing=0.0),
+                                  schedule=sgd.Schedule(epochs=10, lr=0.05, warmup=1.0, label_smoothing=0.0)),
+    "cifar10-resnet20-gf": Recipe(base="cifar10-resnet20", step=functools.partial(noise_step, smoothing=0.0),
+                                  schedule=sgd.Schedule(epochs=5, lr=0.02, warmup=0.5, label_smoothing=0.0)),
 }
 
 

@@ -4,7 +4,11 @@ Paper: Nguyen, Lao, Pham, Wong, Doan, "Understanding the Robustness of Randomize
 Query-Based Adversarial Attacks", ICLR 2024. Default layer: the penultimate features (the input of the last linear
 layer), the placement its authors recommend and the RLS paper used. The noise's std is set per model for a
 clean-accuracy drop of one to two points (the RLS paper's settings: ResNet-18 2.5, WRN-28-10 0.7, VGG-16 0.35,
-ResNet-50 3.0); ``calibrate`` applies that rule to the model at hand (below).
+ResNet-50 3.0); ``calibrate`` applies that rule to the model at hand (below). The RLS paper's code
+(HamidDasht/RLS-adversarial-defense ``utils/model_loader.py``) adds the noise to the output of the last residual
+stage, before the global average pooling; here it goes after the pooling, on the features the classifier reads.
+Pooling an H x W map averages the noise, so their sigma corresponds to about sigma / sqrt(H W) here; the
+calibration below sets the scale for the model at hand either way.
 
 The noise ``sigma * N(0, I)`` is added to the input of the layer ``layer`` only while the defense runs (a forward
 pre-hook registered for the call and removed after it): the wrapped model itself stays deterministic, so it can

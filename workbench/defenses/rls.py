@@ -5,7 +5,9 @@ Black-Box Score-Based Adversarial Example Attacks", TMLR 2026 (under review on O
 from the configuration its public code ships (``rls.uniform``: low 0.5, high 10).
 
 Every row of a query batch (one query of one image) gets its own factor ``m ~ U[low, high]`` and the defense
-returns ``m * logits``. Since ``m > 0`` the predicted class never changes, while the scale of every score, and so of
+returns ``m * logits``. (The reference code, HamidDasht/RLS-adversarial-defense ``utils/model_loader.py``, draws one
+factor per forward call and applies it to the whole batch; each image still sees a fresh factor at every query,
+from the same distribution. One factor per row keeps a user's query independent of who else is in the batch.) Since ``m > 0`` the predicted class never changes, while the scale of every score, and so of
 every loss an attacker computes from them (margin, cross-entropy, probability), jumps from query to query: a
 greedy attack compares two losses measured under two different factors. A loss that a positive rescaling of the
 logits cannot change (the DLR ratio of ``workbench.attacks.base``, attack ``square-dlr``) sees through it.

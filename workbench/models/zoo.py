@@ -99,11 +99,13 @@ for _entry in (
              about="cifar10-resnet20-ls fine-tuned 4 epochs without label smoothing (the standard model): clean "
                    "0.8857 on the 10,000 CIFAR-10 (JPEG q75) test images"),
     ZooEntry("cifar10-resnet20-at", _resnet20, "cifar10-jpeg",
-             "90ac739a7602ee66a4faf86d2d4b1fee3e7eb6832bd2268f4851e9e3cef46a76",
-             "cifar10-resnet20-ls fine-tuned with FGSM adversarial training (random start, eps 8/255, 10 epochs)"),
+             "843776295be251e4040a0e857622f39139447f2f9476c2f7568d526b009f0282",
+             "cifar10-resnet20 (the standard model) fine-tuned with FGSM adversarial training (random start, eps "
+             "8/255, 10 epochs, no label smoothing): clean 0.748 on the 10,000 test images"),
     ZooEntry("cifar10-resnet20-gf", _resnet20, "cifar10-jpeg",
-             "66c2f0b6d38ee9ae555ab8312f3ba898fab5892959bc5efadfed4c6ae01dc551",
-             "cifar10-resnet20-ls fine-tuned with Gaussian augmentation (nu 0.05, 5 epochs), for RND-GF"),
+             "c11f132b382260f949b46faa752066a33c5f25378d8ba55ae0509eab25cc74f6",
+             "cifar10-resnet20 (the standard model) fine-tuned with Gaussian augmentation (nu 0.05, 5 epochs, no "
+             "label smoothing), for RND-GF: clean 0.870 on the 10,000 test images"),
     ZooEntry("preactresnet18", _cifar(PreActResNet18), "cifar10", about="UniG's CIFAR-10 architecture"),
     ZooEntry("wrn-28-10", _cifar(lambda: WideResNet(28, 10)), "cifar10", about="AAA's CIFAR-10 architecture"),
 ):

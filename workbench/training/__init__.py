@@ -18,9 +18,10 @@ attacks: adversarial training crafts its examples with the white-box attacks.
   logits (median 4.2), which slows Square (8 % robust after 2500 queries, against the papers' 0.1 %) and puts every
   image inside AAA's first interval (tau = 6); without it the median margin is 6.3 and Square reaches 2 %.
 - ``cifar10-resnet20-at``: FGSM with a random start (Wong et al. 2020, "Fast is better than free": eps 8/255, step
-  10/255), fine-tuned from ``cifar10-resnet20-ls`` for 10 epochs at peak lr 0.05.
-- ``cifar10-resnet20-gf``: Gaussian augmentation (nu 0.05, RND-GF), fine-tuned from ``cifar10-resnet20-ls`` for 5
-  epochs at peak lr 0.02.
+  10/255), fine-tuned from the standard ``cifar10-resnet20`` for 10 epochs at peak lr 0.05, without label smoothing
+  (the AT row then differs from the standard model by the adversarial training alone).
+- ``cifar10-resnet20-gf``: Gaussian augmentation (nu 0.05, RND-GF), fine-tuned from the standard
+  ``cifar10-resnet20`` for 5 epochs at peak lr 0.02, without label smoothing.
 
 Command line (``python -m workbench.models`` is the same)::
 

@@ -25,10 +25,13 @@ define pip_install
 	done
 endef
 
+# the optional extras make install adds (a comma inside $(call ...) would split its arguments)
+EXTRAS := test,imagenet
+
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(call pip_install,--upgrade pip)
-	$(call pip_install,-e ".[test]")
+	$(call pip_install,-e ".[$(EXTRAS)]")
 	$(BIN)/python -m workbench.course.classroom enable
 	touch $(STAMP)
 

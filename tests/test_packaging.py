@@ -18,7 +18,9 @@ def _name(requirement: str) -> str:
 
 def test_environment_yml_lists_the_same_packages_as_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]}
+    extras = re.search(r"^EXTRAS := (.+)$", (ROOT / "Makefile").read_text(), re.M).group(1).split(",")  # make install's
+    wanted = {_name(r) for r in project["dependencies"]}
+    wanted |= {_name(r) for extra in extras for r in project["optional-dependencies"][extra.strip()]}
     text = (ROOT / "environment.yml").read_text()
     pip_section = text.split("- pip:", 1)[1].splitlines()
     listed = {_name(line.strip()[2:]) for line in pip_section

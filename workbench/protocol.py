@@ -122,3 +122,9 @@ register(Protocol("cifar10-jpeg", "cifar10-jpeg", test_size=1000, held_out=500, 
                   shape=(3, 32, 32)))
 register(Protocol("imagenet", "imagenet", test_size=1000, held_out=500, eps={"linf": 4 / 255, "l2": 5.0},
                   settings="imagenet", model="resnet50", root=True, shape=(3, 224, 224)))
+# ImageNet samples (one image per class, 224 x 224; not known to be validation images): the embedded 100 (every
+# tenth class) ship with the workbench, the first 70 attacked, the last 30 held out (both spread over the classes);
+# all 1000 load with root=. The papers' ImageNet threat model (l-inf 4/255, l2 5.0) and attack and defense settings.
+register(Protocol("imagenet-samples", "imagenet-samples", test_size=100, held_out=30, eps={"linf": 4 / 255, "l2": 5.0},
+                  settings="imagenet", model="efficientnet-lite0", zoo=("efficientnet-lite0",),
+                  budgets=(100, 1000), shape=(3, 224, 224)))

@@ -98,7 +98,8 @@ def sha256(path: Path) -> str:
 
 
 def _shipped(name: str) -> Path:
-    path, pinned = WEIGHTS / f"{name}.pt", entry(name).sha256
+    found_at = entry(name).weights_file
+    path, pinned = found_at() if found_at is not None else WEIGHTS / f"{name}.pt", entry(name).sha256
     if not path.is_file():
         raise ValueError(f"the shipped weights of {name!r} are missing ({path}); reinstall the workbench, or "
                          f"retrain them with `python -m workbench.models train {name}` and pass weights=<file>")

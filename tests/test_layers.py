@@ -16,8 +16,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
 # import a lower layer, or a module of its own package in the same layer; never a higher layer or a peer package.
 LAYERS = {
     0: ("checks", "paths", "losses"),
-    1: ("threat", "cache", "protocol", "results", "published"),
-    2: ("data", "models", "probes", "metrics"),
+    1: ("threat", "cache", "protocol", "results"),
+    2: ("data", "models", "probes", "metrics", "published"),
     3: ("speed", "setting"),
     4: ("oracle",),
     5: ("attacks", "defenses"),

@@ -189,6 +189,27 @@ def run(target: Target | nn.Module, attack: str | Attack | EOT, x: torch.Tensor,
     return result
 
 
+def perturbations(targets: Mapping[str, Target | nn.Module], x: torch.Tensor, y: torch.Tensor, *, budget: int,
+                  attack: str = "square", dataset: str | Protocol | None = None, seed: int = 0, show: int = 10,
+                  progress: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The perturbations ``attack`` finds against each of ``targets`` (name -> defense) on the same images, as in
+    UniG Fig. 3a: per name the first ``show`` perturbations ``x_adv - x`` and a note with the mean pairwise cosine
+    of the perturbations of the images the attack fooled (by the final outcome: re-evaluated where the defense
+    is randomized or batch-dependent; NaN below two), how many those are, and the observed and final robust
+    accuracy."""
+    show = checks.at_least("show", show, 1)
+    deltas, notes = {}, {}
+    for name, defended in targets.items():
+        result = run(defended, attack, x, y, budget=budget, dataset=dataset, seed=seed, progress=progress)
+        fooled = ~result.robust
+        delta = result.x_adv - x
+        cosine = metrics.mean_pairwise_cosine(delta[fooled]) if int(fooled.sum()) >= 2 else float("nan")
+        deltas[name] = delta[:show]
+        notes[name] = (f"cos {cosine:.3f}\n({int(fooled.sum())} fooled)\nrobust {result.robust_accuracy():.2f}"
+                       f" observed,\n{result.final_accuracy:.2f} final")
+    return deltas, notes
+
+
 def _target(target: Target | nn.Module, x: torch.Tensor, reference: nn.Module | None) -> Target:
     if isinstance(target, Target):
         return target

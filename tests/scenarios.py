@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from workbench import data, experiments, metrics, models, protocol
+from workbench import data, experiments, losses, metrics, models, protocol
 from workbench.attacks import build
 from workbench.attacks.square import Square
 from workbench.attacks.whitebox import pgd
@@ -197,10 +197,8 @@ def _lite0() -> torch.nn.Module:
 
 
 def _true_margin(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """The undefended Lite0's margin (true-class logit minus the largest other) on ``x``: what AAA's serving hides."""
-    logits = metrics.predict(_lite0(), x)
-    others = logits.scatter(1, y[:, None], float("-inf")).amax(1)
-    return logits.gather(1, y[:, None])[:, 0] - others
+    """The undefended Lite0's margin on ``x``: what AAA's serving hides."""
+    return losses.margin(metrics.predict(_lite0(), x), y)
 
 
 def imagenet_aaa(seed: int) -> dict[str, float]:

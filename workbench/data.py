@@ -350,13 +350,19 @@ def imagenet_classes() -> tuple[tuple[str, str], ...]:
     return tuple((wnid, name) for _, wnid, name in (line.split("\t") for line in lines))
 
 
+@functools.cache
+def _wnid_index() -> dict[str, int]:
+    """Each ILSVRC-2012 wnid's class index (its rank among the 1000)."""
+    return {wnid: i for i, (wnid, _) in enumerate(imagenet_classes())}
+
+
 def _sample_files(root: Path) -> list[tuple[int, Path]]:
     """The sample files under ``root`` (or ``root/imagenet-samples``) as (class index, path), by class."""
     folder = next((p for p in (root / "imagenet-samples", root) if p.is_dir() and any(p.glob("*.JPEG"))), None)
     if folder is None:
         raise ValueError(f"root={str(root)!r} holds no ImageNet sample files (<wnid>_<name>.JPEG), in it or in "
                          f"imagenet-samples/")
-    index = {wnid: i for i, (wnid, _) in enumerate(imagenet_classes())}
+    index = _wnid_index()
     files = []
     for path in sorted(folder.glob("*.JPEG")):
         wnid = path.name.split("_", 1)[0]
@@ -418,7 +424,7 @@ def _embedded_imagenet() -> Dataset:
         raise ValueError(f"the embedded ImageNet samples {EMBEDDED_IMAGENET} are {digest[:16]}..., not the pinned "
                          f"{str(EMBEDDED_IMAGENET_SHA256)[:16]}...: reinstall the workbench (or pass root= to read "
                          f"the sample folder)")
-    index = {wnid: i for i, (wnid, _) in enumerate(imagenet_classes())}
+    index = _wnid_index()
     images, labels = [], []
     with tarfile.open(EMBEDDED_IMAGENET) as tar:
         for member in tar.getmembers():

@@ -1,15 +1,16 @@
 # Two commands on a fresh Linux machine with Python >= 3.10 and pip:
 #   make figures   create .venv if missing, install, run every notebook on the embedded default, write figures/
 #   make test      create .venv if missing, install, run the whole test suite (notebooks in fast mode)
-# and: make test-numerics (the rounding-sensitive tests on the plainest CPU kernels), make test-browser (every
-#      notebook in JupyterLab in headless Chromium), make lab [FAST=1], make site, make strip (the tracked
-#      notebooks without outputs), make benchmarks, make gpu-check (on a CUDA machine)
+# and: make test-numerics (the rounding-sensitive tests on the plainest CPU kernels), make test-course (the
+#      instructor's grading command end to end), make test-browser (every notebook in JupyterLab in headless
+#      Chromium), make lab [FAST=1], make site, make strip (the tracked notebooks without outputs), make exercises
+#      (the student sheets from the worked solutions), make benchmarks, make gpu-check (on a CUDA machine)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: test test-numerics test-browser gpu-check figures install benchmarks strip clean site lab
+.PHONY: test test-numerics test-course test-browser gpu-check figures install benchmarks strip exercises clean site lab
 
 # A fresh install downloads ~5 GB (PyPI's torch build brings its CUDA libraries) and needs ~7 GB of disk. pip
 # resumes a dropped download and the whole install is tried three times, 30 and 60 s apart, before make fails.
@@ -26,7 +27,7 @@ define pip_install
 endef
 
 # the optional extras make install adds (a comma inside $(call ...) would split its arguments)
-EXTRAS := test,imagenet
+EXTRAS := test,imagenet,course
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -38,12 +39,17 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 test: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider --ignore=tests/browser tests
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadfile -p no:cacheprovider --ignore=tests/browser --ignore=tests/course tests
 
 # The rounding-sensitive tests once more on PyTorch's plainest CPU kernels, which every x86 CPU has (.ci/run; a
 # test that holds only on one kernel level fails here first: docs/architecture.md)
 test-numerics: $(STAMP)
 	ATEN_CPU_CAPABILITY=default OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 -p no:cacheprovider -m numerics tests
+
+# The instructor's grading command end to end: the worked solutions (full marks), the unanswered student sheets
+# (zero, a message per check) and a deliberately wrong submission (partial), into one CSV gradebook (.ci/run)
+test-course: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -m course tests/course
 
 # Every notebook in a real JupyterLab in headless Chromium (Debian's chromium and chromium-driver), fast mode.
 test-browser: $(STAMP)
@@ -70,7 +76,11 @@ benchmarks: $(STAMP)
 	$(BIN)/python -m benchmarks.square_peers
 
 strip: $(STAMP)
-	$(BIN)/python -m workbench.course.classroom strip notebooks/*.ipynb notebooks/solutions/*.ipynb
+	$(BIN)/python -m workbench.course.classroom strip notebooks/*.ipynb notebooks/solutions/*.ipynb notebooks/exercises/*.ipynb
+
+# The student sheets notebooks/exercises/ from the worked solutions (after editing a solution or a check)
+exercises: $(STAMP)
+	$(BIN)/python -m workbench.course.grading release
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis

@@ -29,7 +29,7 @@ def test_environment_yml_lists_the_same_packages_as_pyproject():
 
 
 def test_notebooks_are_numbered_and_stored_without_outputs():
-    books = sorted((ROOT / "notebooks").glob("*.ipynb")) + sorted((ROOT / "notebooks" / "solutions").glob("*.ipynb"))
+    books = [p for folder in ("", *classroom.FOLDERS) for p in sorted((ROOT / "notebooks" / folder).glob("*.ipynb"))]
     assert books
     for path in books:
         assert re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", path.name), path.name

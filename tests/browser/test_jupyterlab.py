@@ -19,7 +19,7 @@ import pytest
 from workbench import paths
 from workbench.course import notebooks, site
 
-from lab import Lab, Page, available
+from lab import CURRENT, Lab, Page, available
 
 ROOT = paths.notebooks_dir().parent
 WHY = available()
@@ -155,6 +155,19 @@ def test_the_site_index_and_a_page_open_in_chromium(lab, tmp_path):
     listed = set(driver.find_element(By.TAG_NAME, "body").text.split("\n"))
     assert {"runs", "oracle", "protocol", "speed"} <= listed, listed  # the package page lists its modules
     assert (tmp_path / "api" / "workbench" / "oracle.html").is_file()
+
+
+def test_check_cells_say_pass_or_fail_in_jupyterlab(lab):
+    """A self-check as a student sees it: lesson 06's worked solutions show PASS under each of its four check
+    cells; its unanswered student sheet (``notebooks/exercises/``) shows FAIL with the "not answered yet" hint,
+    and raises nothing. Both are saved as a student would (the save hook keeps them as committed)."""
+    for folder, verdict in (("solutions", ": PASS"), ("exercises", ": FAIL: not answered yet: set ")):
+        page = _run(lab, f"notebooks/{folder}/06_defense_benchmark.ipynb")
+        assert not page.failures(), "\n".join(page.failures())
+        shown = lab.script("return [...document.querySelectorAll(arguments[0] + ' .jp-OutputArea-output')]"
+                           ".map(o => o.innerText.trim()).filter(t => t.startsWith('Exercise 06.'))", CURRENT)
+        assert len(shown) == 4 and all(verdict in text for text in shown), shown
+        lab.shut_down()
 
 
 def test_git_status_is_unchanged_after_running_everything(lab, git_before):

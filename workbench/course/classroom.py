@@ -2,7 +2,7 @@
 
 JupyterLab saves (and autosaves every two minutes) the outputs, execution counts and kernel metadata of every
 notebook a student runs into the file. For the workbench's own notebooks (``notebooks/NN_*.ipynb`` and
-``notebooks/solutions/NN_*.ipynb`` of this checkout) that would turn ``git status`` red and make the next
+``notebooks/solutions/`` and ``notebooks/exercises/`` of this checkout) that would turn ``git status`` red and make the next
 ``git pull`` conflict. This module keeps them stripped on save with nbstripout's ``strip_output`` (the same
 settings as ``make strip``), as a Jupyter server extension. ``make install`` switches it on for its
 environment with ``python -m workbench.course.classroom enable`` (run that once in a conda environment made from
@@ -33,12 +33,14 @@ EXTRA_KEYS = ["metadata.signature", "metadata.widgets", "metadata.language_info"
               "cell.metadata.hidden", "cell.metadata.scrolled"]
 NOTEBOOKS = paths.notebooks_dir()
 _TRACKED = re.compile(r"\d\d_[^/]+\.ipynb")
+FOLDERS = ("solutions", "exercises")  # beside the lessons: the worked solutions and the student sheets
 
 
 def tracked(path: Path) -> bool:
-    """True for the workbench's own notebooks: ``notebooks/NN_*.ipynb`` and ``notebooks/solutions/NN_*.ipynb``."""
+    """True for the workbench's own notebooks: ``notebooks/NN_*.ipynb`` and the same names in
+    ``notebooks/solutions/`` and ``notebooks/exercises/``."""
     path = Path(path).resolve()
-    return bool(_TRACKED.fullmatch(path.name)) and path.parent in (NOTEBOOKS, NOTEBOOKS / "solutions")
+    return bool(_TRACKED.fullmatch(path.name)) and path.parent in (NOTEBOOKS, *(NOTEBOOKS / f for f in FOLDERS))
 
 
 def stripped(content: dict[str, Any]) -> dict[str, Any]:

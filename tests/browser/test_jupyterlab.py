@@ -165,7 +165,7 @@ def test_check_cells_say_pass_or_fail_in_jupyterlab(lab):
         page = _run(lab, f"notebooks/{folder}/06_defense_benchmark.ipynb")
         assert not page.failures(), "\n".join(page.failures())
         shown = lab.script("return [...document.querySelectorAll(arguments[0] + ' .jp-OutputArea-output')]"
-                           ".map(o => o.innerText.trim()).filter(t => t.startsWith('Exercise 06.'))", CURRENT)
+                           ".map(o => o.textContent.trim()).filter(t => t.startsWith('Exercise 06.'))", CURRENT)
         assert len(shown) == 4 and all(verdict in text for text in shown), shown
         lab.shut_down()
 

@@ -91,20 +91,28 @@ def test_fold_must_be_a_flag(cnn, test_set):
 
 
 def test_a_post_processing_defense_is_post_processed_once_per_query_batch(cnn, test_set, monkeypatch):
-    """AAA declares ``base`` and ``post_process``: the Oracle runs the CNN's forward in chunks of 64 and AAA's
-    solver once over the whole query batch; the scores are the defense's own (its rows are independent)."""
+    """AAA declares ``base`` and ``post_process``: the Oracle runs the CNN's forward in chunks of 64 (the folded
+    copy) and AAA's solver once over the whole query batch, on logits that are the CNN's own up to float32 rounding,
+    and its scores are AAA's post-processing of exactly those logits.
+
+    The scores are not compared with ``defended(x)`` end to end under a fixed tolerance: AAA's sign-following
+    solver amplifies rounding. The folded forward's logits differ from the eager ones by 3.8e-6 here; AAA turns that
+    into 0.022 on one image of the 200 (image 161) under ``ATEN_CPU_CAPABILITY=default`` on an AMD EPYC, and into
+    3.8e-5 with its AVX2 kernels. The predictions agree everywhere."""
     x, y = test_set[:200]
     defended = build("aaa-linear", cnn)
     oracle = Oracle(defended, x, y, budget=1)
     assert oracle.forwards.split and oracle.forwards.batch_size == 64
-    calls = []
+    seen = []
     post = oracle.forwards.post
-    monkeypatch.setattr(oracle.forwards, "post", lambda z: calls.append(len(z)) or post(z))
+    monkeypatch.setattr(oracle.forwards, "post", lambda z: seen.append(z.clone()) or post(z))
     scores = oracle.query(x, torch.arange(200))
-    assert calls == [200]
-    expected = defended(x)
-    assert torch.equal(scores.argmax(1), expected.argmax(1))
-    assert (scores - expected).abs().max() <= 1e-5 * expected.abs().max()
+    assert [len(z) for z in seen] == [200]
+    with torch.no_grad():
+        plain = cnn(x)
+    assert (seen[0] - plain).abs().max() <= 1e-5 * plain.abs().max()
+    assert torch.equal(scores, defended.post_process(seen[0]))
+    assert torch.equal(scores.argmax(1), defended(x).argmax(1))
     assert not Oracle(build("rnd", cnn), x, y, budget=1).forwards.split  # no post-processing declared
 
 

@@ -43,7 +43,6 @@ from workbench import checks, paths
 from workbench.course import classroom, exercises, notebooks
 
 SHEETS = paths.notebooks_dir() / "exercises"
-TAGS = ("answer", "solution", "check")
 _CHECK = re.compile(r"exercises\.check\(\s*[\"'](\d\d\.\d+)[\"']")
 IN_WORDS = "**In words.** *What do your numbers say? Double-click here and write it.*"
 _TITLE = re.compile(r"^# (\d\d) — Solutions: (.*)$", flags=re.M)
@@ -74,13 +73,13 @@ def sheet(master: Path) -> Any:
         f"The exercises of `../{lesson}.ipynb`. Each has an answer cell: compute what it asks for and replace "
         "every `...` by your value. Run the check cell below it: it says PASS, or FAIL with a hint. Checks hold in "
         "fast mode (`WORKBENCH_FAST=1`) and with the full sizes.")]
-    pending: str | None = None
+    pending = False  # an answer cell seen, its check cell not yet
     for cell in nb.cells[1:]:
         tags = _tags(cell)
         if "solution" in tags:
             continue
         if "answer" in tags:
-            pending = pending or "answer"
+            pending = True
             continue
         key = check_key(cell)
         if pending and key is None:
@@ -89,7 +88,7 @@ def sheet(master: Path) -> Any:
             cells.append(nbformat.v4.new_code_cell(exercises.stub_source(key)))
             cells.append(nbformat.v4.new_code_cell(exercises.check_source(key), metadata={"tags": ["check"]}))
             cells.append(nbformat.v4.new_markdown_cell(IN_WORDS))
-            pending = None
+            pending = False
             continue
         cells.append(nbformat.v4.new_markdown_cell(cell.source) if cell.cell_type == "markdown"
                      else nbformat.v4.new_code_cell(cell.source))

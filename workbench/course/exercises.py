@@ -315,8 +315,9 @@ def _fell_at(fell_at: Any) -> None:
 @exercise("02.3", robust='{6: ..., 100: ...}: robust accuracy of AAA-linear with each tau (aaa_row)',
           median_margin='{6: ..., 100: ...}: the median top-2 margin AAA shows on clean images with each tau')
 def _tau_100(robust: Any, median_margin: Any) -> None:
-    """Deterministic. Fast mode: robust 0.567 and 0.567, median margin 8.6 and 24.1; full sizes: robust 0.62 and
-    0.25, median margin 8.6 and 23.7. A larger tau buys no robustness; the margins users see grow."""
+    """Seed 0: fast mode robust 0.567 and 0.567, median margin 8.6 and 24.1; full sizes robust 0.62 and 0.25,
+    median margin 8.6 and 23.7. Fast mode over seeds 0-4: robust at tau 100 minus at tau 6 from -0.13 to 0 (bound:
+    +0.05). A larger tau buys no robustness; the margins users see grow (deterministic)."""
     acc = _fractions("robust", robust, (6, 100))
     margin = _numbers("median_margin", median_margin, (6, 100), 0)
     _require(acc[100] <= acc[6] + 0.05, "check that both rows use the same images and budget (aaa_row with each "
@@ -350,7 +351,8 @@ def _p_zero(reevaluated: Any, undefended: Any) -> None:
 @exercise("03.3", cosine='{("square", "undefended"): ..., ("square", "UniG"): ..., ("signhunter", "undefended"): '
                          '..., ("signhunter", "UniG"): ...}: mean pairwise cosine of the fooled perturbations')
 def _uap(cosine: Any) -> None:
-    """Fast mode: undefended 0.26 (Square) and 0.35 (SignHunter): both attacks well above 0 without a defense."""
+    """Undefended, fast mode over seeds 0-4: 0.26-0.34 (Square) and 0.35 (SignHunter), well above 0 without a
+    defense (bound 0.1)."""
     keys = tuple((a, m) for a in ("square", "signhunter") for m in ("undefended", "UniG"))
     cos = _numbers("cosine", cosine, keys, -1, 1)
     _require(min(cos[("square", "undefended")], cos[("signhunter", "undefended")]) > 0.1,
@@ -362,7 +364,7 @@ def _uap(cosine: Any) -> None:
 @exercise("04.1", failure_rate="{mu: ...}: the share of correctly classified images NES fails to fool against "
                                "RND (nu = 0.01), for mu from 0.002 to 0.1")
 def _nes_mu(failure_rate: Any) -> None:
-    """Fast mode: 0.67, 0.50, 0.17 at nu / mu >= 1; 0 at nu / mu <= 0.2 (6 images)."""
+    """Fast mode (6 images) over seeds 0-4: mean failure 0.44-0.50 at nu / mu >= 1, 0-0.09 at nu / mu <= 0.2."""
     if isinstance(failure_rate, pd.Series):
         failure_rate = failure_rate.to_dict()
     _require(isinstance(failure_rate, Mapping), "failure_rate should be a dict {mu: failure rate}")
@@ -445,12 +447,15 @@ def _rank_change(changed: Any) -> None:
 @exercise("06.2", robust='{"none": ..., "aaa": ..., "at": ..., "at+aaa": ...}: robust accuracy at the last '
                          "budget of the four cells")
 def _at_plus_aaa(robust: Any) -> None:
-    """Fast mode: none 0.3, AAA 0.6, AT 0.6, AT + AAA 0.7 (cached cells, seed 0)."""
+    """Fast mode (20 images, 50 queries) over seeds 0-4: none 0.25-0.30, AAA 0.50-0.65, AT 0.45-0.60, AT + AAA
+    0.60-0.70; AT + AAA minus the better of the two -0.05 to +0.10 (seed 0: 0.3, 0.6, 0.6, 0.7). Full sizes (100
+    images, 1000 queries) over seeds 0-4: none 0.00, AAA 0.61-0.67, AT 0.43-0.46, AT + AAA 0.69-0.75 (+0.04 to
+    +0.10)."""
     acc = _fractions("robust", robust, ("none", "aaa", "at", "at+aaa"))
     _require(acc["aaa"] > acc["none"] and acc["at"] > acc["none"], "AAA and AT each beat the undefended model: "
                                                                    "check which cell is which")
-    _require(acc["at+aaa"] >= max(acc["aaa"], acc["at"]), "the combination should be at least as robust as "
-                                                          "either alone: AAA on mnist-cnn-at")
+    _require(acc["at+aaa"] >= max(acc["aaa"], acc["at"]) - 0.1,
+             "the combination should be about as robust as the better of the two at least: AAA on mnist-cnn-at")
 
 
 def _orderings_held() -> dict[str, tuple[int, int]]:
@@ -532,7 +537,8 @@ def _eot_curves(results: Any) -> None:
 @exercise("08.1", by_tau="{tau: {attack: final robust accuracy}} for tau 3, 6, 12 and the attacks square, "
                         "signhunter and square-op")
 def _sawtooth_tau(by_tau: Any) -> None:
-    """Fast mode: square 0.75 at every tau, square-op 0.30 at every tau."""
+    """Fast mode over seeds 0-4: square 0.60-0.80, square-op 0.15-0.40 (at least 0.25 below square at every tau);
+    square-op at tau 12 never above tau 3."""
     rows = _mapping("by_tau", by_tau, (3, 6, 12))
     acc = {t: _fractions(f"by_tau[{t}]", row, ("square", "signhunter", "square-op")) for t, row in rows.items()}
     _require(all(a["square-op"] < a["square"] for a in acc.values()),
@@ -543,7 +549,7 @@ def _sawtooth_tau(by_tau: Any) -> None:
 
 @exercise("08.2", worst='{"sawtooth": ..., "smooth": ...}: the worst-case final robust accuracy of each')
 def _smooth(worst: Any) -> None:
-    """Fast mode: sawtooth 0.30, smooth 0.15; full sizes: 0.00 and 0.02 (two images of 100)."""
+    """Fast mode over seeds 0-4: sawtooth 0.20-0.35, smooth 0.10-0.15; full sizes (seed 0): 0.00 and 0.02."""
     acc = _fractions("worst", worst, ("sawtooth", "smooth"))
     _require(acc["smooth"] <= acc["sawtooth"] + 0.05, "the smooth curve hands greedy attacks part of every period: "
                                                "evaluate both with the full attack suite")
@@ -566,12 +572,13 @@ def _noisy_logits(clean: Any, worst_case: Any) -> None:
 
 @exercise("09.1", results="{0.05: ..., 0.01: ...}: the Results of Square with each p_init, same images and budget")
 def _p_init(results: Any) -> None:
-    """Fast mode: robust 0.5 both (2 images); the default squares are never weaker."""
+    """A bookkeeping check: fast mode's two 224-pixel images cannot tell the two apart (robust 0.5 and 0.5 at seed
+    0, but 1.0 and 0.5 at seed 2: over seeds 0-4 either can come out ahead), so only the runs are checked."""
     runs_ = {p: _result(f"results[{p}]", r) for p, r in _mapping("results", results, (0.05, 0.01)).items()}
     _require(runs_[0.05].budget == runs_[0.01].budget and len(runs_[0.05].robust) == len(runs_[0.01].robust),
              "run both on the same images with the same budget")
-    _require(runs_[0.05].robust_accuracy() <= runs_[0.01].robust_accuracy(),
-             "the larger first squares should fool at least as many images: pass p_init to attacks.build")
+    _require(all(bool((r.queries <= r.budget).all()) for r in runs_.values()),
+             "a run spent more queries than its budget: use a fresh Oracle for each p_init")
 
 
 @exercise("09.2", agreement='{"all": ..., "10": ...}: AAA\'s agreement with Lite0 calibrated on all held-out '

@@ -198,13 +198,14 @@ def _result(name: str, value: Any) -> Result:
     return value
 
 
+def _results(name: str, value: Any, keys: tuple[Any, ...]) -> dict[Any, Result]:
+    """``value`` as a dict of run Results with exactly ``keys``."""
+    return {k: _result(f"{name}[{k!r}]", v) for k, v in _mapping(name, value, keys).items()}
+
+
 def _require(holds: bool, hint: str) -> None:
     if not holds:
         raise Wrong(hint)
-
-
-def _recorded(name: str) -> pd.DataFrame:
-    return experiments.recorded(name)
 
 
 # ---- 00 quickstart ---------------------------------------------------------------------------------------------
@@ -237,7 +238,7 @@ def _quickstart_logit_diff(logit_diff: Any) -> None:
                           "without and with quantize")
 def _quickstart_quantize(results: Any) -> None:
     """Deterministic: with quantize every query is on the 8-bit grid; robust accuracy 0.30 both ways (fast)."""
-    runs_ = {k: _result(f"results[{k}]", v) for k, v in _mapping("results", results, (False, True)).items()}
+    runs_ = _results("results", results, (False, True))
     for quantized, result in runs_.items():
         _require(result.x_adv is not None, "run the attacks afresh (a cached Result has no x_adv)")
         on_grid = bool(((result.x_adv * 255 - (result.x_adv * 255).round()).abs() < 1e-3).all())
@@ -429,7 +430,7 @@ def _black_beats_white(square_robust: Any, whitebox_robust: Any) -> None:
 # ---- 06 the defense benchmark ----------------------------------------------------------------------------------
 
 def _rank_changes() -> set[str]:
-    budgets = _recorded("mnist-table").groupby("defense")[["robust@100", "robust@2500"]].mean()
+    budgets = experiments.recorded("mnist-table").groupby("defense")[["robust@100", "robust@2500"]].mean()
     ranks = budgets.rank(ascending=False)
     return set(ranks.index[ranks["robust@100"] != ranks["robust@2500"]])
 
@@ -459,7 +460,7 @@ def _at_plus_aaa(robust: Any) -> None:
 
 
 def _orderings_held() -> dict[str, tuple[int, int]]:
-    cifar = _recorded("cifar10-table")
+    cifar = experiments.recorded("cifar10-table")
     out = {}
     for paper, table in (("AAA", "Table 2"), ("UniG", "Table 1")):
         pairs = published.orderings(published.side_by_side(cifar, paper, table, 2500), tie=5)
@@ -487,7 +488,7 @@ def _orderings(held: Any) -> None:
 def _ideal(distance: Any) -> None:
     """Against the recorded mnist-table: the undefended model (logit difference 0) sits 1 - its re-evaluated
     robust accuracy from the corner."""
-    table = _recorded("mnist-table")
+    table = experiments.recorded("mnist-table")
     points = table.groupby("defense").agg({"logit diff": "first", "re-evaluated": "mean"})
     dist = _numbers("distance", distance, tuple(points.index), 0, math.sqrt(2))
     _require(abs(dist["none"] - (1 - points.loc["none", "re-evaluated"])) < 1e-6,
@@ -524,7 +525,7 @@ def _against_sine(adaptive: Any, square: Any) -> None:
                           "number of queries")
 def _eot_curves(results: Any) -> None:
     """Fast mode over seeds 0-4, M = 1: observed 0.2-0.3 below re-evaluated 0.3-0.5."""
-    runs_ = {m: _result(f"results[{m}]", r) for m, r in _mapping("results", results, (1, 5)).items()}
+    runs_ = _results("results", results, (1, 5))
     _require(runs_[1].queries_per_point == 1 and runs_[5].queries_per_point == 5, "pass eot=1 and eot=5")
     _require(runs_[1].budget == runs_[5].budget, "give both the same budget of queries (not of points)")
     _require(runs_[1].robust_accuracy() < runs_[1].final_accuracy,
@@ -574,7 +575,7 @@ def _noisy_logits(clean: Any, worst_case: Any) -> None:
 def _p_init(results: Any) -> None:
     """A bookkeeping check: fast mode's two 224-pixel images cannot tell the two apart (robust 0.5 and 0.5 at seed
     0, but 1.0 and 0.5 at seed 2: over seeds 0-4 either can come out ahead), so only the runs are checked."""
-    runs_ = {p: _result(f"results[{p}]", r) for p, r in _mapping("results", results, (0.05, 0.01)).items()}
+    runs_ = _results("results", results, (0.05, 0.01))
     _require(runs_[0.05].budget == runs_[0.01].budget and len(runs_[0.05].robust) == len(runs_[0.01].robust),
              "run both on the same images with the same budget")
     _require(all(bool((r.queries <= r.budget).all()) for r in runs_.values()),

@@ -130,11 +130,15 @@ class Graded:
         return sum(self.points.values())
 
     def row(self) -> dict[str, Any]:
-        student = Path(self.submission).parts[0] if len(Path(self.submission).parts) > 1 else Path(
-            self.submission).stem
         failed = " | ".join([f"{k}: {m}" for k, m in self.messages.items() if not self.points.get(k)] + self.errors)
-        return {"student": student, "submission": self.submission, "lesson": self.lesson, "score": self.score,
+        return {"student": _student(self.submission), "submission": self.submission, "lesson": self.lesson, "score": self.score,
                 "out_of": len(self.points), **self.points, "seconds": round(self.seconds, 1), "feedback": failed}
+
+
+def _student(submission: str) -> str:
+    """Who handed in ``submission`` (a path relative to the graded folder): its folder, or a flat file's stem."""
+    parts = Path(submission).parts
+    return parts[0] if len(parts) > 1 else Path(submission).stem
 
 
 def _lesson_of(nb: Any, path: Path) -> str:
@@ -147,8 +151,8 @@ def _lesson_of(nb: Any, path: Path) -> str:
     return lesson
 
 
-def _restore_checks(nb: Any, lesson: str) -> list[int]:
-    """Put back the lesson's check cells as handed out; return their indices, in exercise order."""
+def _restore_checks(nb: Any, lesson: str) -> dict[str, int]:
+    """Put back the lesson's check cells as handed out; return each exercise's check cell index, in order."""
     import nbformat
 
     at: dict[str, int] = {}
@@ -163,7 +167,7 @@ def _restore_checks(nb: Any, lesson: str) -> list[int]:
         else:
             nb.cells.append(nbformat.v4.new_code_cell(source))
             at[spec.key] = len(nb.cells) - 1
-    return [at[spec.key] for spec in exercises.of_lesson(lesson)]
+    return {spec.key: at[spec.key] for spec in exercises.of_lesson(lesson)}
 
 
 def _verdict(cell: Any) -> tuple[bool, str]:
@@ -201,13 +205,14 @@ def grade(path: Path, name: str | None = None, fast: bool = True, timeout: int =
         except DeadKernelError:
             pass  # the checks that did not run fail with "did not run"
     graded = Graded(name or path.name, lesson, seconds=time.perf_counter() - start)
+    checked = set(at.values())
     for number, cell in enumerate(nb.cells):
-        if number not in at:
+        if number not in checked:
             graded.errors += [f"cell {number} raised {o['ename']}: {o['evalue']}" for o in cell.get("outputs", [])
                               if o.get("output_type") == "error"]
-    for spec, index in zip(exercises.of_lesson(lesson), at):
+    for key, index in at.items():
         passed, message = _verdict(nb.cells[index])
-        graded.points[spec.key], graded.messages[spec.key] = int(passed), message
+        graded.points[key], graded.messages[key] = int(passed), message
     if save_to is not None:
         target = Path(save_to) / graded.submission
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -246,7 +251,7 @@ def gradebook(folder: Path, out: Path, feedback: Path | None = None, fast: bool 
         if isinstance(one, Graded):
             rows.append(one.row())
         else:
-            rows.append({"student": Path(name).parts[0], "submission": name, "score": 0, "out_of": 0,
+            rows.append({"student": _student(name), "submission": name, "score": 0, "out_of": 0,
                          "feedback": f"not graded: {one}"})
     table = pd.DataFrame(rows)
     keys = sorted(c for c in table.columns if re.fullmatch(r"\d\d\.\d+", str(c)))

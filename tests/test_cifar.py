@@ -17,7 +17,7 @@ def test_every_cifar_zoo_model_ships_and_loads_offline_with_its_hash(tmp_path, m
     file that does not match its pinned SHA-256 is refused."""
     monkeypatch.setenv("WORKBENCH_DATA", str(tmp_path))
     test = data.load("cifar10-jpeg", split="test")
-    zoo = protocol.get("cifar10-jpeg").zoo
+    zoo = models.serving("cifar10-jpeg")
     assert set(zoo) == {f"cifar10-resnet20{v}" for v in ("", "-ls", "-at", "-gf")}
     for name in zoo:
         entry = models.entry(name)

@@ -240,11 +240,11 @@ def _corruptions(good: dict, other: dict) -> dict[str, object]:
     row = good["row"]
     stale = {**row, "workbench": "0.0.1"}
     return {
-        "{}": {}, "[]": [], "missing column": {"row": {k: v for k, v in row.items() if k != "robust"}},
+        "{}": {}, "[]": [], "missing column": {"row": {k: v for k, v in row.items() if k != "final"}},
         "edited value": {"row": {**row, "queries": [1] * len(row["queries"])}, "digest": good["digest"]},
         "another run's record": other,
         "stale version": {"row": stale, "digest": records.digest(stale)},
-        "short columns": {"row": {**row, "robust": row["robust"][:1]}},
+        "short columns": {"row": {**row, "final": row["final"][:1]}},
         "truncated": json.dumps(good)[:40],
     }
 

@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
 # import a lower layer, or a module of its own package in the same layer; never a higher layer or a peer package.
 LAYERS = {
     0: ("checks", "paths", "losses"),
-    1: ("threat", "cache", "protocol", "results"),
+    1: ("threat", "cache", "protocol", "results", "registry"),
     2: ("data", "models", "probes", "metrics", "published"),
     3: ("speed", "setting"),
     4: ("oracle",),
@@ -146,3 +146,55 @@ def test_evaluation_grids_and_report_build_no_oracle(name):
     calls = [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.Call)
              and isinstance(n.func, ast.Name) and n.func.id == "Oracle"]
     assert not calls
+
+
+def _carries_setting(value: object, setting: tuple) -> bool:
+    """Whether one argument of a call carries the experiment's setting: the cell, the protocol entry, the threat or
+    the experiment object themselves, the dataset's name, the model's name or eps."""
+    if isinstance(value, (str, float)):
+        return value in setting[1]
+    if isinstance(value, (list, tuple)):
+        return any(_carries_setting(v, setting) for v in value)
+    if isinstance(value, dict):
+        return any(_carries_setting(v, setting) for v in value.values())
+    return any(value is s for s in setting[0]) or type(value).__name__ in ("Protocol", "Threat", "Experiment")
+
+
+def _cell_path() -> list[tuple[str, str]]:
+    """The stops of one grid cell's setting from ``run_cell`` down: every call of a workbench function, in order,
+    one of whose arguments carries the setting (``_carries_setting``), as (module, function)."""
+    import sys
+
+    from workbench import experiments
+
+    c = experiments.cell(dataset="mnist", defense="none", attack="square", n=4, budgets=(10,))
+    setting = ((c,), {"mnist", "mnist5k", c.model, 0.3})
+    stops = []
+
+    def profile(frame, event, arg):
+        if event != "call" or not frame.f_code.co_filename.startswith(str(PACKAGE)):
+            return
+        code = frame.f_code
+        count = code.co_argcount + code.co_kwonlyargcount + bool(code.co_flags & 4) + bool(code.co_flags & 8)
+        args = [frame.f_locals.get(name) for name in code.co_varnames[:count]]
+        if any(_carries_setting(a, setting) for a in args):
+            module = Path(code.co_filename).relative_to(PACKAGE).with_suffix("").as_posix().replace("/", ".")
+            stops.append((module.removesuffix(".__init__"), code.co_name))
+
+    sys.setprofile(profile)
+    try:
+        experiments.run_cell(c, device="cpu")
+    finally:
+        sys.setprofile(None)
+    return stops
+
+
+def test_a_grid_cell_carries_its_setting_in_few_stops():
+    """Issue 41's measure of how far one cell's setting travels: the calls that pass it on (``_cell_path``), the
+    files they are in, and the climbs (a stop in a higher layer than the stop before it: the path went back up).
+    Before the experiment object: 63 stops, 15 files, 32 climbs (as the issue counted them)."""
+    stops = _cell_path()
+    files = {module for module, _ in stops}
+    climbs = sum(_rank(b[0]) > _rank(a[0]) for a, b in zip(stops, stops[1:]))
+    print(f"{len(stops)} stops in {len(files)} files, {climbs} climbs:", *stops, sep="\n  ")
+    assert len(stops) <= 35 and len(files) <= 12 and climbs <= 12

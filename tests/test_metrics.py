@@ -39,7 +39,7 @@ def test_logit_difference_and_agreement():
 def test_robust_accuracy_curve_and_query_stats_from_one_run():
     result = Result(first_success=torch.tensor([1, 5, -1, 10]), queries=torch.tensor([1, 5, 10, 10]),
                     clean_correct=torch.tensor([False, True, True, True]),
-                    robust=torch.tensor([False, False, True, False]), budget=10, seconds=0.0)
+                    budget=10, seconds=0.0)
     assert result.success.tolist() == [True, True, False, True]
     assert metrics.robust_accuracy_curve(result, [1, 4, 5, 10]) == {1: 0.75, 4: 0.75, 5: 0.5, 10: 0.25}
     stats = metrics.query_stats(result)

@@ -26,7 +26,7 @@ def _net() -> nn.Module:
 def toy(tmp_path):
     protocol.register(protocol.Protocol(
         "toy", "toy", test_size=48, held_out=16, eps={"linf": 8 / 255, "l2": 0.5}, settings="cifar10",
-        model="toy-net", zoo=("toy-net",), budgets=(10, 20), images=_images))
+        model="toy-net", budgets=(10, 20), images=_images))
     models.register(models.ZooEntry("toy-net", _net, "toy"))
     weights = tmp_path / "toy-net.pt"
     with torch.random.fork_rng():

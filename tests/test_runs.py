@@ -49,7 +49,7 @@ def test_a_randomized_module_is_probed_reseeded_and_re_evaluated(cnn, images):
     first = runs.run(noisy, "square", x, y, budget=40, seed=1, repeats=4)
     again = runs.run(noisy, "square", x, y, budget=40, seed=1, repeats=4)
     assert first.reevaluated is not None and first.reevaluated.shape == (16,)
-    assert torch.equal(first.robust, first.reevaluated >= 0.5)
+    assert torch.equal(first.final, first.reevaluated >= 0.5)
     assert torch.equal(first.first_success, again.first_success) and torch.equal(first.reevaluated, again.reevaluated)
 
 

@@ -22,6 +22,7 @@ import hashlib
 import io
 import tarfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +33,6 @@ from PIL import Image, UnidentifiedImageError
 from workbench import checks, protocol
 from workbench.paths import atomic_write, data_dir
 
-DATASETS = ("mnist5k", "digits", "cifar10-jpeg", "cifar10", "imagenet", "imagenet-samples")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 SPLITS = ("train", "test")
 _SPLIT_SEED = 0
@@ -59,62 +59,54 @@ class Dataset:
         return len(self.classes)
 
 
-def load(name: str, split: str = "test", *, root: str | Path | None = None, download: bool = False,
-         n: int | None = None) -> Dataset:
+def load(name: str | protocol.Protocol, split: str = "test", *, root: str | Path | None = None,
+         download: bool = False, n: int | None = None) -> Dataset:
     """Load a dataset split as tensors.
 
     Args:
-        name: a protocol's name (``"mnist"``...: its images) or one of ``"mnist5k"`` (embedded, 4000 train / 1000
-            test, stratified), ``"digits"`` (scikit-learn 8x8, stratified 80/20), ``"cifar10-jpeg"`` (the JPEG copy
-            of CIFAR-10 in class folders under ``root``; without ``root`` the embedded 1000-image test subset),
-            ``"cifar10"`` (torchvision's on-disk format under ``root``), ``"imagenet"`` (an ImageFolder of the
-            validation set under ``root``; one image per class, resized to 256 and centre-cropped to 224) and
-            ``"imagenet-samples"`` (one ImageNet image per class, 224 x 224, files ``<wnid>_<name>.JPEG``, all 1000
-            under ``root``; without ``root`` the embedded 100, one from every tenth class).
+        name: a protocol (its name, e.g. ``"mnist"``, or the entry itself: its images) or one of the sources of
+            ``SOURCES``: ``"mnist5k"`` (embedded, 4000 train / 1000 test, stratified), ``"digits"``
+            (scikit-learn 8x8, stratified 80/20), ``"cifar10-jpeg"`` (the JPEG copy of CIFAR-10 in class folders
+            under ``root``; without ``root`` the embedded 1000-image test subset), ``"cifar10"`` (torchvision's
+            on-disk format under ``root``), ``"imagenet"`` (an ImageFolder of the validation set under ``root``;
+            one image per class, resized to 256 and centre-cropped to 224) and ``"imagenet-samples"`` (one ImageNet
+            image per class, 224 x 224, files ``<wnid>_<name>.JPEG``, all 1000 under ``root``; without ``root`` the
+            embedded 100, one from every tenth class).
         split: ``"train"`` or ``"test"`` (ImageNet: the validation images, whichever is asked).
         root: data folder, required for ``cifar10``, ``imagenet`` and ``cifar10-jpeg``'s training split.
         download: let torchvision download CIFAR-10 into ``root`` (never done by default or in tests).
         n: keep only the first ``n`` images (after the deterministic split).
     """
-    entry = protocol.get(name) if name not in DATASETS and name in protocol.names() else None
-    if entry is not None and entry.images is None:  # a protocol's name (e.g. "mnist") names its images
-        name = entry.data
-    if entry is None or entry.images is None:
-        checks.choice("name", name, DATASETS + protocol.names())
-    checks.choice("split", split, SPLITS)
+    entry, source = _source(name, split)
     if n is not None:
         n = checks.at_least("n", n, 1)
-    if entry is not None and entry.images is not None:
-        ds = _registered(entry, split)
-    elif name == "mnist5k":
-        ds = _mnist5k(split)
-    elif name == "digits":
-        ds = _digits(split)
-    elif name == "cifar10-jpeg":
-        ds = _embedded_cifar10() if root is None and split == "test" else _cifar10_jpeg(split, _root(root))
-    elif name == "cifar10":
-        ds = _cifar10(split, _root(root), download)
-    elif name == "imagenet-samples":
-        ds = _embedded_imagenet() if root is None else _imagenet_samples(_root(root))
-    else:
-        ds = _imagenet(_root(root), n)
+    ds = _registered(entry, split) if source is None else source.load(split, root, download, n)
     if n is not None:
         if n > len(ds):
-            raise ValueError(f"n={n} is larger than the {name} {split} split ({len(ds)} images)")
+            raise ValueError(f"n={n} is larger than the {ds.name} {split} split ({len(ds)} images)")
         ds = Dataset(ds.name, ds.split, ds.x[:n], ds.y[:n], ds.classes)
     return ds
 
 
-def ships(name: str, split: str) -> bool:
+def ships(name: str | protocol.Protocol, split: str) -> bool:
     """Whether ``load(name, split)`` works with no ``root``: the split ships with the workbench (or a registered
     protocol serves it)."""
-    entry = protocol.get(name) if name not in DATASETS and name in protocol.names() else None
-    if entry is not None and entry.images is not None:
-        return True
-    name = entry.data if entry is not None else name
-    checks.choice("name", name, DATASETS + protocol.names())
+    _, source = _source(name, split)
+    return source is None or split in source.ships
+
+
+def _source(name: str | protocol.Protocol, split: str) -> tuple[protocol.Protocol | None, Source | None]:
+    """The protocol ``name`` means (None for a source's own name) and the source of its images (None: the
+    protocol's own ``images``)."""
     checks.choice("split", split, SPLITS)
-    return name in ("mnist5k", "digits", "imagenet-samples") or (name, split) == ("cifar10-jpeg", "test")
+    if isinstance(name, protocol.Protocol):
+        entry = name
+    else:
+        checks.choice("name", name, tuple(SOURCES) + tuple(p for p in protocol.names() if p not in SOURCES))
+        entry = protocol.get(name) if name not in SOURCES else None
+    if entry is not None and entry.images is not None:
+        return entry, None
+    return entry, SOURCES[entry.data if entry is not None else name]
 
 
 def _registered(entry: protocol.Protocol, split: str) -> Dataset:
@@ -432,3 +424,26 @@ def _embedded_imagenet() -> Dataset:
                 images.append(np.asarray(image.convert("RGB")))
             labels.append(index[member.name.split("_", 1)[0]])
     return _imagenet_dataset(images, labels)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a dataset's images come from: ``load(split, root, download, n)`` and the splits that ship with the
+    workbench (loadable without ``root``)."""
+
+    load: Callable[[str, str | Path | None, bool, int | None], Dataset]
+    ships: tuple[str, ...] = ()
+
+
+# The one table of the images the workbench can load by name (a protocol's ``data`` names one of them).
+SOURCES: dict[str, Source] = {
+    "mnist5k": Source(lambda split, root, download, n: _mnist5k(split), SPLITS),
+    "digits": Source(lambda split, root, download, n: _digits(split), SPLITS),
+    "cifar10-jpeg": Source(lambda split, root, download, n: _embedded_cifar10() if root is None and split == "test"
+                           else _cifar10_jpeg(split, _root(root)), ("test",)),
+    "cifar10": Source(lambda split, root, download, n: _cifar10(split, _root(root), download)),
+    "imagenet": Source(lambda split, root, download, n: _imagenet(_root(root), n)),
+    "imagenet-samples": Source(lambda split, root, download, n: _embedded_imagenet() if root is None
+                               else _imagenet_samples(_root(root)), SPLITS),
+}
+DATASETS = tuple(SOURCES)

@@ -17,7 +17,8 @@ The suite follows from the probes (``workbench.probes``):
 
 Results: ``attacks`` (one row per attack: robust accuracy at every budget as the attacker observed it, and the
 final, re-evaluated one), ``images`` (one row per image: each attack's first successful query, -1 for none, its
-re-evaluated share of correct answers, and which attack broke it at which query), ``worst`` (the worst-case
+re-evaluated share of correct answers, which attack broke it at which query, and ``final``: whether it survived
+every attack, re-evaluated where needed), ``worst`` (the worst-case
 robust accuracy at every budget, as observed, and ``final``: the headline number, re-evaluated where needed),
 ``probes``, and ``plot()``.
 
@@ -29,7 +30,7 @@ Command line::
 Example::
 
     >>> report = evaluate(defended, x, y, undefended=model, budget=1000)
-    >>> report.worst["final"], report.images.query("robust == False").head()
+    >>> report.worst["final"], report.images.query("final == False").head()
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ def _images(y: torch.Tensor, records: dict[str, Result], budget: int, reevaluate
         if reevaluate:
             table[f"{label}: re-evaluated"] = record.reevaluated.numpy()
     labels = list(records)
-    broken = np.stack([~records[label].robust.numpy() for label in labels])  # (attacks, images)
+    broken = np.stack([~records[label].final.numpy() for label in labels])  # (attacks, images)
     queries = np.stack([table[f"{label}: query"].to_numpy() for label in labels])
     # the query that broke it (the budget where only the re-evaluation saw it fall); the earliest attack wins ties
     when = np.where(broken, np.where(queries > 0, queries, budget), np.iinfo(np.int64).max)
@@ -216,7 +217,7 @@ def _images(y: torch.Tensor, records: dict[str, Result], budget: int, reevaluate
     robust = ~broken.any(0)
     by = np.where(robust, "", np.asarray(labels, dtype=object)[first])
     at = np.where(robust, -1, when[first, np.arange(len(table))])
-    table["broken by"], table["at query"], table["robust"] = by, at, robust
+    table["broken by"], table["at query"], table["final"] = by, at, robust
     return table
 
 
@@ -237,7 +238,7 @@ def _per_attack(records: dict[str, Result], budgets: Sequence[int], images: pd.D
 def _worst(images: pd.DataFrame, records: dict[str, Result], budgets: Sequence[int]) -> dict[str, float]:
     first = metrics.earliest(np.stack([r.first_success.numpy() for r in records.values()]))
     worst = {f"robust@{b}": float(r) for b, r in zip(budgets, metrics.robust_by_query(first, budgets))}
-    worst["final"] = float(images["robust"].mean())
+    worst["final"] = float(images["final"].mean())
     return worst
 
 

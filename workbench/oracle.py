@@ -7,7 +7,7 @@ non-finite scores, optionally quantizes queries to 8 bits (staying in the ball),
 and query the margin the attacker observed and, for analysis only, the undefended model's margin at the same
 input (the data behind AAA's Fig. 2).
 
-An attack never holds the Oracle. ``oracle.handle(norm, eps)`` fixes the threat model (once) and returns a
+An attack never holds the Oracle. ``oracle.handle(threat)`` fixes the threat model (once) and returns a
 :class:`QueryHandle`: it can query, read the budget, the queries used and left, the clean images and labels
 (copies) and the threat model, and nothing else: no model, reference model, counters to reset or recorded traces.
 (Python cannot stop deliberate introspection of a closure; the handle closes every attribute path.)
@@ -15,7 +15,7 @@ An attack never holds the Oracle. ``oracle.handle(norm, eps)`` fixes the threat 
 Example::
 
     oracle = Oracle(defended, x, y, budget=1000, record=True, reference=undefended)
-    handle = oracle.handle("linf", 0.3)                 # what the attack gets
+    handle = oracle.handle(Threat("linf", 0.3))         # what the attack gets
     scores = handle.query(x[:3], torch.arange(3))       # three queries, one per image
     oracle.queries[:3]                                   # tensor([1, 1, 1]) on the experimenter's side
 """
@@ -32,7 +32,7 @@ from workbench import checks
 from workbench.losses import margin
 from workbench.probes import Probes
 from workbench.speed import Forwards
-from workbench.threat import inside, model_device, quantize8
+from workbench.threat import Threat, inside, model_device, quantize8
 
 SCORES = ("logits", "probabilities")
 RECORD_LIMIT = 2 ** 31  # recorded values (images x budget, and kept pixels) an Oracle may allocate: 8 GB of float32
@@ -46,18 +46,18 @@ class BudgetExceeded(RuntimeError):
 class QueryHandle:
     """What an attack holds: score queries under a fixed threat model and a per-image budget.
 
-    Attributes (read-only): ``x`` and ``y`` (copies of the clean images and labels), ``budget``, ``norm``,
-    ``eps``, ``threat`` (norm, eps), ``scores`` ("logits" or "probabilities"), ``quantize``, ``device``;
+    Attributes (read-only): ``x`` and ``y`` (copies of the clean images and labels), ``budget``, ``threat`` (the
+    Oracle's ``Threat``, with ``norm`` and ``eps`` read from it), ``scores`` ("logits" or "probabilities"), ``quantize``, ``device``;
     ``queries`` (a copy of the per-image counts), ``remaining(idx)``, ``query(x, idx)``, ``len(handle)``.
     """
 
     __slots__ = ("_query", "_used", "_x", "_y", "_info")
 
     def __init__(self, query: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], used: Callable[[], torch.Tensor],
-                 x: torch.Tensor, y: torch.Tensor, *, budget: int, norm: str, eps: float, scores: str,
+                 x: torch.Tensor, y: torch.Tensor, *, budget: int, threat: Threat, scores: str,
                  quantize: bool):
         for name, value in (("_query", query), ("_used", used), ("_x", x.clone()), ("_y", y.clone()),
-                            ("_info", (budget, norm, eps, scores, quantize))):
+                            ("_info", (budget, threat, scores, quantize))):
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -70,11 +70,11 @@ class QueryHandle:
         return len(self._x)
 
     budget = property(lambda self: self._info[0], doc="queries allowed per image")
-    norm = property(lambda self: self._info[1], doc="the threat model's norm")
-    eps = property(lambda self: self._info[2], doc="the threat model's radius")
-    threat = property(lambda self: (self._info[1], self._info[2]), doc="(norm, eps)")
-    scores = property(lambda self: self._info[3], doc='"logits" or "probabilities"')
-    quantize = property(lambda self: self._info[4], doc="whether queries are rounded to 8 bits")
+    threat = property(lambda self: self._info[1], doc="the threat model (a ``Threat``)")
+    norm = property(lambda self: self._info[1].norm, doc="the threat model's norm")
+    eps = property(lambda self: self._info[1].eps, doc="the threat model's radius")
+    scores = property(lambda self: self._info[2], doc='"logits" or "probabilities"')
+    quantize = property(lambda self: self._info[3], doc="whether queries are rounded to 8 bits")
     device = property(lambda self: self._x.device, doc="where the images and scores live")
     x = property(lambda self: self._x.clone(), doc="a copy of the clean images (N, C, H, W)")
     y = property(lambda self: self._y.clone(), doc="a copy of the labels (N,)")
@@ -145,7 +145,7 @@ class Oracle:
         self.y = checks.labels("y", y, len(x)).to(self.device).clone()
         self.budget, self.scores, self.quantize = budget, scores, quantize
         self._queries = torch.zeros(len(x), dtype=torch.long, device=self.device)
-        self._threat: tuple[str, float] | None = None
+        self._threat: Threat | None = None
         self._labels_checked = False
         self.observed = self._trace() if record else None
         self.reference_margin = self._trace() if record and reference is not None else None
@@ -183,32 +183,31 @@ class Oracle:
         return self._queries.clone()
 
     @property
-    def threat(self) -> tuple[str, float] | None:
+    def threat(self) -> Threat | None:
         """The threat model (norm, eps) fixed by ``handle``, or None before."""
         return self._threat
 
-    def serve(self, norm: str, eps: float, loop: Callable[[QueryHandle], T]) -> tuple[T, float]:
-        """Run an attacker's ``loop`` on a handle for the threat model (norm, eps), on the threads the forwards
+    def serve(self, threat: Threat, loop: Callable[[QueryHandle], T]) -> tuple[T, float]:
+        """Run an attacker's ``loop`` on a handle for the threat model ``threat``, on the threads the forwards
         call for (one thread where they adapt to a busy machine), and return what it returns with the seconds it
         spent in forward passes. ``Attack.run`` calls this: an attack never reads the Oracle's state."""
-        handle = self.handle(norm, eps)
+        handle = self.handle(threat)
         before = self.forwards.seconds
         with self.forwards.loop():
             out = loop(handle)
         return out, self.forwards.seconds - before
 
-    def handle(self, norm: str, eps: float) -> QueryHandle:
-        """Fix the threat model (the eps-ball every query must stay in) and return the attacker's handle. The
-        threat model of an Oracle is fixed once: another handle must name the same one."""
-        checks.choice("norm", norm, checks.NORMS)
-        eps = checks.positive("eps", eps)
-        if self._threat is not None and self._threat != (norm, eps):
-            raise ValueError(f"this Oracle's threat model is fixed as {self._threat}; got ({norm!r}, {eps}): build "
-                             f"a fresh Oracle for another threat model")
-        self._threat = (norm, eps)
+    def handle(self, threat: Threat | str, eps: float | None = None) -> QueryHandle:
+        """Fix the threat model (the eps-ball every query must stay in: a ``Threat``, or its norm and eps) and
+        return the attacker's handle, which carries it. The threat model of an Oracle is fixed once: another handle
+        must name the same one."""
+        threat = threat if isinstance(threat, Threat) else Threat(threat, eps)
+        if self._threat is not None and self._threat != threat:
+            raise ValueError(f"this Oracle's threat model is fixed as {self._threat}; got {threat}: build a fresh "
+                             f"Oracle for another threat model")
+        self._threat = threat
         return QueryHandle(lambda x, idx: self.query(x, idx), lambda: self._queries, self._x, self.y,
-                           budget=self.budget, norm=norm,
-                           eps=eps, scores=self.scores, quantize=self.quantize)
+                           budget=self.budget, threat=threat, scores=self.scores, quantize=self.quantize)
 
     def remaining(self, idx: torch.Tensor | None = None) -> torch.Tensor:
         """Queries left per image (for the images ``idx``, or all)."""

@@ -3,7 +3,7 @@
 
 An entry holds facts about a dataset only: which images there are (the loader name and the test split's size),
 which of them are held out for calibrating a defense (the last ``held_out`` test images, disjoint from the attacked
-ones), the threat models (norm -> eps), the zoo models that serve it, the default budgets, the images' shape, and
+ones), the threat models (norm -> eps), its default zoo model, the default budgets, the images' shape, and
 ``settings``: the dataset whose attack and defense settings it takes (``mnist``, ``cifar10`` or ``imagenet``;
 the settings themselves are declared once per attack and defense, in ``workbench.attacks.registry`` and
 ``workbench.defenses.registry``).
@@ -40,8 +40,8 @@ class Protocol:
         eps: norm -> radius of the threat model.
         settings: the dataset whose attack and defense settings this one takes (``mnist``, ``cifar10``,
             ``imagenet``: the keys of the attack and defense specs' settings).
-        model: the zoo model the grids and the command lines default to (None: the user brings one).
-        zoo: the zoo models that serve the dataset.
+        model: the zoo model the grids and the command lines default to (None: the user brings one). Which zoo
+            models serve a dataset is said once, by each zoo entry (``models.serving``).
         budgets: the budgets robust accuracy is read at by default.
         root: whether the images need a data folder (``root=``) rather than shipping with the workbench.
         images: for a dataset of your own, ``images(split) -> (x, y)`` (float32 images in [0, 1], int64 labels),
@@ -57,7 +57,6 @@ class Protocol:
     eps: Mapping[str, float]
     settings: str
     model: str | None = None
-    zoo: tuple[str, ...] = ()
     budgets: tuple[int, ...] = (100, 1000, 2500)
     root: bool = False
     images: Callable[[str], tuple[Any, Any]] | None = None
@@ -109,16 +108,14 @@ def get(name: str) -> Protocol:
 
 
 register(Protocol("mnist", "mnist5k", test_size=1000, held_out=500, eps={"linf": 0.3, "l2": 2.0}, settings="mnist",
-                  model="mnist-cnn", zoo=("mnist-cnn", "mnist-cnn-at", "mnist-cnn-gf"), budgets=(100, 1000, 2500), shape=(1, 28, 28)))
+                  model="mnist-cnn", budgets=(100, 1000, 2500), shape=(1, 28, 28)))
 register(Protocol("cifar10", "cifar10", test_size=10000, held_out=500, eps={"linf": 8 / 255, "l2": 0.5},
-                  settings="cifar10", model="wrn-28-10",
-                  zoo=("wrn-28-10", "preactresnet18"), root=True, shape=(3, 32, 32)))
+                  settings="cifar10", model="wrn-28-10", root=True, shape=(3, 32, 32)))
 # CIFAR-10 as the JPEG (quality 75) copy the CIFAR-10 zoo is trained on: numbers on it are "CIFAR-10 (JPEG q75)".
 # Its embedded test subset (1000 images, classes interleaved) ships with the workbench: the first 500 are attacked,
 # the last 500 (50 per class) calibrate; the full splits load with root= (the papers' settings, AAA Table 11).
 register(Protocol("cifar10-jpeg", "cifar10-jpeg", test_size=1000, held_out=500, eps={"linf": 8 / 255, "l2": 0.5},
                   settings="cifar10", model="cifar10-resnet20",
-                  zoo=("cifar10-resnet20", "cifar10-resnet20-ls", "cifar10-resnet20-at", "cifar10-resnet20-gf"),
                   shape=(3, 32, 32)))
 register(Protocol("imagenet", "imagenet", test_size=1000, held_out=500, eps={"linf": 4 / 255, "l2": 5.0},
                   settings="imagenet", model="resnet50", root=True, shape=(3, 224, 224)))
@@ -126,5 +123,5 @@ register(Protocol("imagenet", "imagenet", test_size=1000, held_out=500, eps={"li
 # tenth class) ship with the workbench, the first 70 attacked, the last 30 held out (both spread over the classes);
 # all 1000 load with root=. The papers' ImageNet threat model (l-inf 4/255, l2 5.0) and attack and defense settings.
 register(Protocol("imagenet-samples", "imagenet-samples", test_size=100, held_out=30, eps={"linf": 4 / 255, "l2": 5.0},
-                  settings="imagenet", model="efficientnet-lite0", zoo=("efficientnet-lite0",),
+                  settings="imagenet", model="efficientnet-lite0",
                   budgets=(100, 1000), shape=(3, 224, 224)))

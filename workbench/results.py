@@ -24,9 +24,6 @@ class Result:
             (already at the clean query counts); -1 where it never was.
         queries: (N,) queries spent per image (the clean query included).
         clean_correct: (N,) whether the clean image was classified correctly (by the first query).
-        robust: (N,) the final outcome: never misclassified within the budget, or, where the run path
-            re-evaluated a randomized or batch-dependent defense, the majority of fresh queries of the final image
-            classify it correctly.
         budget: the per-image budget of the run.
         seconds: wall time of the run (of the run that computed it, when read from the cache).
         x_adv: (N, C, H, W) the first misclassified query for successful images, else the attack's best point;
@@ -35,7 +32,13 @@ class Result:
             nothing was re-evaluated.
         forward_seconds: the part of ``seconds`` spent in the model's forward passes.
         queries_per_point: queries averaged per candidate point (EOT; 1 otherwise).
+        final: (N,) the final outcome the run path gives: where it re-evaluated a randomized or batch-dependent
+            defense, whether the majority of fresh queries of the final image classify it correctly; else the same
+            as ``robust``. None outside the run path (``Attack.run``).
         computed: the provenance of the run that computed it (``runs.provenance``); None outside the run path.
+
+    ``robust`` (per image) and ``robust_accuracy`` are what the attacker observed; ``final`` and
+    ``final_accuracy`` the outcome after re-evaluation. A table says which of the two it shows.
         observed, reference_margin, kept: the Oracle's recordings (``record=True``, ``reference=``,
             ``keep_images=``): per image and query the margin the attacker saw, the undefended model's margin at
             the same input, the queried images; None where not recorded.
@@ -44,17 +47,22 @@ class Result:
     first_success: torch.Tensor
     queries: torch.Tensor
     clean_correct: torch.Tensor
-    robust: torch.Tensor
     budget: int
     seconds: float
     x_adv: torch.Tensor | None = None
     reevaluated: torch.Tensor | None = None
+    final: torch.Tensor | None = None
     forward_seconds: float = 0.0
     queries_per_point: int = 1
     computed: dict[str, str] | None = None
     observed: torch.Tensor | None = None
     reference_margin: torch.Tensor | None = None
     kept: torch.Tensor | None = None
+
+    @property
+    def robust(self) -> torch.Tensor:
+        """(N,) whether the image was never misclassified within the run's budget, as the attacker observed it."""
+        return self.first_success < 0
 
     @property
     def success(self) -> torch.Tensor:
@@ -72,14 +80,15 @@ class Result:
 
     @property
     def final_accuracy(self) -> float:
-        """The share of images robust in the end (``robust``): re-evaluated where the run path re-evaluated, else
+        """The share of images robust in the end (``final``): re-evaluated where the run path re-evaluated, else
         the observed robust accuracy at the run's budget."""
-        return self.robust.double().mean().item()
+        return (self.robust if self.final is None else self.final).double().mean().item()
 
     def as_row(self) -> dict[str, Any]:
         """The per-image columns and the run's facts, as JSON-ready values (the cache's record)."""
         return {"first success": self.first_success.tolist(), "queries": self.queries.tolist(),
-                "clean correct": self.clean_correct.tolist(), "robust": self.robust.tolist(),
+                "clean correct": self.clean_correct.tolist(),
+                "final": (self.robust if self.final is None else self.final).tolist(),
                 "re-evaluated correct": None if self.reevaluated is None else self.reevaluated.tolist(),
                 "budget": self.budget, "seconds": self.seconds, "computed": self.computed}
 
@@ -88,8 +97,8 @@ class Result:
         """The result ``as_row`` wrote (without the adversarial images and recordings)."""
         shares = row["re-evaluated correct"]
         return cls(torch.tensor(row["first success"], dtype=torch.long), torch.tensor(row["queries"], dtype=torch.long),
-                   torch.tensor(row["clean correct"], dtype=torch.bool), torch.tensor(row["robust"], dtype=torch.bool),
-                   int(row["budget"]), float(row["seconds"]),
+                   torch.tensor(row["clean correct"], dtype=torch.bool), int(row["budget"]), float(row["seconds"]),
+                   final=torch.tensor(row["final"], dtype=torch.bool),
                    reevaluated=None if shares is None else torch.tensor(shares, dtype=torch.float64),
                    computed=_provenance_of(row.get("computed")))
 

@@ -201,7 +201,7 @@ def perturbations(targets: Mapping[str, Target | nn.Module], x: torch.Tensor, y:
     deltas, notes = {}, {}
     for name, defended in targets.items():
         result = run(defended, attack, x, y, budget=budget, dataset=dataset, seed=seed, progress=progress)
-        fooled = ~result.robust
+        fooled = ~result.final
         delta = result.x_adv - x
         cosine = metrics.mean_pairwise_cosine(delta[fooled]) if int(fooled.sum()) >= 2 else float("nan")
         deltas[name] = delta[:show]
@@ -242,10 +242,10 @@ def _run(target: Target, attack: Attack | EOT, x: torch.Tensor, y: torch.Tensor,
     result = attack.run(oracle, targets)
     shares = metrics.reevaluated(target.defended, result.x_adv, y, repeats) if target.reevaluate else None
     first = result.first_success.cpu()
-    robust = shares >= 0.5 if shares is not None else first < 0
+    final = shares >= 0.5 if shares is not None else first < 0
     return dataclasses.replace(
         result, first_success=first, queries=result.queries.cpu(), clean_correct=result.clean_correct.cpu(),
-        robust=robust, reevaluated=shares, budget=oracle.budget, seconds=time.perf_counter() - start,
+        final=final, reevaluated=shares, budget=oracle.budget, seconds=time.perf_counter() - start,
         computed=provenance(model_device(target.defended)), observed=oracle.observed,
         reference_margin=oracle.reference_margin, kept=oracle.kept)
 
@@ -268,7 +268,7 @@ def _problem(key: str, n: int):
         if row.get("key") != key or row.get("workbench") != cache.version():
             return "it belongs to another run or workbench version"
         if any(not isinstance(row.get(k), list) or len(row[k]) != n
-               for k in ("first success", "queries", "clean correct", "robust")):
+               for k in ("first success", "queries", "clean correct", "final")):
             return "its per-image columns are missing or of the wrong length"
         return None
 

@@ -1,9 +1,12 @@
-"""The bottom layer: the threat model. Norms, the eps-balls (projection onto them, membership), the steps taken
+"""The bottom layer: the threat model (:class:`Threat`: the norm and eps, held once). Norms, the eps-balls (projection onto them, membership), the steps taken
 inside them (unit directions, sign or normalized ascent steps), 8-bit quantization that stays in the ball, and the
 device a model lives on. Everything is batched per image; below it there is only ``checks`` (argument validation).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -12,6 +15,27 @@ from workbench import checks
 from workbench.checks import NORMS
 
 TOLERANCE = 1e-6  # float32 slack when testing membership
+
+
+@dataclass(frozen=True)
+class Threat:
+    """The threat model: the norm (``"linf"`` or ``"l2"``) and the radius ``eps`` of the ball every query stays
+    in, checked once here. An attack holds one; the Oracle fixes it and its query handle carries the same object,
+    which is where an attack reads eps (``Session.eps``)."""
+
+    norm: str
+    eps: float
+
+    def __post_init__(self) -> None:
+        checks.choice("norm", self.norm, NORMS)
+        object.__setattr__(self, "eps", checks.positive("eps", self.eps))
+
+    def __iter__(self) -> Iterator[str | float]:
+        """``norm, eps = threat``."""
+        return iter((self.norm, self.eps))
+
+    def __repr__(self) -> str:
+        return f"Threat({self.norm!r}, eps={self.eps:g})"
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -88,17 +88,17 @@ class Bandits(Attack):
         q1, q2 = self._up(prior + noise, x), self._up(prior - noise, x)
         probes = torch.cat([x + self.fd_eta * unit(q1), x + self.fd_eta * unit(q2)])
         owner = idx.repeat(2)
-        probes = project(probes, session.x0[owner], self.eps, self.norm)
+        probes = project(probes, session.x0[owner], session.eps, session.norm)
         gain = -self.loss(session, session.evaluate(probes, owner), owner)  # the reference ascends its loss
         deriv = (gain[:len(idx)] - gain[len(idx):]) / (self.fd_eta * self.exploration)
         grad = deriv.view(-1, 1, 1, 1) * noise
-        if self.norm == "linf":
+        if session.norm == "linf":
             prior = eg_step(prior, grad, self.online_lr)
         else:
             prior = prior + self.online_lr * grad
         state.prior[idx] = prior
-        step = ascent_step(x, self._up(prior, x), self.image_lr, self.norm)
-        state.x[idx] = project(step, x0, self.eps, self.norm)
+        step = ascent_step(x, self._up(prior, x), self.image_lr, session.norm)
+        state.x[idx] = project(step, x0, session.eps, session.norm)
 
     def best(self, state: BanditsState) -> torch.Tensor:
         return state.x

@@ -29,7 +29,7 @@ from workbench import checks
 from workbench.losses import cross_entropy, dlr, margin, targeted_dlr
 from workbench.oracle import Oracle, QueryHandle, rank_within_repeats
 from workbench.results import Result
-from workbench.threat import quantize8
+from workbench.threat import Threat, quantize8
 
 LOSSES = ("margin", "ce", "probability", "dlr")
 
@@ -64,6 +64,16 @@ class Session:
     def device(self) -> torch.device:
         return self.handle.device
 
+    @property
+    def eps(self) -> float:
+        """The radius of the threat model, as the handle carries it."""
+        return self.handle.threat.eps
+
+    @property
+    def norm(self) -> str:
+        """The norm of the threat model, as the handle carries it."""
+        return self.handle.threat.norm
+
     def evaluate(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Query the oracle with candidates ``x`` for images ``idx`` and note which ones are misclassified.
         When the oracle quantizes, ``x`` is rounded in place first, so the attack keeps what was evaluated."""
@@ -83,7 +93,7 @@ class Session:
         if not self.handle.quantize:
             return x
         x0 = self.x0 if idx is None else self.x0[idx]
-        return quantize8(x, x0, self.handle.threat[1], self.handle.threat[0])
+        return quantize8(x, x0, self.eps, self.norm)
 
     def _note_success(self, x: torch.Tensor, idx: torch.Tensor, before: torch.Tensor, rows: torch.Tensor) -> None:
         q = before + 1 + rank_within_repeats(idx)  # the 1-based query number of every successful row
@@ -171,15 +181,18 @@ class Attack(ABC):
     def __init__(self, *, norm: str = "linf", eps: float, loss: str | None = None, seed: int = 0,
                  progress: bool = True):
         checks.choice("norm", norm, self.norms)
-        eps = checks.positive("eps", eps)
-        if norm == "linf" and eps >= 1:
+        self.threat = Threat(norm, eps)
+        if norm == "linf" and self.threat.eps >= 1:
             warnings.warn(f"eps={eps:g} (l-inf) covers the whole [0, 1] image range: every image is reachable",
                           stacklevel=3)
         if loss is not None:
             checks.choice("loss", loss, LOSSES)
         seed = checks.at_least("seed", seed, 0)
-        self.norm, self.eps, self.loss_name, self.seed = norm, eps, loss, seed
+        self.loss_name, self.seed = loss, seed
         self.progress = checks.flag("progress", progress)
+
+    norm = property(lambda self: self.threat.norm, doc="the norm of the attack's threat model")
+    eps = property(lambda self: self.threat.eps, doc="the radius of the attack's threat model")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(norm={self.norm!r}, eps={self.eps:g}, seed={self.seed})"
@@ -204,12 +217,13 @@ class Attack(ABC):
 
     def run(self, oracle: Oracle, targets: torch.Tensor | None = None) -> Result:
         """Attack every image of ``oracle`` until it is misclassified (or classified as ``targets[i]`` when
-        targets are given) or its budget is spent. The attack gets only ``oracle.handle(norm, eps)``."""
-        result, seconds = fresh(oracle).serve(self.norm, self.eps, lambda handle: self.run_on(handle, targets))
+        targets are given) or its budget is spent. The attack gets only ``oracle.handle(self.threat)``."""
+        result, seconds = fresh(oracle).serve(self.threat, lambda handle: self.run_on(handle, targets))
         return dataclasses.replace(result, forward_seconds=seconds)
 
     def run_on(self, handle: QueryHandle, targets: torch.Tensor | None = None) -> Result:
-        """The query loop on an attacker's handle (``run`` opens one; EOT passes an averaging one)."""
+        """The query loop on an attacker's handle (``run`` opens one; EOT passes an averaging one). The threat model
+        is the handle's."""
         start = time.perf_counter()
         session = self._start(handle, targets)
         state = self.init(session)
@@ -229,7 +243,7 @@ class Attack(ABC):
         x_best = session.admissible(self.best(state))  # an iterate never queried (NES, Bandits) gets rounded too
         x_adv = torch.where(session.success.view(-1, 1, 1, 1), session.x_adv, x_best)
         first = session.first_success.clone()
-        return Result(first, handle.queries, session.clean_correct, first < 0, handle.budget,
+        return Result(first, handle.queries, session.clean_correct, handle.budget,
                       time.perf_counter() - start, x_adv=x_adv)
 
     def _start(self, handle: QueryHandle, targets: torch.Tensor | None) -> Session:
@@ -237,16 +251,16 @@ class Attack(ABC):
             raise ValueError(f"handle must be a QueryHandle (Oracle.handle), got {type(handle).__name__}")
         if int(handle.queries.sum()):
             raise ValueError("oracle has been queried already: give every attack run a fresh Oracle")
-        if (handle.norm, handle.eps) != (self.norm, self.eps):
-            raise ValueError(f"the handle's threat model {handle.threat} is not the attack's ({self.norm!r}, "
-                             f"{self.eps})")
+        if handle.norm not in self.norms:
+            raise ValueError(f"the handle's threat model {handle.threat} has a norm {type(self).__name__} does not "
+                             f"attack in (it attacks in {', '.join(self.norms)})")
         if targets is not None:
             targets = checks.labels("targets", targets, len(handle)).to(handle.device)
             if (targets == handle.y).any():
                 raise ValueError("targets must differ from the true labels for every image")
         session = Session(handle, targets, self.seed)
-        if self.norm == "l2" and self.eps > session.x0[0].numel() ** 0.5:
-            warnings.warn(f"eps={self.eps:g} (l2) exceeds the diameter of the [0, 1] image box "
+        if session.norm == "l2" and session.eps > session.x0[0].numel() ** 0.5:
+            warnings.warn(f"eps={session.eps:g} (l2) exceeds the diameter of the [0, 1] image box "
                           f"({session.x0[0].numel() ** 0.5:.3g}): every image is reachable", stacklevel=4)
         all_idx = torch.arange(len(handle), device=handle.device)
         session.clean_scores = session.evaluate(session.x0.clone(), all_idx)

@@ -54,8 +54,8 @@ def averaging(inner: QueryHandle, m: int) -> QueryHandle:
         scores = inner.query(x.repeat_interleave(m, 0), idx.repeat_interleave(m))
         return scores.view(len(idx), m, -1).mean(1)
 
-    return QueryHandle(query, points, inner.x, inner.y, budget=budget, norm=inner.norm, eps=inner.eps,
-                       scores=inner.scores, quantize=inner.quantize)
+    return QueryHandle(query, points, inner.x, inner.y, budget=budget, threat=inner.threat, scores=inner.scores,
+                       quantize=inner.quantize)
 
 
 class EOT:
@@ -65,7 +65,11 @@ class EOT:
         if not isinstance(attack, Attack):
             raise ValueError(f"attack must be a workbench Attack, got {type(attack).__name__}")
         self.attack, self.m = attack, checks.at_least("m", m, 1)
-        self.name, self.norm, self.eps = f"eot{m}-{attack.name}", attack.norm, attack.eps
+        self.name = f"eot{m}-{attack.name}"
+
+    threat = property(lambda self: self.attack.threat, doc="the wrapped attack's threat model")
+    norm = property(lambda self: self.attack.norm, doc="the wrapped attack's norm")
+    eps = property(lambda self: self.attack.eps, doc="the wrapped attack's radius")
 
     def __repr__(self) -> str:
         return f"EOT({self.attack!r}, m={self.m})"
@@ -76,7 +80,7 @@ class EOT:
                 raise ValueError(f"the oracle's budget ({handle.budget}) must allow one point of m={self.m} queries")
             return self.attack.run_on(averaging(handle, self.m), targets), handle.queries, handle.budget
 
-        (result, queries, budget), seconds = fresh(oracle).serve(self.norm, self.eps, loop)
+        (result, queries, budget), seconds = fresh(oracle).serve(self.threat, loop)
         first = torch.where(result.success, result.first_success * self.m, result.first_success)
         return dataclasses.replace(result, queries=queries, first_success=first, budget=budget,
                                    forward_seconds=seconds, queries_per_point=self.m)

@@ -64,12 +64,12 @@ class NES(Attack):
         rows, cols = used.nonzero(as_tuple=True)
         probes = torch.cat([x[rows] + self.sigma * u[rows, cols], x[rows] - self.sigma * u[rows, cols]])
         owner = idx[rows].repeat(2)
-        probes = project(probes, session.x0[owner], self.eps, self.norm)
+        probes = project(probes, session.x0[owner], session.eps, session.norm)
         loss = self.loss(session, session.evaluate(probes, owner), owner)
         diff = torch.zeros(b, self.pairs, device=session.device)
         diff[rows, cols] = loss[:len(rows)] - loss[len(rows):]
         grad = (diff.view(b, self.pairs, 1, 1, 1) * u).sum(1) / (2 * self.sigma * pairs.view(-1, 1, 1, 1))
-        state.x[idx] = project(ascent_step(x, -grad, self.lr, self.norm), x0, self.eps, self.norm)
+        state.x[idx] = project(ascent_step(x, -grad, self.lr, session.norm), x0, session.eps, session.norm)
 
     def best(self, state: IterateState) -> torch.Tensor:
         return state.x

@@ -44,7 +44,6 @@ from __future__ import annotations
 import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 from workbench import checks, protocol
@@ -59,6 +58,7 @@ from workbench.attacks.square_bi import SquareBi
 from workbench.attacks.square_op import SquareOp
 from workbench.attacks.square_switch import SquareSwitch
 from workbench.protocol import Protocol
+from workbench.registry import Registry
 
 SUITES = ("standard", "post-processing", "keeps-predictions", "eot")
 
@@ -98,7 +98,7 @@ _SIMBA_SOURCE = "SimBA (Guo et al. 2019): step 0.2, DCT block the whole image (C
 _BANDITS_L2 = {"fd_eta": 0.01, "image_lr": 0.5, "online_lr": 0.1, "exploration": 0.01}
 _BANDITS_LINF = {"fd_eta": 0.1, "image_lr": 0.01, "online_lr": 100.0, "exploration": 1.0, "prior_size": 50}
 
-_SPECS: dict[str, AttackSpec] = {
+_BUILT_IN: dict[str, AttackSpec] = {
     "square": AttackSpec(Square, _SQUARE, _SQUARE_SOURCE, suites=("standard", "eot")),
     "square-op": AttackSpec(SquareOp, _SQUARE, f"AAA (Chen et al. 2022) Sec. 5.6; {_SQUARE_SOURCE}",
                             suites=("post-processing",)),
@@ -128,44 +128,28 @@ _SPECS: dict[str, AttackSpec] = {
     }, "Bandits-TD (Ilyas et al. 2019) as AAA Table 11 ran it; MNIST: prior 7, online_lr 0.1 (module docstring)",
         suites=("standard", "eot")),
 }
-SPECS = MappingProxyType(_SPECS)
 
 
-def register(name: str, spec: AttackSpec) -> AttackSpec:
-    """Add (or replace) the attack ``name``: it is then accepted wherever an attack name is, and joins the suites
-    its spec names (after the attacks already there)."""
-    if not isinstance(spec, AttackSpec):
-        raise ValueError(f"spec must be an AttackSpec, got {type(spec).__name__}")
+def _admit(name: str, spec: AttackSpec) -> None:
+    """An attack entry's own rules: its class is an ``Attack``, its suites exist, its name is no EOT label."""
     if not (isinstance(spec.cls, type) and issubclass(spec.cls, Attack)):
         raise ValueError(f"spec.cls must be a subclass of workbench.attacks.base.Attack, got {spec.cls!r}")
     for suite_name in spec.suites:
         checks.choice("suites", suite_name, SUITES)
-    if not isinstance(name, str) or not name or name.startswith("eot"):
-        raise ValueError(f"name must be a non-empty string not starting with 'eot', got {name!r}")
-    _SPECS[name] = spec
-    return spec
+    if name.startswith("eot"):
+        raise ValueError(f"name must not start with 'eot' (that marks an EOT label), got {name!r}")
 
 
-def unregister(name: str) -> None:
-    """Remove a registered attack (tests that register a toy one)."""
-    _SPECS.pop(name, None)
-
-
-def names() -> tuple[str, ...]:
-    """The registered attack names."""
-    return tuple(_SPECS)
-
-
-def spec(name: str) -> AttackSpec:
-    """The spec of the attack ``name``."""
-    checks.choice("name", name, names())
-    return _SPECS[name]
+REGISTRY: Registry[AttackSpec] = Registry("attack", AttackSpec, _BUILT_IN, _admit)
+SPECS = REGISTRY.specs
+# an added attack is accepted wherever an attack name is, and joins the suites its spec names (after those there)
+register, unregister, names, spec = REGISTRY.register, REGISTRY.unregister, REGISTRY.names, REGISTRY.spec
 
 
 def suite(name: str = "standard") -> tuple[str, ...]:
     """The attacks of the suite ``name`` (``SUITES``), in the registry's order."""
     checks.choice("suite", name, SUITES)
-    return tuple(attack for attack, entry in _SPECS.items() if name in entry.suites)
+    return tuple(attack for attack, entry in SPECS.items() if name in entry.suites)
 
 
 def parameters(name: str) -> tuple[str, ...]:

@@ -50,7 +50,7 @@ class SignHunter(Attack):
     def point(self, session: Session, signs: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """The image of the sign vectors ``signs`` (B, d) for the images ``idx``."""
         x0 = session.x0[idx]
-        scale = self.eps if self.norm == "linf" else self.eps / math.sqrt(signs.shape[1])
+        scale = session.eps if session.norm == "linf" else session.eps / math.sqrt(signs.shape[1])
         return (x0 + scale * signs.view_as(x0)).clamp(0.0, 1.0)
 
     def init(self, session: Session) -> SignHunterState:

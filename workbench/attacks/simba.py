@@ -116,7 +116,7 @@ class SimBA(Attack):
         tried = torch.zeros(len(idx), dtype=torch.bool, device=session.device)
         queried_any = torch.zeros_like(tried)
         for sign in (-1.0, 1.0):
-            cand = project(x + sign * self.step_size * q, session.x0[idx], self.eps, self.norm)
+            cand = project(x + sign * self.step_size * q, session.x0[idx], session.eps, session.norm)
             moves = (cand != x).flatten(1).any(1)
             can = ~tried & moves & (session.handle.remaining(idx) >= 1) & ~session.success[idx]
             queried_any |= can

@@ -75,12 +75,12 @@ class Square(Attack):
 
     # ------------------------------------------------------------------------------------------ the algorithm
     def init(self, session: Session) -> SquareState:
-        x, loss = self.start_from(session, self._init_linf(session) if self.norm == "linf" else self._init_l2(session))
+        x, loss = self.start_from(session, self._init_linf(session) if session.norm == "linf" else self._init_l2(session))
         return SquareState(x, loss)
 
     def step(self, session: Session, state: SquareState, idx: torch.Tensor) -> None:
         x_best = state.x_best[idx]
-        x_new = (self._candidate_linf if self.norm == "linf" else self._candidate_l2)(session, state, idx, x_best)
+        x_new = (self._candidate_linf if session.norm == "linf" else self._candidate_l2)(session, state, idx, x_best)
         new_loss = self.loss(session, session.evaluate(x_new, idx), idx)
         keep = self.accept(session, state, idx, new_loss)
         kept = idx[keep]  # only the accepted rows are written (an image appears once in idx)
@@ -102,7 +102,7 @@ class Square(Attack):
     # ------------------------------------------------------------------------------------------------ l-inf
     def _init_linf(self, session: Session) -> torch.Tensor:
         n, c, _, w = session.x0.shape
-        return (session.x0 + self.eps * session.signs(n, c, 1, w)).clamp(0.0, 1.0)
+        return (session.x0 + session.eps * session.signs(n, c, 1, w)).clamp(0.0, 1.0)
 
     def _candidate_linf(self, session: Session, state: SquareState, idx: torch.Tensor, x_best: torch.Tensor):
         """``x_best`` with one s x s square per image set to x0 +- eps per channel: the work is done on the
@@ -112,14 +112,14 @@ class Square(Attack):
         window = _window_index(session.randint(h - s, (b,)), session.randint(w - s, (b,)), s, w)
         x0 = _gather(session.x0, window, s, idx)
         signs = self._signs(session, x0, _gather(x_best, window, s))
-        return _scatter(x_best, window, (x0 + self.eps * signs).clamp(0.0, 1.0))
+        return _scatter(x_best, window, (x0 + session.eps * signs).clamp(0.0, 1.0))
 
     def _signs(self, session: Session, x0: torch.Tensor, x_best: torch.Tensor) -> torch.Tensor:
         """(B, C, 1, 1) per-channel signs, uniform over the sign sets that change the square ``x_best`` (B, C, s, s)
         of clean pixels ``x0`` (the reference re-draws until the square changes something: the same distribution,
         in one pass)."""
         b, c = x0.shape[:2]
-        same = torch.stack([((x0 + self.eps * s).clamp(0.0, 1.0) - x_best).abs() < 1e-7
+        same = torch.stack([((x0 + session.eps * s).clamp(0.0, 1.0) - x_best).abs() < 1e-7
                             for s in (-1.0, 1.0)], -1).flatten(2, 3).all(2)  # (B, C, 2): channel k unchanged
         combos = (torch.arange(2 ** c, device=x0.device)[:, None] >> torch.arange(c, device=x0.device)) & 1
         stale = same[:, torch.arange(c, device=x0.device)[None, :], combos].all(-1)  # (B, 2^C)
@@ -141,7 +141,7 @@ class Square(Attack):
                     continue
                 pattern = _pseudo_gaussian(session, n, s) * session.signs(n, c, 1, 1)
                 delta[:, :, top:top + s, left:left + s] += pattern
-        return (session.x0 + self.eps * delta / _norm(delta)).clamp(0.0, 1.0)
+        return (session.x0 + session.eps * delta / _norm(delta)).clamp(0.0, 1.0)
 
     def _candidate_l2(self, session: Session, state: SquareState, idx: torch.Tensor, x_best: torch.Tensor):
         x0 = session.x0[idx]
@@ -155,7 +155,7 @@ class Square(Attack):
         both = torch.zeros(b, 1, h * w, device=delta.device)
         both.scatter_(2, win1[:, None], 1.0).scatter_(2, win2[:, None], 1.0)
         norm_windows = (delta * both.view(b, 1, h, w)).pow_(2).sum((2, 3), keepdim=True).sqrt()
-        room = (self.eps ** 2 - _norm(delta).pow(2)).clamp_min(0.0) / c
+        room = (session.eps ** 2 - _norm(delta).pow(2)).clamp_min(0.0) / c
         new = _pseudo_gaussian(session, b, s) * session.signs(b, c, 1, 1) + old / (1e-10 + norm_win1)
         new = new / new.pow(2).sum((2, 3), keepdim=True).sqrt() * (room + norm_windows.pow(2)).sqrt()
         flat = delta.flatten(2)  # this step's own tensor (a view of delta, or a copy): written in place
@@ -163,7 +163,7 @@ class Square(Attack):
         flat.scatter_(2, win1[:, None].expand(b, c, -1), new.flatten(2))
         delta = flat.view(b, c, h, w)
         norm = _norm(delta)
-        return delta.mul_(self.eps).div_(norm).add_(x0).clamp_(0.0, 1.0)
+        return delta.mul_(session.eps).div_(norm).add_(x0).clamp_(0.0, 1.0)
 
 
 def _norm(delta: torch.Tensor) -> torch.Tensor:

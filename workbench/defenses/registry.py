@@ -24,7 +24,6 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -42,6 +41,7 @@ from workbench.defenses.temperature import TemperatureScaling
 from workbench.defenses.unig import UniG
 from workbench.probes import reseed
 from workbench.protocol import Protocol
+from workbench.registry import Registry
 from workbench.threat import model_device
 
 
@@ -89,7 +89,7 @@ def _unig(model: nn.Module, dataset: str, root: str | None = None, **kw: Any) ->
 
 
 _NOISE = "RND (Qin et al. 2021): nu 0.02, 0.05 with Gaussian-augmentation fine-tuning"
-_SPECS: dict[str, DefenseSpec] = {
+_BUILT_IN: dict[str, DefenseSpec] = {
     "none": DefenseSpec(lambda m: m, "the undefended model"),
     "aaa-linear": DefenseSpec(lambda m, **kw: AAA(m, "linear", **kw),
                               f"AAA (Chen et al. 2022): tau {AAA_TAU:g}, alpha 1, beta 5, kappa 100, Adam lr 0.1 for "
@@ -127,35 +127,19 @@ _SPECS: dict[str, DefenseSpec] = {
                       f"confidence {BD_THRESHOLD:g} (the paper's ImageNet setting, on every dataset)",
                       defaults={"threshold": BD_THRESHOLD, "logit_sigma": BD_SIGMA}),
 }
-SPECS = MappingProxyType(_SPECS)
 
 
-def register(name: str, spec: DefenseSpec) -> DefenseSpec:
-    """Add (or replace) the defense ``name``: it is then accepted wherever a defense name is."""
-    if not isinstance(spec, DefenseSpec):
-        raise ValueError(f"spec must be a DefenseSpec, got {type(spec).__name__}")
+def _admit(name: str, spec: DefenseSpec) -> None:
+    """A defense entry's own rules: a callable factory, a name that is no import path."""
     if not callable(spec.factory):
         raise ValueError(f"spec.factory must be callable: factory(model, **kwargs) -> nn.Module, got {spec.factory!r}")
-    if not isinstance(name, str) or not name or ":" in name:
-        raise ValueError(f"name must be a non-empty string without ':' (that marks an import path), got {name!r}")
-    _SPECS[name] = spec
-    return spec
+    if ":" in name:
+        raise ValueError(f"name must not contain ':' (that marks an import path), got {name!r}")
 
 
-def unregister(name: str) -> None:
-    """Remove a registered defense (tests that register a toy one)."""
-    _SPECS.pop(name, None)
-
-
-def names() -> tuple[str, ...]:
-    """The registered defense names."""
-    return tuple(_SPECS)
-
-
-def spec(name: str) -> DefenseSpec:
-    """The registry entry of ``name``."""
-    checks.choice("name", name, names())
-    return _SPECS[name]
+REGISTRY: Registry[DefenseSpec] = Registry("defense", DefenseSpec, _BUILT_IN, _admit)
+SPECS = REGISTRY.specs
+register, unregister, names, spec = REGISTRY.register, REGISTRY.unregister, REGISTRY.names, REGISTRY.spec
 
 
 def variant(name: str) -> str | None:

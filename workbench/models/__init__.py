@@ -18,7 +18,7 @@ Example::
 
 from workbench.models.architectures import Normalize, Normalized
 from workbench.models.loading import WEIGHTS, build, load, names, sha256, weights_path
-from workbench.models.zoo import ZooEntry, entries, entry, register, unregister
+from workbench.models.zoo import ZooEntry, entries, entry, register, serving, unregister
 
 __all__ = ["Normalize", "Normalized", "WEIGHTS", "ZooEntry", "build", "entries", "entry", "load", "names",
-           "register", "sha256", "unregister", "weights_path"]
+           "register", "serving", "sha256", "unregister", "weights_path"]

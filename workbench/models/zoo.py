@@ -102,6 +102,11 @@ def entries() -> dict[str, ZooEntry]:
     return dict(_TABLE)
 
 
+def serving(dataset: str) -> tuple[str, ...]:
+    """The zoo models that serve the protocol ``dataset`` (each entry says which: ``ZooEntry.dataset``)."""
+    return tuple(name for name, e in _TABLE.items() if e.dataset == dataset)
+
+
 def entry(name: str) -> ZooEntry:
     """The entry ``name``."""
     checks.choice("name", name, tuple(_TABLE))

@@ -73,10 +73,10 @@ def test_changed_box_and_square_snapshots():
     a = torch.zeros(1, 8, 8)
     b = a.clone()
     b[:, 2:5, 3:7] = 0.3
-    assert plots.changed_box(a, b) == (2, 3, 3, 4)
-    assert plots.changed_box(a, a) is None
+    assert metrics.changed_box(a, b) == (2, 3, 3, 4)
+    assert metrics.changed_box(a, a) is None
     kept = torch.stack([a, a + 0.1, b + 0.1])  # query 2 changes everything (no box), query 3 one square
-    boxes = plots._accepted_boxes(kept, np.array([0, 1, 2]))
+    boxes = metrics.accepted_boxes(kept, np.array([0, 1, 2]))
     assert boxes == [(2, (2, 3, 3, 4))]
     fig = plots.query_snapshots(kept, torch.tensor([3.0, 2.0, 1.0]), [1, 3], eps=0.3)
     assert len(fig.axes) == 4 and len(fig.axes[3].patches) == 1

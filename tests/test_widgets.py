@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from workbench import metrics, widgets
+from workbench import metrics, runs, widgets
 from workbench.attacks.square import Square
 from workbench.defenses.aaa import target_margin
 from workbench.losses import top2_margin
@@ -46,7 +46,7 @@ def test_attack_replay_walks_the_recorded_queries(cnn, small):
     x, y = small
     oracle = Oracle(cnn, x, y, budget=40, record=True, keep_images=3, reference=cnn)
     result = Square(eps=0.3, seed=0, progress=False).run(oracle)
-    panel = widgets.attack_replay(oracle, image=1)
+    panel = widgets.attack_replay(result, image=1)
     slider = panel.controls["query"]
     assert slider.max == int(result.queries[1])
     for q in range(1, slider.max + 1):
@@ -57,7 +57,13 @@ def test_attack_replay_walks_the_recorded_queries(cnn, small):
         assert panel.result["undefended margin"] == pytest.approx(panel.result["margin"], abs=1e-4)
         assert panel.result["perturbation linf"] <= 0.3 + 1e-6
     with pytest.raises(ValueError, match="image=3"):
-        widgets.attack_replay(oracle, image=3)
+        widgets.attack_replay(result, image=3)
+    with pytest.raises(ValueError, match="result must be the Result"):
+        widgets.attack_replay(oracle, image=1)
+    traced = runs.run(cnn, "square", x, y, budget=40, seed=0, record=True, keep_images=3, reference=cnn)
+    replayed = widgets.attack_replay(traced, image=1)  # the run path's result replays the same queries
+    assert replayed.controls["query"].max == slider.max
+    torch.testing.assert_close(traced.kept, result.kept, rtol=0, atol=0, equal_nan=True)
 
 
 def test_unig_explorer_respects_delta_and_counts_steps(cnn, small):

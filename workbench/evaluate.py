@@ -51,10 +51,11 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from workbench import checks, data, metrics, paths, plots, protocol, runs, setting
+from workbench import checks, experiment, metrics, paths, plots, protocol, runs
 from workbench.attacks import registry as attack_registry
 from workbench.defenses import registry as defenses
-from workbench.probes import IMAGES, Probes
+from workbench.experiment import Experiment
+from workbench.probes import Probes
 from workbench.results import Result
 
 EOT_RESOLUTION = 0.05  # the averaged margin's std the EOT attacks aim at, as a share of the typical margin
@@ -141,22 +142,27 @@ class Evaluation:
                                 self.worst["final"], ax=ax)
 
 
-def evaluate(defended: nn.Module | runs.Target, x: torch.Tensor, y: torch.Tensor, *,
-             undefended: nn.Module | None = None, dataset: str | None = None, norm: str = "linf",
-             eps: float | None = None, budget: int = 1000, budgets: Sequence[int] | None = None, attacks: str | Sequence[str] = "standard",
-             seed: int = 0, eot: int | None = None, repeats: int = runs.REPEATS, probe_images: torch.Tensor | None = None,
+def evaluate(defended: nn.Module | runs.Target | Experiment, x: torch.Tensor | None = None,
+             y: torch.Tensor | None = None, *, undefended: nn.Module | None = None, dataset: str | None = None,
+             norm: str = "linf", eps: float | None = None, budget: int | None = None,
+             budgets: Sequence[int] | None = None, attacks: str | Sequence[str] = "standard", seed: int = 0,
+             eot: int | None = None, repeats: int = runs.REPEATS, probe_images: torch.Tensor | None = None,
              cache_dir: str | Path | None = None, cache_key: str | None = None, progress: bool = True) -> Evaluation:
     """Evaluate ``defended`` on the images ``x`` with labels ``y`` (see the module docstring).
 
     Args:
-        defended: any ``nn.Module`` mapping images in [0, 1] to logits, or a defense ``runs.target`` made (then
-            ``undefended``, ``probe_images`` and ``cache_key`` come with it).
+        defended: an ``experiment.Experiment`` (``experiment.setup`` makes one from names: then its images,
+            protocol, threat, budgets and seed are the evaluation's, and only ``attacks``, ``eot``, ``repeats``,
+            ``cache_dir`` and ``progress`` may be given); or any ``nn.Module`` mapping images in [0, 1] to logits,
+            or a defense ``runs.target`` made (then ``undefended``, ``probe_images`` and ``cache_key`` come with
+            it), with the images ``x`` and labels ``y``.
         undefended: the model without the defense (for the prediction probe; recommended).
         dataset: the protocol (``workbench.protocol``: its eps and the attacks' settings) to use;
             default the zoo model's inside the defense, else the one protocol the images' shape fits
             (``setting.resolve``); otherwise a ValueError asks for it. Images of another shape are refused.
         norm, eps: the threat model (eps default: the dataset's, e.g. l-inf 0.3 on MNIST, 8/255 on CIFAR-10).
-        budget: queries per image; budgets: where robust accuracy is read (default 10, 100, ... up to budget).
+        budget: queries per image (default 1000); budgets: where robust accuracy is read (default 10, 100, ... up
+            to budget).
         attacks: "standard" (the suite the probes call for) or a list of names (``"eot5-square"`` for EOT).
         seed: seed of every attack (and the defense's randomness, reseeded before each attack).
         eot: queries averaged per point by the EOT attacks (None: from the measured noise, ``eot_samples``);
@@ -165,34 +171,45 @@ def evaluate(defended: nn.Module | runs.Target, x: torch.Tensor, y: torch.Tensor
         cache_dir, cache_key: keep every attack's per-image record under ``cache_dir`` (a killed run resumes);
             ``cache_key`` must identify the defense (the CLI uses its name, arguments and weights fingerprint).
     """
-    checks.images("x", x)
-    y = checks.labels("y", y, len(x))
-    module = defended.defended if isinstance(defended, runs.Target) else defended
-    entry = setting.resolve(dataset, model=module, images=x, needed_by="evaluate")  # once: passed down as it is
-    checks.choice("norm", norm, tuple(entry.eps))
-    eps = entry.eps[norm] if eps is None else checks.positive("eps", eps)
-    budget = checks.at_least("budget", budget, 1)
+    exp = defended if isinstance(defended, Experiment) else _experiment(
+        defended, x, y, undefended=undefended, dataset=dataset, norm=norm, eps=eps, budget=budget, budgets=budgets,
+        seed=seed, probe_images=probe_images, cache_dir=cache_dir, cache_key=cache_key)
+    if isinstance(defended, Experiment):
+        given = {"x": x is not None, "y": y is not None, "undefended": undefended is not None,
+                 "dataset": dataset is not None, "norm": norm != "linf", "eps": eps is not None,
+                 "budget": budget is not None, "budgets": budgets is not None, "seed": seed != 0,
+                 "probe_images": probe_images is not None, "cache_key": cache_key is not None}
+        if any(given.values()):
+            raise ValueError(f"{', '.join(k for k, v in given.items() if v)}: an experiment brings its own (give the "
+                             "module and images instead, or set them in experiment.setup)")
+    eot = None if eot is None else checks.at_least("eot", eot, 2)
+    target = exp.target
+    plan = suite(target.probes, attacks, eot)
+    eot = max([p.eot for p in plan] + [1])
+    settings = {"dataset": exp.protocol.name, "norm": exp.threat.norm, "eps": exp.threat.eps, "budget": exp.budget,
+                "seed": exp.seed, "eot": eot, "repeats": repeats, "n": len(exp.x), "reevaluated": target.reevaluate}
+    records = {}
+    for planned in tqdm(plan, desc="attacks", unit="attack", disable=not progress):
+        records[planned.label] = exp.run(planned.attack, eot=planned.eot, repeats=repeats, cache_dir=cache_dir,
+                                         progress=progress)
+    images = _images(exp.y, records, exp.budget, target.reevaluate)
+    return Evaluation(target.probes, _per_attack(records, exp.budgets, images), images,
+                      _worst(images, records, exp.budgets), exp.budgets, target.reevaluate, settings)
+
+
+def _experiment(defended: nn.Module | runs.Target, x: torch.Tensor | None, y: torch.Tensor | None, *,
+                budget: int | None, budgets: Sequence[int] | None, cache_dir: str | Path | None,
+                cache_key: str | None, **given: Any) -> Experiment:
+    """The experiment of a module (or target) and images: the budgets end at ``budget`` (default 1000)."""
+    if x is None or y is None:
+        raise ValueError("give the images x and labels y to evaluate the defense on (or an experiment.Experiment)")
+    budget = checks.at_least("budget", budget if budget is not None else 1000, 1)
     budgets = checks.budgets("budgets", budgets if budgets is not None else _decades(budget))
     if budgets[-1] != budget:
         raise ValueError(f"budgets={list(budgets)} must end at budget={budget}")
-    seed = checks.at_least("seed", seed, 0)
-    eot = None if eot is None else checks.at_least("eot", eot, 2)
     if (cache_dir is None) != (cache_key is None) and not isinstance(defended, runs.Target):
         raise ValueError("cache_dir and cache_key go together: give both (or neither)")
-    target = defended if isinstance(defended, runs.Target) else runs.Target.of(
-        defended, x[:IMAGES] if probe_images is None else probe_images, undefended, cache_key)
-    plan = suite(target.probes, attacks, eot)
-    eot = max([p.eot for p in plan] + [1])
-    settings = {"dataset": entry.name, "norm": norm, "eps": eps, "budget": budget, "seed": seed, "eot": eot,
-                "repeats": repeats, "n": len(x), "reevaluated": target.reevaluate}
-    records = {}
-    for planned in tqdm(plan, desc="attacks", unit="attack", disable=not progress):
-        records[planned.label] = runs.run(target, planned.attack, x, y, budget=budget, dataset=entry, norm=norm,
-                                          eps=eps, seed=seed, eot=planned.eot, repeats=repeats, cache_dir=cache_dir,
-                                          progress=progress)
-    images = _images(y, records, budget, target.reevaluate)
-    return Evaluation(target.probes, _per_attack(records, budgets, images), images,
-                      _worst(images, records, budgets), budgets, target.reevaluate, settings)
+    return Experiment.of(defended, x, y, budgets=budgets, cache_key=cache_key, **given)
 
 
 def _decades(budget: int) -> tuple[int, ...]:
@@ -267,19 +284,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     kwargs = json.loads(args.kwargs)
     if args.dataset is None and args.model is None:
         parser.error("give --dataset or --model (a zoo model, whose dataset is then used)")
-    entry = setting.resolve(args.dataset, model=args.model, needed_by="python -m workbench.evaluate")
-    test = data.load(entry.data, "test", root=args.root)
-    n = checks.at_least("n", args.n, 1)
-    if n > len(test) - entry.held_out:
-        raise ValueError(f"--n {n} would overlap the last {entry.held_out} test images, held out for calibration")
-    target = runs.target(args.defense, args.model or entry.model, dataset=entry.name, weights=args.weights,
-                            held_out=test[len(test) - entry.held_out:], seed=args.seed, **kwargs)
-    x, y = test[:n]
+    exp = experiment.setup(args.defense, args.model, dataset=args.dataset, n=args.n, budgets=_decades(args.budget),
+                           norm=args.norm, eps=args.eps, seed=args.seed, weights=args.weights, root=args.root,
+                           defense_kwargs=kwargs)
     folder = None if args.no_cache else (args.cache_dir or paths.data_dir() / "evaluations")
     if folder is None:
-        target = dataclasses.replace(target, key=None)
-    report = evaluate(target, x, y, dataset=entry.name, norm=args.norm, eps=args.eps, budget=args.budget,
-                      seed=args.seed, cache_dir=folder)
+        exp = dataclasses.replace(exp, target=dataclasses.replace(exp.target, key=None))
+    report = evaluate(exp, cache_dir=folder)
     print(report.to_markdown())
     out = Path(args.csv or f"{args.defense.replace(':', '_').replace('.', '_')}-evaluation.csv")
     paths.atomic_write(out, lambda tmp: report.table().to_csv(tmp, index=False))

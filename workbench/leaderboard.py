@@ -34,13 +34,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
-from workbench import checks, data, experiments, paths, protocol, report, runs
+from workbench import checks, experiment, experiments, paths, protocol, report, runs
 from workbench.defenses import registry as defenses
 from workbench.evaluate import Evaluation, evaluate
-from workbench.probes import IMAGES
 
 BOARDS = {  # recorded leaderboards: name -> (dataset, images, budgets)
     "cifar10-worst-case": ("cifar10-jpeg", 100, (100, 1000, 2500)),
@@ -51,25 +49,15 @@ def rank(names: Sequence[str], *, dataset: str, model: str | None = None, n: int
          budgets: Sequence[int] = (100, 1000, 2500), seed: int = 0, cache_dir: str | Path | None = None,
          progress: bool = True) -> pd.DataFrame:
     """The leaderboard of the registry defenses ``names`` around ``model`` (default: the dataset's zoo model) on the
-    first ``n`` test images of ``dataset`` (see the module docstring)."""
-    entry = protocol.get(dataset)
-    model = model or entry.model
-    budgets = checks.budgets("budgets", budgets)
-    test = data.load(entry.data, "test")
-    n = checks.at_least("n", n, 1)
-    if n > len(test) - entry.held_out:
-        raise ValueError(f"n={n} would overlap the last {entry.held_out} test images, held out for calibration")
-    x, y = test[:n]
-    held_out = test[len(test) - entry.held_out:]
+    first ``n`` test images of ``dataset`` (see the module docstring): one experiment per defense
+    (``experiment.setup``), each evaluated (``evaluate``)."""
     rows, reference = [], None
     for name in tqdm(list(names), desc="defenses", unit="defense", disable=not progress):
-        target = runs.target(name, model, dataset=entry.name, held_out=held_out, seed=seed,
-                             probe_images=test.x[:IMAGES])
-        result = evaluate(target, x, y, dataset=entry.name, budget=budgets[-1], budgets=budgets, seed=seed,
-                          cache_dir=cache_dir, progress=progress)
+        exp = experiment.setup(name, model, dataset=dataset, n=n, budgets=budgets, seed=seed)
+        result = evaluate(exp, cache_dir=cache_dir, progress=progress)
         if reference is None:  # the undefended model's forward cost, timed once for the whole board
-            reference = report.seconds_per_image(target.undefended, x, repeats=2)
-        rows.append(_row(name, target, result, x, y, reference, model))
+            reference = report.seconds_per_image(exp.target.undefended, exp.x, repeats=2)
+        rows.append(_row(name, exp, result, reference))
     return pd.DataFrame(rows).sort_values("final", ascending=False, kind="stable").reset_index(drop=True)
 
 
@@ -94,20 +82,19 @@ def merge(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
     return merged.sort_values("final", ascending=False, kind="stable").reset_index(drop=True)
 
 
-def _row(name: str, target: runs.Target, result: Evaluation, x: torch.Tensor, y: torch.Tensor, reference: float,
-         model: str) -> dict[str, object]:
-    clean = report.clean_metrics(target.defended, target.undefended, x, y)
+def _row(name: str, exp: experiment.Experiment, result: Evaluation, reference: float) -> dict[str, object]:
+    clean = exp.clean()
     finals = result.attacks.set_index("attack")["final"]
-    cost = report.seconds_per_image(target.defended, x, repeats=2) / reference
-    probes = target.probes
+    cost = report.seconds_per_image(exp.target.defended, exp.x, repeats=2) / reference
+    probes = exp.target.probes
     return {"defense": name, "clean acc": clean["clean acc"], "agreement": clean["agreement"], "ECE": clean["ECE"],
             **{f"worst@{b}": result.worst[f"robust@{b}"] for b in result.budgets}, "final": result.worst["final"],
             "worst attack": str(finals.idxmin()), "worst attack final": float(finals.min()),
             "attacks": len(result.attacks), "re-evaluated": result.reevaluated, "cost per query": cost,
             "randomized": probes.randomized, "keeps predictions": probes.keeps_predictions,
-            "eot": result.settings["eot"], "model": model, "n": len(x), "seed": result.settings["seed"],
-            "fingerprint": runs.fingerprint(model, variant=defenses.variant(name)),
-            **runs.provenance(next(target.defended.parameters()).device)}
+            "eot": result.settings["eot"], "model": exp.model, "n": len(exp.x), "seed": exp.seed,
+            "fingerprint": runs.fingerprint(exp.model, variant=defenses.variant(name)),
+            **runs.provenance(next(exp.target.defended.parameters()).device)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -198,3 +198,35 @@ def confidence_by_rank(probs: torch.Tensor, y: torch.Tensor, order: torch.Tensor
     groups = torch.arange(len(idx)) * bins // len(idx)
     frame = pd.DataFrame({"bin": groups.numpy(), "confidence": conf.numpy(), "accuracy": correct.numpy()})
     return frame.groupby("bin").mean().reset_index()
+
+
+def clean_metrics(defended: nn.Module, undefended: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  batch_size: int = 100) -> dict[str, float]:
+    """Clean accuracy, agreement with the undefended predictions, logit difference and ECE of ``defended`` on
+    ``x`` (query batches of ``batch_size``)."""
+    clean = predict(undefended, x, batch_size)
+    logits = predict(defended, x, batch_size)
+    return {"clean acc": accuracy(logits, y), "agreement": agreement(logits, clean),
+            "logit diff": logit_difference(logits, clean), "ECE": ece(logits, y)}
+
+
+# ------------------------------------------------------------------------------------- attack replays
+def changed_box(before: torch.Tensor, after: torch.Tensor) -> tuple[int, int, int, int] | None:
+    """Bounding box (row, col, height, width) of the pixels that differ between two images (C, H, W), or None
+    where nothing changed."""
+    rows, cols = ((after - before).abs().amax(0) > 0).nonzero(as_tuple=True)
+    if not len(rows):
+        return None
+    r0, c0 = int(rows.min()), int(cols.min())
+    return r0, c0, int(rows.max()) - r0 + 1, int(cols.max()) - c0 + 1
+
+
+def accepted_boxes(kept: torch.Tensor, best: np.ndarray) -> list[tuple[int, tuple[int, int, int, int]]]:
+    """(query index, box) of every accepted change smaller than the whole image (Square's squares)."""
+    boxes, size = [], kept.shape[-2:]
+    for i in range(1, len(best)):
+        if best[i] != best[i - 1]:
+            box = changed_box(kept[best[i - 1]], kept[best[i]])
+            if box is not None and (box[2], box[3]) != tuple(size):
+                boxes.append((i, box))
+    return boxes

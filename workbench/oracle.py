@@ -187,15 +187,17 @@ class Oracle:
         """The threat model (norm, eps) fixed by ``handle``, or None before."""
         return self._threat
 
-    def serve(self, threat: Threat, loop: Callable[[QueryHandle], T]) -> tuple[T, float]:
+    def serve(self, threat: Threat, loop: Callable[[QueryHandle], T]) -> tuple[T, float, dict[str, torch.Tensor | None]]:
         """Run an attacker's ``loop`` on a handle for the threat model ``threat``, on the threads the forwards
-        call for (one thread where they adapt to a busy machine), and return what it returns with the seconds it
-        spent in forward passes. ``Attack.run`` calls this: an attack never reads the Oracle's state."""
+        call for (one thread where they adapt to a busy machine), and return what it returns, the seconds it
+        spent in forward passes and what the Oracle recorded (``observed``, ``reference_margin``, ``kept``; None
+        where not recorded). ``Attack.run`` calls this: an attack never reads the Oracle's state."""
         handle = self.handle(threat)
         before = self.forwards.seconds
         with self.forwards.loop():
             out = loop(handle)
-        return out, self.forwards.seconds - before
+        recorded = {"observed": self.observed, "reference_margin": self.reference_margin, "kept": self.kept}
+        return out, self.forwards.seconds - before, recorded
 
     def handle(self, threat: Threat | str, eps: float | None = None) -> QueryHandle:
         """Fix the threat model (the eps-ball every query must stay in: a ``Threat``, or its norm and eps) and

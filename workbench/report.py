@@ -24,6 +24,7 @@ import torch.nn as nn
 from tqdm.auto import tqdm
 
 from workbench import checks, metrics, runs
+from workbench.metrics import clean_metrics
 from workbench.probes import IMAGES
 
 
@@ -33,16 +34,6 @@ def seconds_per_image(model: nn.Module, x: torch.Tensor, batch_size: int = 100, 
     for _ in range(repeats):
         metrics.predict(model, x, batch_size)
     return (time.perf_counter() - start) / (repeats * len(x))
-
-
-def clean_metrics(defended: nn.Module, undefended: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                  batch_size: int = 100) -> dict[str, float]:
-    """Clean accuracy, agreement with the undefended predictions, logit difference and ECE of ``defended`` on
-    ``x`` (query batches of ``batch_size``)."""
-    clean = metrics.predict(undefended, x, batch_size)
-    logits = metrics.predict(defended, x, batch_size)
-    return {"clean acc": metrics.accuracy(logits, y), "agreement": metrics.agreement(logits, clean),
-            "logit diff": metrics.logit_difference(logits, clean), "ECE": metrics.ece(logits, y)}
 
 
 def defense_row(defended: nn.Module, undefended: nn.Module, x: torch.Tensor, y: torch.Tensor, *,

@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from workbench import checks
+from workbench.threat import Threat
 
 
 @dataclass
@@ -36,12 +37,13 @@ class Result:
             defense, whether the majority of fresh queries of the final image classify it correctly; else the same
             as ``robust``. None outside the run path (``Attack.run``).
         computed: the provenance of the run that computed it (``runs.provenance``); None outside the run path.
+        threat: the threat model the attack ran in (the handle's ``Threat``); None when read from the cache.
 
     ``robust`` (per image) and ``robust_accuracy`` are what the attacker observed; ``final`` and
     ``final_accuracy`` the outcome after re-evaluation. A table says which of the two it shows.
         observed, reference_margin, kept: the Oracle's recordings (``record=True``, ``reference=``,
             ``keep_images=``): per image and query the margin the attacker saw, the undefended model's margin at
-            the same input, the queried images; None where not recorded.
+            the same input, the queried images (query 1 is the clean image); None where not recorded.
     """
 
     first_success: torch.Tensor
@@ -58,6 +60,7 @@ class Result:
     observed: torch.Tensor | None = None
     reference_margin: torch.Tensor | None = None
     kept: torch.Tensor | None = None
+    threat: Threat | None = None
 
     @property
     def robust(self) -> torch.Tensor:

@@ -33,6 +33,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import functools
 import hashlib
@@ -54,7 +55,7 @@ from workbench.oracle import Oracle
 from workbench.probes import IMAGES, PROBE_MIN, Probes, probe, reseed
 from workbench.protocol import Protocol
 from workbench.results import Result
-from workbench.threat import model_device
+from workbench.threat import Threat, model_device
 
 REPEATS = 10  # fresh queries per final image when re-evaluating
 
@@ -96,25 +97,29 @@ def fingerprint(model: str, weights: str | Path | None = None, variant: str | No
     return digest.hexdigest()[:16]
 
 
-def target(defense: str, model: str, *, dataset: str | None = None, weights: str | Path | None = None,
+def target(defense: str, model: str, *, dataset: str | Protocol | None = None, weights: str | Path | None = None,
            held_out: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0,
            device: str | torch.device | None = None, probe_images: torch.Tensor | None = None,
            **kwargs: Any) -> Target:
     """The registry defense (or import path) ``defense`` around the zoo model ``model`` (the zoo variant the
     defense needs is picked by ``defenses.prepare``), calibrated on ``held_out`` where it is calibrated, probed
     once on ``probe_images`` (default: the first held-out images), keyed by its name, arguments, model and
-    weights fingerprint. ``dataset``: the protocol whose defaults it takes (default: the zoo model's)."""
-    images = probe_images if probe_images is not None else held_out[0] if held_out is not None else None
-    dataset = setting.resolve(dataset, model=model, images=images, needed_by="runs.target").name
-    undefended = models.load(model, weights=weights, device=device)
-    defended = defenses.prepare(defense, model, dataset=dataset, weights=weights, held_out=held_out, seed=seed,
-                                device=device, **kwargs)
+    weights fingerprint. ``dataset``: the protocol whose defaults it takes (a name, or the entry a front door
+    resolved; default: the zoo model's)."""
     if probe_images is None:
         if held_out is None:
             raise ValueError("give probe_images or held_out: the defense is probed on clean images")
         probe_images = held_out[0][:IMAGES]
-    key = cache.key({"defense": defense, "kwargs": kwargs, "dataset": dataset, "model": model, "seed": seed,
-                     "weights": fingerprint(model, weights, defenses.variant(defense))})
+    entry = setting.resolve(dataset, model=model, images=probe_images, needed_by="runs.target")
+    undefended = models.load(model, weights=weights, device=device)
+    variant = defenses.variant(defense)
+    # the defense wraps a copy of the loaded model (the same weights: loading them again gives the same tensors),
+    # or the zoo variant it serves, which it loads by the plain model's name
+    base = model if variant is not None else copy.deepcopy(undefended)
+    defended = defenses.prepare(defense, base, dataset=entry, weights=weights, held_out=held_out, seed=seed,
+                                device=device, **kwargs)
+    key = cache.key({"defense": defense, "kwargs": kwargs, "dataset": entry.name, "model": model, "seed": seed,
+                     "weights": fingerprint(model, weights, variant)})
     return Target.of(defended, probe_images.to(model_device(undefended)), undefended, key)
 
 
@@ -138,7 +143,8 @@ def _git_commit() -> str:
 
 
 def run(target: Target | nn.Module, attack: str | Attack | EOT, x: torch.Tensor, y: torch.Tensor, *, budget: int,
-        dataset: str | Protocol | None = None, norm: str = "linf", eps: float | None = None, seed: int = 0,
+        dataset: str | Protocol | None = None, norm: str = "linf", eps: float | None = None,
+        threat: Threat | None = None, seed: int = 0,
         eot: int = 1, attack_kwargs: Mapping[str, Any] | None = None, targets: torch.Tensor | None = None, repeats: int = REPEATS,
         record: bool = False, reference: nn.Module | None = None, keep_images: int = 0, quantize: bool = False,
         scores: str = "logits", batch_size: int | str | None = "auto", cache_dir: str | Path | None = None,
@@ -153,8 +159,11 @@ def run(target: Target | nn.Module, attack: str | Attack | EOT, x: torch.Tensor,
             top, under EOT with ``eot`` queries per point; or an attack object (``Attack`` or ``EOT``) you built,
             run as it is (then ``norm``, ``eps``, ``eot``, ``attack_kwargs`` and ``seed`` are its own: giving them
             is an error; the defense is still reseeded at ``seed``).
-        dataset: the protocol of a named attack (a name, or the entry a front door resolved); default the zoo model's inside the defense, else the one protocol
-            the images fit (``setting.resolve``); images of another protocol's shape are a ValueError.
+        dataset: the protocol of a named attack (a name, or the entry a front door resolved); default the zoo
+            model's inside the defense, else the one protocol the images fit (``setting.resolve``); images of
+            another protocol's shape are a ValueError.
+        norm, eps: the threat model of a named attack (eps default: the protocol's for ``norm``); or ``threat``,
+            the ``Threat`` a front door built (``experiment.Experiment.threat``), instead of both.
         repeats: fresh queries per final image when re-evaluating.
         record, reference, keep_images, quantize, scores: the Oracle's options (``workbench.oracle.Oracle``); the
             recordings come back in the result.
@@ -163,17 +172,22 @@ def run(target: Target | nn.Module, attack: str | Attack | EOT, x: torch.Tensor,
         cache_dir: keep the result there (a named attack on a target with a ``key``; not with recordings);
             ``recompute``: run even where a cached result exists, and rewrite it.
     """
-    target = _target(target, x, reference)
+    target = target if isinstance(target, Target) else _target(target, x, reference)
     repeats = checks.at_least("repeats", repeats, 1)
     oracle_options = {"record": record, "reference": reference, "keep_images": keep_images, "quantize": quantize,
                       "scores": scores, "batch_size": batch_size}
     if not isinstance(attack, str):
-        _own_settings(attack, norm=norm != "linf", eps=eps is not None, eot=eot != 1, attack_kwargs=bool(attack_kwargs),
-                      cache_dir=cache_dir is not None)
+        _own_settings(attack, norm=norm != "linf", eps=eps is not None, threat=threat is not None, eot=eot != 1,
+                      attack_kwargs=bool(attack_kwargs), cache_dir=cache_dir is not None)
         return _run(target, attack, x, y, budget, seed, targets, repeats, oracle_options)
     entry = setting.resolve(dataset, model=target.defended, images=x, needed_by="runs.run")
+    if threat is None:
+        threat = setting.threat(entry, norm, eps)
+    elif norm != "linf" or eps is not None:
+        raise ValueError(f"give threat= or norm= and eps=, not both (threat={threat})")
     kwargs = {**(attack_kwargs or {}), **({"eps": eps} if eps is not None else {})}
-    built = attacks.build(attack, dataset=entry, norm=norm, seed=seed, eot=eot, progress=progress, **kwargs)
+    built = attacks.build(attack, dataset=entry, norm=threat.norm, seed=seed, eot=eot, progress=progress,
+                          **{**kwargs, "eps": threat.eps})
     key = None
     if cache_dir is not None and target.key is not None:
         if record or quantize or scores != "logits":
@@ -246,8 +260,7 @@ def _run(target: Target, attack: Attack | EOT, x: torch.Tensor, y: torch.Tensor,
     return dataclasses.replace(
         result, first_success=first, queries=result.queries.cpu(), clean_correct=result.clean_correct.cpu(),
         final=final, reevaluated=shares, budget=oracle.budget, seconds=time.perf_counter() - start,
-        computed=provenance(model_device(target.defended)), observed=oracle.observed,
-        reference_margin=oracle.reference_margin, kept=oracle.kept)
+        computed=provenance(model_device(target.defended)))
 
 
 def _key(target: Target, attack: str, built: Any, x: torch.Tensor, y: torch.Tensor,

@@ -24,8 +24,9 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from workbench import models, protocol
+from workbench import checks, models, protocol
 from workbench.protocol import Protocol
+from workbench.threat import Threat
 
 
 def zoo_dataset(model: nn.Module | str | None) -> str | None:
@@ -46,12 +47,17 @@ def zoo_dataset(model: nn.Module | str | None) -> str | None:
 def resolve(dataset: str | Protocol | None = None, *, model: nn.Module | str | None = None,
             images: torch.Tensor | None = None, needed_by: str = "this call") -> Protocol:
     """The protocol of what was given (see the module docstring); ``needed_by`` names the caller in the error. A
-    protocol entry a front door already resolved is passed down as it is (its images checked)."""
-    if isinstance(dataset, Protocol):
-        return check_images(dataset, images)
+    protocol entry a front door already resolved is passed down as it is; ``images`` (N, C, H, W) that do not have
+    the protocol's image shape are a ValueError naming both."""
     name = dataset if dataset is not None else zoo_dataset(model)
     if name is not None:
-        return check_images(protocol.get(name), images)
+        entry = name if isinstance(name, Protocol) else protocol.get(name)
+        if images is not None and entry.shape is not None and tuple(images.shape[1:]) != entry.shape:
+            fits = _fitting(images)
+            hint = f" (they fit {fits})" if fits else ""
+            raise ValueError(f"images of shape {tuple(images.shape[1:])} do not match dataset={entry.name!r}, whose "
+                             f"images are {entry.shape}{hint}")
+        return entry
     if images is not None:
         fits = _fitting(images)
         if len(fits) == 1:
@@ -63,17 +69,13 @@ def resolve(dataset: str | Protocol | None = None, *, model: nn.Module | str | N
                      "model (not a zoo model) or the images")
 
 
-def check_images(entry: Protocol, images: torch.Tensor | None) -> Protocol:
-    """``entry`` where ``images`` (N, C, H, W) have its image shape (or either is unknown); else a ValueError
-    naming both."""
-    if images is not None and entry.shape is not None and tuple(images.shape[1:]) != entry.shape:
-        fits = _fitting(images)
-        hint = f" (they fit {fits})" if fits else ""
-        raise ValueError(f"images of shape {tuple(images.shape[1:])} do not match dataset={entry.name!r}, whose "
-                         f"images are {entry.shape}{hint}")
-    return entry
-
-
 def _fitting(images: torch.Tensor) -> list[str]:
     """The protocols whose image shape is that of ``images`` (N, C, H, W)."""
     return [p.name for p in protocol.protocols() if p.shape == tuple(images.shape[1:])]
+
+
+def threat(entry: Protocol, norm: str = "linf", eps: float | None = None) -> Threat:
+    """The threat model of a call on the protocol ``entry``: ``norm`` (one of the protocol's) and ``eps``, by
+    default the protocol's radius for that norm (l-inf 0.3 on MNIST, 8/255 on CIFAR-10, 4/255 on ImageNet)."""
+    checks.choice("norm", norm, tuple(entry.eps))
+    return Threat(norm, entry.eps[norm] if eps is None else eps)

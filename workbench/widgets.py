@@ -33,14 +33,14 @@ import torch
 import torch.nn as nn
 from IPython.display import display
 
-from workbench import checks, metrics, plots, protocol, runs, setting
+from workbench import checks, metrics, plots, runs, setting
 from workbench.attacks import registry as attacks
 from workbench.defenses.aaa import AAA, AAA_ALPHA, AAA_TAU, target_curves, target_margin
 from workbench.defenses.noise import InputNoise
 from workbench.defenses.unig import UniG
 from workbench.losses import top2_margin
 from workbench.probes import IMAGES
-from workbench.oracle import Oracle
+from workbench.results import Result
 from workbench.threat import model_device
 
 
@@ -185,19 +185,24 @@ def aaa_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, curve: str 
 
 
 # ------------------------------------------------------------------------------------------ replay
-def attack_replay(oracle: Oracle, image: int = 0, start: int = 2) -> Panel:
-    """Slide over the queries of a finished attack recorded with ``Oracle(..., record=True, keep_images=k)``:
-    the image the attacker holds, its perturbation, and the observed (and undefended) margin with the current
-    query marked. ``start``: the first query the attacker accepts unconditionally (2 for Square)."""
-    if oracle.kept is None or image >= len(oracle.kept):
-        kept = 0 if oracle.kept is None else len(oracle.kept)
-        raise ValueError(f"image={image}: the oracle kept the queries of {kept} images; build it with "
+def attack_replay(result: Result, image: int = 0, start: int = 2) -> Panel:
+    """Slide over the queries of a finished attack recorded with ``record=True, keep_images=k`` (``runs.run``, or
+    an Oracle of your own: ``Attack.run`` returns its recordings too): the image the attacker holds, its
+    perturbation, and the observed (and undefended) margin with the current query marked. ``start``: the first
+    query the attacker accepts unconditionally (2 for Square)."""
+    if not isinstance(result, Result):
+        raise ValueError(f"result must be the Result of a recorded run (runs.run(..., record=True, keep_images=k)), "
+                         f"got {type(result).__name__}")
+    if result.kept is None or image >= len(result.kept):
+        kept = 0 if result.kept is None else len(result.kept)
+        raise ValueError(f"image={image}: the run kept the queries of {kept} images; run it with "
                          f"record=True, keep_images > {image}")
-    observed = oracle.observed[image]
+    observed = result.observed[image]
     best = metrics.accepted_points(observed, start)
-    kept, x0 = oracle.kept[image].cpu(), oracle.x[image].cpu()
-    reference = None if oracle.reference_margin is None else oracle.reference_margin[image].cpu().numpy()
-    eps = oracle.threat[1] if oracle.threat else float((kept[: len(best)] - x0).abs().amax())
+    kept = result.kept[image].cpu()
+    x0 = kept[0]  # query 1 is the clean image
+    reference = None if result.reference_margin is None else result.reference_margin[image].cpu().numpy()
+    eps = result.threat.eps if result.threat is not None else float((kept[: len(best)] - x0).abs().amax())
     controls = {"query": W.IntSlider(value=1, min=1, max=len(best), description="query")}
 
     def compute(v: dict[str, Any]) -> dict[str, Any]:
@@ -295,8 +300,8 @@ def eps_explorer(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, attack: 
     (``dataset``, else the zoo model's or the images'; ``setting.resolve``): up to 5/3 of it (l-inf) or 5/2 (l2)."""
     checks.choice("attack", attack, attacks.names())
     checks.choice("norm", norm, checks.NORMS)
-    dataset = setting.resolve(dataset, model=model, images=x, needed_by="eps_explorer").name
-    start = protocol.get(dataset).eps[norm]
+    dataset = setting.resolve(dataset, model=model, images=x, needed_by="eps_explorer")
+    start = dataset.eps[norm]
     high, step = (start * 5 / 3, start / 30) if norm == "linf" else (start * 5 / 2, start / 20)
     controls = {"eps": _slider(W.FloatSlider, start, step, high, step, f"eps ({norm})", live=False)}
     target = runs.Target.of(model, x[:IMAGES])

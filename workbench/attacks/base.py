@@ -218,8 +218,8 @@ class Attack(ABC):
     def run(self, oracle: Oracle, targets: torch.Tensor | None = None) -> Result:
         """Attack every image of ``oracle`` until it is misclassified (or classified as ``targets[i]`` when
         targets are given) or its budget is spent. The attack gets only ``oracle.handle(self.threat)``."""
-        result, seconds = fresh(oracle).serve(self.threat, lambda handle: self.run_on(handle, targets))
-        return dataclasses.replace(result, forward_seconds=seconds)
+        result, seconds, recorded = fresh(oracle).serve(self.threat, lambda handle: self.run_on(handle, targets))
+        return dataclasses.replace(result, forward_seconds=seconds, **recorded)
 
     def run_on(self, handle: QueryHandle, targets: torch.Tensor | None = None) -> Result:
         """The query loop on an attacker's handle (``run`` opens one; EOT passes an averaging one). The threat model
@@ -244,7 +244,7 @@ class Attack(ABC):
         x_adv = torch.where(session.success.view(-1, 1, 1, 1), session.x_adv, x_best)
         first = session.first_success.clone()
         return Result(first, handle.queries, session.clean_correct, handle.budget,
-                      time.perf_counter() - start, x_adv=x_adv)
+                      time.perf_counter() - start, x_adv=x_adv, threat=handle.threat)
 
     def _start(self, handle: QueryHandle, targets: torch.Tensor | None) -> Session:
         if not isinstance(handle, QueryHandle):

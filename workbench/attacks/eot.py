@@ -80,7 +80,7 @@ class EOT:
                 raise ValueError(f"the oracle's budget ({handle.budget}) must allow one point of m={self.m} queries")
             return self.attack.run_on(averaging(handle, self.m), targets), handle.queries, handle.budget
 
-        (result, queries, budget), seconds = fresh(oracle).serve(self.threat, loop)
+        (result, queries, budget), seconds, recorded = fresh(oracle).serve(self.threat, loop)
         first = torch.where(result.success, result.first_success * self.m, result.first_success)
         return dataclasses.replace(result, queries=queries, first_success=first, budget=budget,
-                                   forward_seconds=seconds, queries_per_point=self.m)
+                                   forward_seconds=seconds, queries_per_point=self.m, **recorded)

@@ -154,20 +154,26 @@ def suite(name: str = "standard") -> tuple[str, ...]:
 
 def parameters(name: str) -> tuple[str, ...]:
     """The keyword arguments the attack ``name`` accepts."""
-    return tuple(inspect.signature(spec(name).cls.__init__).parameters)[1:]
+    return _parameters(spec(name))
+
+
+def _parameters(found: AttackSpec) -> tuple[str, ...]:
+    return tuple(inspect.signature(found.cls.__init__).parameters)[1:]
 
 
 def settings(name: str, dataset: str | Protocol, norm: str = "linf") -> dict[str, Any]:
     """The keyword arguments of the attack ``name`` under ``norm`` on ``dataset`` (a protocol's name or entry):
     the protocol's eps and the spec's settings for the protocol's ``settings``."""
-    entry = dataset if isinstance(dataset, Protocol) else protocol.get(dataset)
+    return _settings(spec(name), dataset if isinstance(dataset, Protocol) else protocol.get(dataset), norm, name)
+
+
+def _settings(found: AttackSpec, entry: Protocol, norm: str, name: str) -> dict[str, Any]:
     checks.choice("norm", norm, tuple(entry.eps))
-    found = spec(name).settings
-    if entry.settings not in found:
+    if entry.settings not in found.settings:
         raise ValueError(f"attack {name!r} has no settings for {entry.settings!r} (protocol {entry.name!r}); it has "
-                         f"them for {sorted(found)}: set the protocol's settings= to one of those, or register the "
-                         "attack with settings for it")
-    return {"norm": norm, "eps": entry.eps[norm], **found[entry.settings][norm]}
+                         f"them for {sorted(found.settings)}: set the protocol's settings= to one of those, or "
+                         "register the attack with settings for it")
+    return {"norm": norm, "eps": entry.eps[norm], **found.settings[entry.settings][norm]}
 
 
 def build(name: str, *, dataset: str | Protocol | None = None, norm: str = "linf", eot: int = 1,
@@ -175,15 +181,15 @@ def build(name: str, *, dataset: str | Protocol | None = None, norm: str = "linf
     """The attack ``name`` with the settings of ``dataset`` (a protocol's name, or the entry ``setting.resolve``
     gave) under ``norm``, and ``overrides`` on top. An attack's eps and settings are the dataset's: there is no
     default dataset."""
-    checks.choice("name", name, names())
+    found = spec(name)
     if dataset is None:
         raise ValueError(f"attacks.build({name!r}) needs dataset= (one of {list(protocol.names())}, or a resolved "
                          "protocol entry): an attack's eps and settings depend on the dataset")
     eot = checks.at_least("eot", eot, 1)
-    allowed = parameters(name)
+    allowed = _parameters(found)
     for key in overrides:
         if key not in allowed:
             raise ValueError(f"{key!r} is not an argument of attack {name!r}; choose from {', '.join(allowed)}")
-    entry = spec(name)
-    attack = entry.cls(**{**settings(name, dataset, norm), **entry.fixed, **overrides})
+    entry = dataset if isinstance(dataset, Protocol) else protocol.get(dataset)
+    attack = found.cls(**{**_settings(found, entry, norm, name), **found.fixed, **overrides})
     return EOT(attack, m=eot) if eot > 1 else attack

@@ -57,7 +57,7 @@ class DefenseSpec:
             keyword arguments on top of ``defaults``; where given, a dataset without an entry is refused.
         variant: the zoo variant of the model the defense serves (``"at"``, ``"gf"``), or None.
         calibrate: whether ``prepare`` tunes it on held-out data (its ``calibrate(x, y)``).
-        per_dataset: the factory takes the dataset's name (UniG: its reference images).
+        per_dataset: the factory takes the protocol entry as ``dataset=`` (UniG: its reference images).
     """
 
     factory: Callable[..., nn.Module]
@@ -74,17 +74,16 @@ class DefenseSpec:
         return bool(self.settings) or self.per_dataset
 
 
-def _unig(model: nn.Module, dataset: str, root: str | None = None, **kw: Any) -> UniG:
+def _unig(model: nn.Module, dataset: Protocol, root: str | None = None, **kw: Any) -> UniG:
     """UniG with ``reference`` images to pad single images: the first ten training images of ``dataset`` where
     they ship with the workbench, else the first ten held-out test images where those ship (CIFAR-10 (JPEG q75):
     never attacked, and the same with or without ``root``), else the first ten training images under ``root``;
     without any, single images are refused with a clear error."""
-    entry = protocol.get(dataset)
     if "reference" not in kw:
-        if data.ships(entry.data, "train") or (root is not None and not data.ships(entry.data, "test")):
-            kw["reference"] = data.load(entry.data, "train", root=root).x[:10]
-        elif data.ships(entry.data, "test"):
-            kw["reference"] = data.load(entry.data, "test").x[entry.attacked:entry.attacked + 10]
+        if data.ships(dataset, "train") or (root is not None and not data.ships(dataset, "test")):
+            kw["reference"] = data.load(dataset, "train", root=root).x[:10]
+        elif data.ships(dataset, "test"):
+            kw["reference"] = data.load(dataset, "test").x[dataset.attacked:dataset.attacked + 10]
     return UniG(model, **kw)
 
 
@@ -145,7 +144,7 @@ register, unregister, names, spec = REGISTRY.register, REGISTRY.unregister, REGI
 def variant(name: str) -> str | None:
     """The zoo variant suffix the defense ``name`` serves (``"at"``, ``"gf"``), or None for plain wrappers and
     import paths."""
-    return None if is_import_path(name) else spec(name).variant
+    return None if ":" in name else spec(name).variant  # an import path serves no variant (is_import_path)
 
 
 def is_import_path(name: object) -> bool:
@@ -154,8 +153,15 @@ def is_import_path(name: object) -> bool:
 
 def factory(name: str) -> Callable[..., nn.Module]:
     """The factory of a registry name or of an import path ``"package.module:factory"``."""
-    if not is_import_path(name):
-        return spec(name).factory
+    return _lookup(name).factory
+
+
+def _lookup(name: str) -> DefenseSpec:
+    """The spec of the registry name ``name``, looked up once per call that needs it; for an import path
+    ``"package.module:factory"`` a spec of the imported factory (no defaults; calibrated where the defense it
+    makes has a ``calibrate(x, y)``)."""
+    if ":" not in name:  # a registry name (is_import_path)
+        return spec(name)
     module_name, _, attr = name.partition(":")
     try:
         found = getattr(importlib.import_module(module_name), attr)
@@ -164,7 +170,7 @@ def factory(name: str) -> Callable[..., nn.Module]:
                          f"name ({', '.join(names())}) or an import path 'package.module:factory'") from None
     if not callable(found):
         raise ValueError(f"defense={name!r} is not callable: a factory(model, **kwargs) returning an nn.Module")
-    return found
+    return DefenseSpec(found, f"imported from {name}")
 
 
 def _dummy() -> nn.Module:
@@ -172,9 +178,9 @@ def _dummy() -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2)).eval()
 
 
-def _call(name: str, model: nn.Module, kwargs: Mapping[str, Any]) -> nn.Module:
+def _call(found: DefenseSpec, model: nn.Module, kwargs: Mapping[str, Any], name: str) -> nn.Module:
     try:
-        defended = factory(name)(model, **kwargs)
+        defended = found.factory(model, **kwargs)
     except TypeError as err:
         raise ValueError(f"defense {name!r} got an unexpected argument: {err}") from None
     checks.module(f"the defense {name!r}", defended)
@@ -184,72 +190,79 @@ def _call(name: str, model: nn.Module, kwargs: Mapping[str, Any]) -> nn.Module:
 def defaults(name: str, dataset: str | Protocol | None = None) -> dict[str, Any]:
     """The default keyword arguments of the registry defense ``name`` on ``dataset`` (a protocol's name or entry;
     needed only where the defaults depend on it)."""
-    entry = spec(name)
-    if not entry.settings:
-        return dict(entry.defaults)
+    return _defaults(spec(name), dataset, name)
+
+
+def _defaults(found: DefenseSpec, dataset: str | Protocol | None, name: str) -> dict[str, Any]:
+    if not found.settings:
+        return dict(found.defaults)
     if dataset is None:
         raise ValueError(f"defense {name!r} has per dataset defaults: give dataset= (one of "
                          f"{list(protocol.names())})")
-    found = dataset if isinstance(dataset, Protocol) else protocol.get(dataset)
-    if found.settings not in entry.settings:
-        raise ValueError(f"defense {name!r} has no defaults for {found.settings!r} (protocol {found.name!r}); it has "
-                         f"them for {sorted(entry.settings)}: set the protocol's settings= to one of those, or pass "
+    entry = setting.resolve(dataset, needed_by=f"defense {name!r}")
+    if entry.settings not in found.settings:
+        raise ValueError(f"defense {name!r} has no defaults for {entry.settings!r} (protocol {entry.name!r}); it has "
+                         f"them for {sorted(found.settings)}: set the protocol's settings= to one of those, or pass "
                          "the defense's arguments")
-    return {**entry.defaults, **entry.settings[found.settings]}
+    return {**found.defaults, **found.settings[entry.settings]}
 
 
-def _kwargs(name: str, dataset: str | None, model: nn.Module | str | None, kwargs: Mapping[str, Any]) -> dict[str, Any]:
-    """The defaults of ``name`` with ``kwargs`` on top (and the dataset's name for factories that take it). The
-    protocol is ``setting.resolve``'s of ``dataset`` and ``model``, asked for only where the defense depends on
-    the dataset."""
-    if is_import_path(name):
-        return dict(kwargs)
-    if dataset is None and not spec(name).depends_on_dataset:
-        return {**defaults(name), **kwargs}
+def _kwargs(found: DefenseSpec, dataset: str | Protocol | None, model: nn.Module | str | None,
+            kwargs: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The defaults of the spec ``found`` with ``kwargs`` on top (and the protocol entry for factories that take
+    it). The protocol is ``setting.resolve``'s of ``dataset`` and ``model``, asked for only where the defense
+    depends on the dataset."""
+    if not found.depends_on_dataset:
+        return {**found.defaults, **kwargs}
     entry = setting.resolve(dataset, model=model, needed_by=f"defense {name!r}")
-    extra = {"dataset": entry.name} if spec(name).per_dataset else {}
-    return {**extra, **defaults(name, entry), **kwargs}
+    extra = {"dataset": entry} if found.per_dataset else {}
+    return {**extra, **_defaults(found, entry, name), **kwargs}
 
 
-def check(name: str, dataset: str | None = None, /, **kwargs: Any) -> None:
+def check(name: str, dataset: str | Protocol | None = None, /, **kwargs: Any) -> None:
     """Build the defense ``name`` with its defaults (``dataset``'s, where they depend on it) and ``kwargs`` around a
     tiny dummy classifier, so that bad arguments fail before any experiment runs (a ValueError naming the
     argument)."""
-    _call(name, _dummy(), _kwargs(name, dataset, None, kwargs))
+    found = _lookup(name)
+    _call(found, _dummy(), _kwargs(found, dataset, None, kwargs, name), name)
 
 
-def build(name: str, model: nn.Module | str, *, dataset: str | None = None, weights: str | None = None,
-          **kwargs: Any) -> nn.Module:
+def build(name: str, model: nn.Module | str, *, dataset: str | Protocol | None = None,
+          weights: str | None = None, **kwargs: Any) -> nn.Module:
     """The defense ``name`` (a registry name or an import path) around ``model``, with the dataset's defaults and
     ``kwargs`` on top (the dataset: ``dataset``, else the zoo model's; ``setting.resolve``). ``model`` is a
     module, or a zoo name that is loaded (from ``weights``, a local checkpoint, where it ships none); a defense
     that serves a zoo variant (``at``, ``gf``) loads that variant of the named model: callers always pass the
     plain model's name."""
-    if dataset is not None:
-        protocol.get(dataset)
-    suffix = variant(name)
-    if suffix is not None:
+    return _build(_lookup(name), model, dataset, weights, kwargs, name)
+
+
+def _build(found: DefenseSpec, model: nn.Module | str, dataset: str | Protocol | None, weights: str | None,
+           kwargs: Mapping[str, Any], name: str) -> nn.Module:
+    if isinstance(dataset, str):
+        dataset = setting.resolve(dataset)  # an unknown name fails here, before any model loads
+    if found.variant is not None:
         if not isinstance(model, str):
-            raise ValueError(f"defense {name!r} serves the zoo's {suffix!r} variant of a model: pass the zoo name "
-                             f"(e.g. build({name!r}, 'mnist-cnn')), or build a plain defense on your own module")
-        model, weights = f"{model}-{suffix}", None  # the variant's own shipped weights
+            raise ValueError(f"defense {name!r} serves the zoo's {found.variant!r} variant of a model: pass the zoo "
+                             f"name (e.g. build({name!r}, 'mnist-cnn')), or build a plain defense on your own module")
+        model, weights = f"{model}-{found.variant}", None  # the variant's own shipped weights
     if isinstance(model, str):
         model = models.load(model, weights=weights)
-    return _call(name, model, _kwargs(name, dataset, model, kwargs))
+    return _call(found, model, _kwargs(found, dataset, model, kwargs, name), name)
 
 
-def prepare(name: str, model: nn.Module | str, *, dataset: str | None = None, weights: str | None = None,
-            held_out: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0,
+def prepare(name: str, model: nn.Module | str, *, dataset: str | Protocol | None = None,
+            weights: str | None = None, held_out: tuple[torch.Tensor, torch.Tensor] | None = None, seed: int = 0,
             device: str | torch.device | None = None, **kwargs: Any) -> nn.Module:
     """The defense ready to evaluate: built (``build``), on ``device`` (default: the model's), calibrated on the
     ``held_out`` images and labels where its spec says so (or, for an import path, where it has a
     ``calibrate(x, y)``), and reseeded at ``seed``."""
     seed = checks.at_least("seed", seed, 0)
-    defended = build(name, model, dataset=dataset, weights=weights, **kwargs)
+    found = _lookup(name)
+    defended = _build(found, model, dataset, weights, kwargs, name)
     device = device or model_device(defended)
     defended = defended.to(device)
-    wants = spec(name).calibrate if not is_import_path(name) else callable(getattr(defended, "calibrate", None))
-    if wants:
+    if found.calibrate or (found.source.startswith("imported") and callable(getattr(defended, "calibrate", None))):
         if held_out is None:
             raise ValueError(f"defense {name!r} is calibrated on held-out data: pass held_out=(x, y)")
         x, y = held_out

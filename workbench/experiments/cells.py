@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from workbench import cache, checks, protocol, setting
 from workbench.attacks import registry as attacks
 from workbench.defenses import registry as defenses
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,7 +43,7 @@ class Cell:
         if self.dataset is None:
             object.__setattr__(self, "dataset", setting.resolve(model=self.model, needed_by="a cell").name)
         if self.model is None and self.dataset in protocol.names():  # an unknown dataset: validate() names it
-            object.__setattr__(self, "model", protocol.get(self.dataset).model)
+            object.__setattr__(self, "model", setting.resolve(self.dataset).model)
 
     def config(self) -> dict[str, Any]:
         """The cell as plain JSON-able data."""
@@ -97,7 +99,7 @@ def validate(cells: Sequence[Cell], cache_dir: str | Path | None = None) -> None
         where = f"cell {i} ({c.defense} x {c.attack})"
         if not isinstance(c, Cell):
             raise ValueError(f"cell {i} must be a Cell (experiments.cell(...)), got {type(c).__name__}")
-        _field(where, "dataset", lambda: protocol.get(c.dataset))
+        entry = _field(where, "dataset", lambda: setting.resolve(c.dataset))
         if c.model is None:
             raise ValueError(f"{where}: field model: dataset {c.dataset!r} names no standard model; give model=")
         _field(where, "defense", lambda: defenses.factory(c.defense))
@@ -108,7 +110,6 @@ def validate(cells: Sequence[Cell], cache_dir: str | Path | None = None) -> None
         _field(where, "n", lambda: checks.at_least("n", c.n, 1))
         _field(where, "seed", lambda: checks.at_least("seed", c.seed, 0))
         _field(where, "targeted", lambda: checks.flag("targeted", c.targeted))
-        entry = protocol.get(c.dataset)
         if c.n > entry.attacked:
             raise ValueError(f"{where}: n={c.n} would reach the last {entry.held_out} of the {entry.test_size} "
                              f"{c.dataset} test images, held out for calibration (at most {entry.attacked})")
@@ -119,15 +120,15 @@ def validate(cells: Sequence[Cell], cache_dir: str | Path | None = None) -> None
                 raise ValueError(f"{where}: attack_kwargs has {key!r}, not an argument of attack {c.attack!r} "
                                  f"(norm, eps and seed are cell fields)")
         kwargs = {**dict(c.attack_kwargs), **({"eps": c.eps} if c.eps is not None else {})}
-        _field(where, "attack_kwargs", lambda: attacks.build(c.attack, dataset=c.dataset, norm=c.norm, seed=c.seed,
+        _field(where, "attack_kwargs", lambda: attacks.build(c.attack, dataset=entry, norm=c.norm, seed=c.seed,
                                                              progress=False, **kwargs))
-        _field(where, "defense_kwargs", lambda: defenses.check(c.defense, c.dataset, **dict(c.defense_kwargs)))
+        _field(where, "defense_kwargs", lambda: defenses.check(c.defense, entry, **dict(c.defense_kwargs)))
     if cache_dir is not None:
         cache.writable(Path(cache_dir))
 
 
-def _field(where: str, name: str, check) -> None:
+def _field(where: str, name: str, check: Callable[[], T]) -> T:
     try:
-        check()
+        return check()
     except ValueError as err:
         raise ValueError(f"{where}: field {name}: {err}") from None

@@ -19,52 +19,43 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from workbench import checks, data, metrics, paths, protocol, runs
+from workbench import checks, experiment, metrics, paths, runs
 from workbench.defenses import registry as defenses
 from workbench.experiments.cells import Cell, validate
-from workbench.probes import IMAGES
-from workbench.report import clean_metrics
 
 EXECUTORS = ("local", "ray")
 
 
 def run_cell(c: Cell, device: str | torch.device | None = None, progress: bool = False,
              cache_dir: str | Path | None = None, recompute: bool = False) -> dict[str, Any]:
-    """Run one cell through the run path (``runs.run``: its record is cached under ``cache_dir``) and return its
-    row (see the module docstring)."""
+    """Run one cell through the run path (its experiment set up once, ``experiment.setup``; its attack's record
+    cached under ``cache_dir``) and return its row: the clean metrics, robust accuracy at each budget as the
+    attacker observed it, the final outcome (``re-evaluated``), query statistics and provenance."""
     start = time.perf_counter()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(c.seed)
-    entry = protocol.get(c.dataset)
-    test = data.load(c.dataset, "test")
-    x, y = test[:c.n]
-    target = runs.target(c.defense, c.model, dataset=c.dataset, weights=c.weights,
-                            held_out=test[len(test) - entry.held_out:], seed=c.seed, device=device,
-                            probe_images=test.x[:IMAGES], **dict(c.defense_kwargs))
-    clean = clean_metrics(target.defended, target.undefended, x, y)
+    exp = experiment.setup(c.defense, c.model, dataset=c.dataset, n=c.n, budgets=c.budgets, norm=c.norm, eps=c.eps,
+                           seed=c.seed, weights=c.weights, device=device, defense_kwargs=dict(c.defense_kwargs))
+    clean = exp.clean()
     targets = None
     if c.targeted:
         gen = torch.Generator().manual_seed(c.seed)
-        k = test.num_classes
-        targets = (y + torch.randint(1, k, y.shape, generator=gen)) % k
+        targets = (exp.y + torch.randint(1, exp.num_classes, exp.y.shape, generator=gen)) % exp.num_classes
     kwargs = dict(c.attack_kwargs)
     eot = kwargs.pop("eot", 1)
     attack_start = time.perf_counter()
-    record = runs.run(target, c.attack, x, y, budget=c.budgets[-1], dataset=c.dataset, norm=c.norm, eps=c.eps,
-                      seed=c.seed, eot=eot, targets=targets, attack_kwargs=kwargs, cache_dir=cache_dir,
-                      recompute=recompute, progress=progress)
+    record = exp.run(c.attack, eot=eot, targets=targets, attack_kwargs=kwargs, cache_dir=cache_dir,
+                     recompute=recompute, progress=progress)
     # the attack's wall time as computed (also when its record comes from the cache: a resumed grid reports what
     # the cells cost), plus this call's set-up and clean metrics
     seconds = record.seconds + attack_start - start
     stats = metrics.query_stats(record)
-    row = {"dataset": c.dataset, "model": c.model, "defense": c.defense, "attack": c.attack, "norm": c.norm,
-           "eps": c.eps if c.eps is not None else entry.eps[c.norm], "n": c.n, "seed": c.seed,
-           "targeted": c.targeted, **clean, **{f"robust@{b}": record.robust_accuracy(b) for b in c.budgets},
-           "re-evaluated": record.final_accuracy, "mean queries": stats["mean_queries"],
-           "median queries": stats["median_queries"], "seconds": seconds, "key": c.key(),
-           "config": json.dumps(c.config(), sort_keys=True, default=str),
-           **(record.computed or runs.provenance(device))}
-    return row
+    return {"dataset": c.dataset, "model": c.model, "defense": c.defense, "attack": c.attack, "norm": c.norm,
+            "eps": exp.threat.eps, "n": c.n, "seed": c.seed, "targeted": c.targeted, **clean,
+            **{f"robust@{b}": record.robust_accuracy(b) for b in c.budgets}, "re-evaluated": record.final_accuracy,
+            "mean queries": stats["mean_queries"], "median queries": stats["median_queries"], "seconds": seconds,
+            "key": c.key(), "config": json.dumps(c.config(), sort_keys=True, default=str),
+            **(record.computed or runs.provenance(device))}
 
 
 def cache_dir_default() -> Path:

@@ -15,7 +15,7 @@ import torchvision
 
 from workbench import checks
 from workbench.models.architectures import IMAGENET_MEAN, IMAGENET_STD, Normalized
-from workbench.models.zoo import entries, entry
+from workbench.models.zoo import ZooEntry, entries
 
 WEIGHTS = Path(__file__).resolve().parents[1] / "zoo"  # the shipped weights: workbench/zoo/<name>.pt
 
@@ -29,8 +29,9 @@ def build(name: str, num_classes: int | None = None) -> nn.Module:
     """An untrained model of the named architecture (normalization included). It carries the dataset it serves
     as ``zoo_dataset`` (the zoo entry's; ``"imagenet"`` for a torchvision classifier with its 1000 classes), which
     ``setting.resolve`` reads."""
-    if name in entries():
-        model, dataset = entry(name).build(), entry(name).dataset
+    found = entries().get(name)
+    if found is not None:
+        model, dataset = found.build(), found.dataset
     else:
         checks.choice("name", name, names())
         net = torchvision.models.get_model(name, weights=None, **({"num_classes": num_classes} if num_classes else {}))
@@ -80,10 +81,11 @@ def _device(device: str | torch.device | None) -> torch.device | None:
 def weights_path(name: str) -> Path:
     """The file the weights of a zoo or torchvision model load from: the shipped file of a zoo model that ships
     one (checked against its pinned SHA-256), torchvision's cache folder for torchvision models."""
-    if name in entries():
-        if not entry(name).shipped:
+    found = entries().get(name)
+    if found is not None:
+        if not found.shipped:
             raise ValueError(f"weights is required for name={name!r}: pass the path of a local checkpoint")
-        return _shipped(name)
+        return _shipped(found)
     checks.choice("name", name, names())
     return _torchvision_cache(name)
 
@@ -97,9 +99,9 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _shipped(name: str) -> Path:
-    found_at = entry(name).weights_file
-    path, pinned = found_at() if found_at is not None else WEIGHTS / f"{name}.pt", entry(name).sha256
+def _shipped(zoo: ZooEntry) -> Path:
+    name, found_at = zoo.name, zoo.weights_file
+    path, pinned = found_at() if found_at is not None else WEIGHTS / f"{name}.pt", zoo.sha256
     if not path.is_file():
         raise ValueError(f"the shipped weights of {name!r} are missing ({path}); reinstall the workbench, or "
                          f"retrain them with `python -m workbench.models train {name}` and pass weights=<file>")

@@ -11,10 +11,11 @@ re-evaluation, one cache with one key scheme and one weights fingerprint.
   you built, reseeds the defense once (at the run's seed), runs the attack through a fresh Oracle (with the
   Oracle's options: ``record``, ``reference``, ``keep_images``, ``quantize``, ``scores``), and returns a
   ``Result``: per image the first successful query (-1: none), the queries spent, whether the clean image was
-  correct, and the **final outcome**: for a randomized or batch-dependent defense, each final image is queried
-  ``repeats`` more times (fresh noise) and counts as robust when the majority of those queries classify it
-  correctly (``metrics.reevaluated``); for a deterministic defense one query tells the truth and robust means
-  never misclassified within the budget. A recorded run's traces come with the result.
+  correct (``robust``: never misclassified within the budget, as the attacker observed it), and the **final
+  outcome** (``final``): for a randomized or batch-dependent defense, each final image is queried ``repeats`` more
+  times (fresh noise) and counts as robust when the majority of those queries classify it correctly
+  (``metrics.reevaluated``); for a deterministic defense one query tells the truth and ``final`` is ``robust``. A
+  recorded run's traces come with the result.
 - With ``cache_dir`` (a named attack on a target with a ``key``), a result is stored atomically under a hash of
   everything it depends on (the defense's key with its weights fingerprint, the attack and its settings, the
   threat model, budget, seed, re-evaluation and the images) and validated when read back: a killed grid resumes

@@ -171,9 +171,6 @@ def evaluate(defended: nn.Module | runs.Target | Experiment, x: torch.Tensor | N
         cache_dir, cache_key: keep every attack's per-image record under ``cache_dir`` (a killed run resumes);
             ``cache_key`` must identify the defense (the CLI uses its name, arguments and weights fingerprint).
     """
-    exp = defended if isinstance(defended, Experiment) else _experiment(
-        defended, x, y, undefended=undefended, dataset=dataset, norm=norm, eps=eps, budget=budget, budgets=budgets,
-        seed=seed, probe_images=probe_images, cache_dir=cache_dir, cache_key=cache_key)
     if isinstance(defended, Experiment):
         given = {"x": x is not None, "y": y is not None, "undefended": undefended is not None,
                  "dataset": dataset is not None, "norm": norm != "linf", "eps": eps is not None,
@@ -182,6 +179,11 @@ def evaluate(defended: nn.Module | runs.Target | Experiment, x: torch.Tensor | N
         if any(given.values()):
             raise ValueError(f"{', '.join(k for k, v in given.items() if v)}: an experiment brings its own (give the "
                              "module and images instead, or set them in experiment.setup)")
+        exp = defended
+    else:
+        exp = _experiment(defended, x, y, undefended=undefended, dataset=dataset, norm=norm, eps=eps, budget=budget,
+                          budgets=budgets, seed=seed, probe_images=probe_images, cache_dir=cache_dir,
+                          cache_key=cache_key)
     eot = None if eot is None else checks.at_least("eot", eot, 2)
     target = exp.target
     plan = suite(target.probes, attacks, eot)

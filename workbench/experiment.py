@@ -81,7 +81,7 @@ class Experiment:
         you built) on the experiment's images through the run path (``runs.run``; ``oracle_options``: ``record``,
         ``reference``, ``keep_images``, ``quantize``, ``scores``, ``batch_size``)."""
         threat = {"threat": self.threat} if isinstance(attack, str) else {}
-        return runs.run(self.target, attack, self.x, self.y, budget=self.budgets[-1], dataset=self.protocol,
+        return runs.run(self.target, attack, self.x, self.y, budget=self.budget, dataset=self.protocol,
                         seed=self.seed, eot=eot, attack_kwargs=attack_kwargs, targets=targets, repeats=repeats,
                         cache_dir=cache_dir, recompute=recompute, progress=progress, **threat, **oracle_options)
 

@@ -182,11 +182,11 @@ def run(target: Target | nn.Module, attack: str | Attack | EOT, x: torch.Tensor,
                       attack_kwargs=bool(attack_kwargs), cache_dir=cache_dir is not None)
         return _run(target, attack, x, y, budget, seed, targets, repeats, oracle_options)
     entry = setting.resolve(dataset, model=target.defended, images=x, needed_by="runs.run")
-    if threat is None:
-        threat = setting.threat(entry, norm, eps)
+    kwargs = dict(attack_kwargs or {})
+    if threat is None:  # eps= first, else an eps among the attack's arguments, else the protocol's
+        threat = setting.threat(entry, norm, eps if eps is not None else kwargs.get("eps"))
     elif norm != "linf" or eps is not None:
         raise ValueError(f"give threat= or norm= and eps=, not both (threat={threat})")
-    kwargs = {**(attack_kwargs or {}), **({"eps": eps} if eps is not None else {})}
     built = attacks.build(attack, dataset=entry, norm=threat.norm, seed=seed, eot=eot, progress=progress,
                           **{**kwargs, "eps": threat.eps})
     key = None

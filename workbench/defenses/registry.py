@@ -144,7 +144,7 @@ register, unregister, names, spec = REGISTRY.register, REGISTRY.unregister, REGI
 def variant(name: str) -> str | None:
     """The zoo variant suffix the defense ``name`` serves (``"at"``, ``"gf"``), or None for plain wrappers and
     import paths."""
-    return None if ":" in name else spec(name).variant  # an import path serves no variant (is_import_path)
+    return None if is_import_path(name) else spec(name).variant
 
 
 def is_import_path(name: object) -> bool:
@@ -160,7 +160,7 @@ def _lookup(name: str) -> DefenseSpec:
     """The spec of the registry name ``name``, looked up once per call that needs it; for an import path
     ``"package.module:factory"`` a spec of the imported factory (no defaults; calibrated where the defense it
     makes has a ``calibrate(x, y)``)."""
-    if ":" not in name:  # a registry name (is_import_path)
+    if not is_import_path(name):
         return spec(name)
     module_name, _, attr = name.partition(":")
     try:
@@ -262,7 +262,7 @@ def prepare(name: str, model: nn.Module | str, *, dataset: str | Protocol | None
     defended = _build(found, model, dataset, weights, kwargs, name)
     device = device or model_device(defended)
     defended = defended.to(device)
-    if found.calibrate or (found.source.startswith("imported") and callable(getattr(defended, "calibrate", None))):
+    if found.calibrate or (is_import_path(name) and callable(getattr(defended, "calibrate", None))):
         if held_out is None:
             raise ValueError(f"defense {name!r} is calibrated on held-out data: pass held_out=(x, y)")
         x, y = held_out

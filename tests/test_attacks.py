@@ -9,7 +9,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from workbench.attacks import build, names, registry
-from workbench import protocol
 from workbench.threat import inside
 from workbench.oracle import BudgetExceeded, Oracle
 

@@ -42,7 +42,9 @@ def test_probes_classify_user_defenses(cnn, test_set):
                                                        suite("keeps-predictions"))
     scale_free = list(suite("keeps-predictions")) if noisy.keeps_predictions else []  # sigma 1 may flip one
     assert [r.label for r in ev.suite(noisy, eot=3)] == list(suite("standard")) + scale_free + [
-        "eot3-square", "eot3-nes", "eot3-bandits"]
+        "eot3-square", "eot3-nes", "eot3-bandits", f"square kappa={ev.kappa_for(noisy):g}",
+        f"eot3-square kappa={ev.kappa_for(noisy, 3):g}"]
+    assert ev.kappa_for(noisy) == pytest.approx(ev.KAPPA_SIGMAS * noisy.margin_noise, abs=0.005)
     with pytest.raises(ValueError, match="at least 6"):
         probe(cnn, test_set.x[:3])
 
@@ -56,19 +58,25 @@ def aaa_evaluation(cnn, test_set):
 
 def test_the_worst_case_is_per_image_over_every_attack(aaa_evaluation):
     r = aaa_evaluation
-    assert list(r.attacks["attack"]) == list(suite("standard") + suite("post-processing") + suite("keeps-predictions"))
+    first = r.attacks[r.attacks["seed"] == 0]
+    assert list(first["attack"]) == list(suite("standard") + suite("post-processing") + suite("keeps-predictions"))
+    restarts = r.attacks[r.attacks["seed"] > 0]  # the strongest attack again, on the images still robust
+    assert list(restarts["seed"]) == r.settings["restarts"]["seeds"][1:] and len(restarts) <= ev.RESTARTS
+    assert (restarts["attack"] == r.settings["restarts"]["attack"]).all()
     for column in [f"robust@{b}" for b in r.budgets] + ["final"]:
-        assert r.worst[column] <= r.attacks[column].min() + 1e-12
+        assert r.worst[column] <= first[column].min() + 1e-12
+        assert r.worst[f"{column} lo"] <= r.worst[column] <= r.worst[f"{column} hi"]
     images = r.images
     broken = images[~images["final"]]
     assert (broken["broken by"].isin(r.attacks["attack"])).all() and (broken["at query"] >= 1).all()
-    for _, row in broken.iterrows():  # the named attack really broke it at that query
-        assert row[f"{row['broken by']}: query"] == row["at query"]
+    for _, row in broken.iterrows():  # the named attack really broke it at that query, at that seed
+        label = row["broken by"] + ("" if row["seed"] == 0 else f" @seed {row['seed']}")
+        assert row[f"{label}: query"] == row["at query"]
     assert (images.loc[images["final"], "broken by"] == "").all()
     assert r.worst["final"] == pytest.approx(images["final"].mean())
     fig = r.plot()
-    assert len(fig.axes[0].lines) == len(r.attacks) + 1
-    assert "worst case" in r.to_markdown()
+    assert len(fig.axes[0].lines) >= len(first) + 1
+    assert "worst case" in r.to_markdown() and "Restarts of" in r.to_markdown()
 
 
 def test_randomized_defenses_are_re_evaluated(cnn, test_set):
@@ -85,7 +93,7 @@ def test_a_cached_evaluation_resumes_without_recomputing(cnn, test_set, tmp_path
     x, y = test_set[:8]
     first = ev.evaluate(cnn, x, y, budget=20, attacks=["square", "signhunter"], cache_dir=tmp_path,
                         cache_key="none", progress=False)
-    assert len(list(tmp_path.glob("*.json"))) == 2
+    assert len(list(tmp_path.glob("*.json"))) == 2 + len(first.settings["restarts"]["seeds"]) - 1
     monkeypatch.setattr(runs, "_run", lambda *a, **k: pytest.fail("a cached attack was recomputed"))
     again = ev.evaluate(cnn, x, y, budget=20, attacks=["square", "signhunter"], cache_dir=tmp_path,
                         cache_key="none", progress=False)

@@ -177,10 +177,15 @@ def test_the_cache_key_covers_the_model_weights(tmp_path):
     assert a.key() != b.key()
 
 
-def test_seed_summaries_are_mean_plus_minus_std():
-    table = pd.DataFrame({"defense": ["a", "a", "b", "b"], "attack": ["s"] * 4, "robust@100": [0.1, 0.3, 0.5, 0.5]})
+def test_summaries_carry_intervals_over_seeds_or_over_images():
+    """Over two seeds: the mean and its Student-t interval (t_0.975,1 = 12.706, std 0.141 / sqrt 2 = 0.1); over one
+    seed: the Wilson interval over the cell's images."""
+    table = pd.DataFrame({"defense": ["a", "a", "b", "b"], "attack": ["s"] * 4, "robust@100": [0.1, 0.3, 0.5, 0.5],
+                          "n": [10] * 4})
     summary = experiments.summarize(table, "robust@100")
-    assert summary.loc["a", "s"] == "0.200 ± 0.141" and summary.loc["b", "s"] == "0.500 ± 0.000"
+    assert summary.loc["a", "s"] == "0.200 [0.000, 1.000]" and summary.loc["b", "s"] == "0.500 [0.500, 0.500]"
+    one = experiments.summarize(table.iloc[[0, 2]], "robust@100")
+    assert one.loc["a", "s"] == "0.100 [0.018, 0.404]"
 
 
 def test_grid_plots_draw_what_the_table_holds(smoke_table):

@@ -72,6 +72,9 @@ def test_the_site_shows_a_recorded_board_with_its_figure_and_provenance(board, t
     page = (tmp_path / "leaderboard.html").read_text()
     assert page.count("data:image/png;base64,") == 1 and "worst@50" in page
     assert all(name in page for name in board["defense"]) and board["git commit"].iloc[0][:7] in page
+    final = board.iloc[0]
+    assert "95% Wilson interval" in page and f"[{100 * final['final lo']:.1f}, {100 * final['final hi']:.1f}]" in page
+    assert site.submitting_page(tmp_path / "submitting.html").read_text().count("Protocol hash") == 1
 
 
 def test_a_board_that_is_not_recorded_is_asked_for_by_name():

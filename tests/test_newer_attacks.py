@@ -8,7 +8,6 @@ import torch
 
 from workbench import runs
 from workbench.attacks import registry as attacks
-from workbench.attacks.square import SquareState
 from workbench.attacks.square_switch import SquareSwitch, SwitchState
 from workbench.defenses import registry as defenses
 from workbench.evaluate import EOT_RANGE, eot_samples, suite

@@ -1,5 +1,5 @@
-"""Evaluate any defense in one call: probe it, run every score-based attack it calls for, and report the
-worst case per image (an image is robust only if it survives every attack that ran).
+"""Evaluate any defense in one call: probe it, run every score-based attack it calls for, restart the strongest,
+and report the worst case per image (an image is robust only if it survives every run), with 95% intervals.
 
 The suite follows from the probes (``workbench.probes``):
 
@@ -11,16 +11,24 @@ The suite follows from the probes (``workbench.probes``):
 - Square on the DLR ratio (``square-dlr``, which no positive rescaling of the logits changes) when the defense
   changes the scores but keeps every prediction, randomized or not (RLS-like);
 - EOT-Square, EOT-NES and EOT-Bandits when it is randomized, averaging ``eot`` queries per point: by default as
-  many as its measured noise calls for (``eot_samples``);
+  many as its measured noise calls for (``eot_samples``), fewer with a warning where the budget cannot pay;
+- the kappa Square when its final images are re-evaluated (randomized or batch-dependent): an image counts as
+  broken only when the best wrong logit leads by ``kappa`` (``kappa_for``: past the noise, past a gate), aimed
+  at the re-evaluated outcome the defense is ranked by; for a randomized defense also under EOT;
 - a re-evaluation of every final image by ``repeats`` fresh queries when it is randomized or batch-dependent:
   an image counts as broken by an attack when the majority of those queries misclassify it.
 
-Results: ``attacks`` (one row per attack: robust accuracy at every budget as the attacker observed it, and the
-final, re-evaluated one), ``images`` (one row per image: each attack's first successful query, -1 for none, its
-re-evaluated share of correct answers, which attack broke it at which query, and ``final``: whether it survived
-every attack, re-evaluated where needed), ``worst`` (the worst-case
-robust accuracy at every budget, as observed, and ``final``: the headline number, re-evaluated where needed),
-``probes``, and ``plot()``.
+Restarts: the attack that broke the most images runs again at the seeds seed + 1, seed + 2, ... on the images
+every run so far left robust, until a restart breaks no new image or after ``RESTARTS`` (our rule; docs/protocol.md
+gives the measurement behind it). The whole plan is checked before the first query (``check_plan``).
+
+Results: ``attacks`` (one row per run: the attack, its seed, the images it ran on, robust accuracy at every budget
+as the attacker observed it, and the final, re-evaluated one), ``images`` (one row per image: each run's first
+successful query, -1 for none, its re-evaluated share of correct answers, which attack at which seed broke it at
+which query, and ``final``: whether it survived every run, re-evaluated where needed), ``worst`` (the worst-case
+robust accuracy at every budget, as observed, and ``final``: the headline number, re-evaluated where needed; each
+with its 95% Wilson interval over the images, ``"<key> lo"`` / ``"<key> hi"``), ``probes``, ``settings`` (with the
+restarts that ran) and ``plot()``. ``table()`` gives every accuracy with its interval.
 
 Command line::
 
@@ -40,6 +48,7 @@ import dataclasses
 import math
 import json
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -60,24 +69,38 @@ from workbench.results import Result
 
 EOT_RESOLUTION = 0.05  # the averaged margin's std the EOT attacks aim at, as a share of the typical margin
 EOT_RANGE = (2, 32)  # the fewest and most queries per EOT point (32: a 1000-query budget still gives 31 steps)
+KAPPA_SIGMAS = 2.0  # the kappa attack's margin in stds of one query's margin noise (our rule: see kappa_for)
+GATE_SLACK = 1.25  # ... and past a gate: the largest margin the probes saw gated, times this (our rule)
+RESTARTS = 4  # the most restarts of the strongest attack (at the seeds seed + 1, ..., seed + 4; our rule)
 
 
 @dataclasses.dataclass(frozen=True)
 class Planned:
-    """One attack of the suite: a registry attack, optionally under EOT with ``eot`` queries per point."""
+    """One attack of the suite: a registry attack, optionally under EOT with ``eot`` queries per point, and
+    optionally counting an image as broken only when it is misclassified by the margin ``kappa``."""
 
     attack: str
     eot: int = 1
+    kappa: float = 0.0
 
     @property
     def label(self) -> str:
-        return self.attack if self.eot == 1 else f"eot{self.eot}-{self.attack}"
+        base = self.attack if self.eot == 1 else f"eot{self.eot}-{self.attack}"
+        return base if not self.kappa else f"{base} kappa={self.kappa:g}"
+
+    @property
+    def kwargs(self) -> dict[str, float]:
+        """The attack's arguments beyond its spec's settings."""
+        return {"kappa": self.kappa} if self.kappa else {}
 
 
-def suite(probes: Probes, attacks: str | Sequence[str] = "standard", eot: int | None = None) -> list[Planned]:
+def suite(probes: Probes, attacks: str | Sequence[str] = "standard", eot: int | None = None,
+          budget: int | None = None) -> list[Planned]:
     """The attacks to run for a defense with these probes (``attacks``: "standard", or a list of registry
-    names, optionally ``"eot<M>-<name>"``); ``eot``: queries per EOT point (None: ``eot_samples`` of the
-    measured noise)."""
+    names, optionally ``"eot<M>-<name>"`` and ``"<name> kappa=<K>"``); ``eot``: queries per EOT point (None:
+    ``eot_samples`` of the measured noise, lowered with a warning to what ``budget`` affords: the clean point and
+    one two-point step). The standard plan ends with the kappa Square (``kappa_for``) for a defense whose final
+    images are re-evaluated, and for a randomized one also with the kappa Square under EOT."""
     if isinstance(attacks, str):
         if attacks != "standard":
             raise ValueError(f'attacks must be "standard" or a list of attack names, got {attacks!r}')
@@ -88,9 +111,14 @@ def suite(probes: Probes, attacks: str | Sequence[str] = "standard", eot: int | 
         plan += [Planned(a) for a in attack_registry.suite("post-processing")]
     if probes.keeps_predictions and probes.changes_scores:
         plan += [Planned(a) for a in attack_registry.suite("keeps-predictions")]
+    m = 1
     if probes.randomized:
-        m = eot if eot is not None else eot_samples(probes.noise or 0.0)
+        m = eot if eot is not None else _affordable_eot(eot_samples(probes.noise or 0.0), budget)
         plan += [Planned(a, m) for a in attack_registry.suite("eot")]
+    if not probes.deterministic:
+        plan.append(Planned("square", 1, kappa_for(probes)))
+    if probes.randomized:
+        plan.append(Planned("square", m, kappa_for(probes, m)))
     return plan
 
 
@@ -102,13 +130,67 @@ def eot_samples(noise: float) -> int:
     return int(min(max(wanted, EOT_RANGE[0]), EOT_RANGE[1]))
 
 
+def _affordable_eot(wanted: int, budget: int | None) -> int:
+    """``wanted`` queries per EOT point, or fewer (at least 2) where ``budget`` cannot pay for the clean point and
+    a step of two points at that count (NES and Bandits spend two points a step), with a warning that says so."""
+    if budget is None or 3 * wanted <= budget:
+        return wanted
+    m = max(EOT_RANGE[0], budget // 3)
+    warnings.warn(f"the noise calls for EOT over {wanted} queries per point, but budget={budget} pays for the clean "
+                  f"point and one step at {m} at most: the EOT attacks average {m} (raise the budget to "
+                  f"{3 * wanted} for {wanted})", stacklevel=3)
+    return m
+
+
+def kappa_for(probes: Probes, eot: int = 1) -> float:
+    """The confidence margin of the kappa Square against a defense whose final images are re-evaluated, for an
+    attack that averages ``eot`` queries per point: the largest of ``KAPPA_SIGMAS`` times the margin noise of
+    one point (one query's, over the square root of ``eot``: an image left that far past the boundary stays
+    misclassified under most fresh draws), ``GATE_SLACK`` times the largest margin at which a gate was seen open
+    (the image is carried past the gate, where the defense answers deterministically), and twice the largest
+    logit change the batch context made (a batch-dependent defense). Rounded to 0.01 (labels and cache keys stay
+    stable across machines). Our rule, from Carlini and Wagner (2017)'s confidence and Tramer et al. (2020)'s
+    advice to attack the quantity a defense is judged by."""
+    terms = [0.0]
+    if probes.margin_noise is not None:
+        terms.append(KAPPA_SIGMAS * probes.margin_noise / math.sqrt(checks.at_least("eot", eot, 1)))
+    if probes.gate is not None:
+        terms.append(GATE_SLACK * probes.gate)
+    if probes.batch_dependent:
+        terms.append(2 * probes.difference)
+    return round(max(terms), 2)
+
+
 def _parse(name: str) -> Planned:
-    head, _, rest = str(name).partition("-")
+    name, _, kappa = str(name).partition(" kappa=")
+    k = checks.non_negative("kappa", _number(kappa)) if kappa else 0.0
+    head, _, rest = name.partition("-")
     if head.startswith("eot") and head[3:].isdigit() and int(head[3:]) >= 2:
         checks.choice("attack", rest, attack_registry.names())
-        return Planned(rest, int(head[3:]))
-    checks.choice("attack", name, attack_registry.names() + tuple(f"eot5-{a}" for a in attack_registry.names()))
-    return Planned(name)
+        return Planned(rest, int(head[3:]), k)
+    checks.choice("attack", name, attack_registry.names() + tuple(f"eot5-{a}" for a in attack_registry.names()) +
+                  ("square kappa=2",))
+    return Planned(name, 1, k)
+
+
+def _number(text: str) -> float | str:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def check_plan(plan: Sequence[Planned], exp: Experiment, repeats: int) -> None:
+    """Fail before the first query where the plan cannot run as asked: every attack is built with its settings
+    (an unknown argument or a bad kappa is a ValueError naming it), and the budget must pay for the clean query and
+    one step of every attack (``attacks.registry.affordable``: EOT's points of ``eot`` queries included)."""
+    checks.at_least("repeats", repeats, 1)
+    if not plan:
+        raise ValueError("attacks: the plan has no attacks")
+    for planned in plan:
+        built = attack_registry.build(planned.attack, dataset=exp.protocol, norm=exp.threat.norm, eot=planned.eot,
+                                      progress=False, **{"eps": exp.threat.eps, **planned.kwargs})
+        attack_registry.affordable(built, exp.budget, planned.label)
 
 
 @dataclasses.dataclass
@@ -124,38 +206,48 @@ class Evaluation:
     settings: dict[str, Any]
 
     def table(self) -> pd.DataFrame:
-        """The per-attack table with the worst case as its last row."""
-        worst = {"attack": "worst case", **{f"robust@{b}": self.worst[f"robust@{b}"] for b in self.budgets},
-                 "final": self.worst["final"]}
-        return pd.concat([self.attacks, pd.DataFrame([worst])], ignore_index=True)
+        """The per-attack table with the worst case as its last row; every accuracy with its 95% interval over
+        the images each attack ran on (``metrics.interval``)."""
+        worst = {"attack": "worst case", "seed": "all", "images": len(self.images),
+                 **{f"robust@{b}": self.worst[f"robust@{b}"] for b in self.budgets}, "final": self.worst["final"]}
+        table = pd.concat([self.attacks, pd.DataFrame([worst])], ignore_index=True)
+        return metrics.with_intervals(table, [f"robust@{b}" for b in self.budgets] + ["final"], "images")
 
     def to_markdown(self) -> str:
-        probes = ", ".join(f"{k}: {v}" for k, v in self.probes.as_dict().items() if k not in ("difference", "z", "noise"))
+        probes = ", ".join(f"{k}: {v}" for k, v in self.probes.as_dict().items()
+                           if k not in ("difference", "z", "noise", "margin_noise", "gate"))
         final = "re-evaluated with fresh queries" if self.reevaluated else "as observed (deterministic defense)"
-        return (f"Probes: {probes}\n\n" + self.table().to_markdown(index=False, floatfmt=".3f") +
-                f"\n\n`final`: robust accuracy after {self.budgets[-1]} queries, {final}. Worst case over "
-                f"{len(self.attacks)} attacks: **{self.worst['final']:.3f}** on {len(self.images)} images.")
+        restarts = self.settings["restarts"]
+        lo, hi = self.worst["final lo"], self.worst["final hi"]
+        return (f"Probes: {probes}\n\n" + plots.with_intervals(self.table()).to_markdown(index=False, floatfmt=".3f")
+                + f"\n\n`final`: robust accuracy after {self.budgets[-1]} queries, {final}; [lo, hi]: 95% Wilson "
+                f"interval over the images. Restarts of {restarts['attack']}: seeds {restarts['seeds']} (new images "
+                f"broken: {restarts['new']}). Worst case over {len(self.attacks)} runs: **{self.worst['final']:.3f}** "
+                f"[{lo:.3f}, {hi:.3f}] on {len(self.images)} images.")
 
     def plot(self, ax: plt.Axes | None = None) -> plt.Figure:
-        """Robust accuracy against queries for every attack (as observed) and the per-image worst case."""
-        return plots.worst_case(self.images, self.attacks["attack"].tolist(), self.budgets[-1],
-                                self.worst["final"], ax=ax)
+        """Robust accuracy against queries for every attack of the suite (as observed) and the per-image worst
+        case over every run, restarts included, with the final worst case and its interval."""
+        first = self.attacks[self.attacks["seed"] == self.settings["seed"]]["attack"].tolist()
+        return plots.worst_case(self.images, first, self.budgets[-1], self.worst["final"],
+                                (self.worst["final lo"], self.worst["final hi"]), ax=ax)
 
 
 def evaluate(defended: nn.Module | runs.Target | Experiment, x: torch.Tensor | None = None,
              y: torch.Tensor | None = None, *, undefended: nn.Module | None = None, dataset: str | None = None,
              norm: str = "linf", eps: float | None = None, budget: int | None = None,
              budgets: Sequence[int] | None = None, attacks: str | Sequence[str] = "standard", seed: int = 0,
-             eot: int | None = None, repeats: int = runs.REPEATS, probe_images: torch.Tensor | None = None,
-             cache_dir: str | Path | None = None, cache_key: str | None = None, progress: bool = True) -> Evaluation:
+             eot: int | None = None, repeats: int = runs.REPEATS, restarts: int = RESTARTS,
+             probe_images: torch.Tensor | None = None, cache_dir: str | Path | None = None,
+             cache_key: str | None = None, progress: bool = True) -> Evaluation:
     """Evaluate ``defended`` on the images ``x`` with labels ``y`` (see the module docstring).
 
     Args:
         defended: an ``experiment.Experiment`` (``experiment.setup`` makes one from names: then its images,
             protocol, threat, budgets and seed are the evaluation's, and only ``attacks``, ``eot``, ``repeats``,
-            ``cache_dir`` and ``progress`` may be given); or any ``nn.Module`` mapping images in [0, 1] to logits,
-            or a defense ``runs.target`` made (then ``undefended``, ``probe_images`` and ``cache_key`` come with
-            it), with the images ``x`` and labels ``y``.
+            ``restarts``, ``cache_dir`` and ``progress`` may be given); or any ``nn.Module`` mapping images in
+            [0, 1] to logits, or a defense ``runs.target`` made (then ``undefended``, ``probe_images`` and
+            ``cache_key`` come with it), with the images ``x`` and labels ``y``.
         undefended: the model without the defense (for the prediction probe; recommended).
         dataset: the protocol (``workbench.protocol``: its eps and the attacks' settings) to use;
             default the zoo model's inside the defense, else the one protocol the images' shape fits
@@ -163,13 +255,18 @@ def evaluate(defended: nn.Module | runs.Target | Experiment, x: torch.Tensor | N
         norm, eps: the threat model (eps default: the dataset's, e.g. l-inf 0.3 on MNIST, 8/255 on CIFAR-10).
         budget: queries per image (default 1000); budgets: where robust accuracy is read (default 10, 100, ... up
             to budget).
-        attacks: "standard" (the suite the probes call for) or a list of names (``"eot5-square"`` for EOT).
+        attacks: "standard" (the suite the probes call for) or a list of names (``"eot5-square"`` for EOT,
+            ``"square kappa=2"`` for a confidence margin).
         seed: seed of every attack (and the defense's randomness, reseeded before each attack).
         eot: queries averaged per point by the EOT attacks (None: from the measured noise, ``eot_samples``);
             repeats: fresh queries per re-evaluated image.
+        restarts: the most restarts of the strongest attack (0: none; see the module docstring).
         probe_images: clean images to probe the defense with (default: the first 32 of ``x``).
         cache_dir, cache_key: keep every attack's per-image record under ``cache_dir`` (a killed run resumes);
             ``cache_key`` must identify the defense (the CLI uses its name, arguments and weights fingerprint).
+
+    The whole plan is checked before the first query (``check_plan``): a budget that cannot pay for one step of
+    an attack (an EOT point of ``eot`` queries included) is a ValueError before anything runs.
     """
     if isinstance(defended, Experiment):
         given = {"x": x is not None, "y": y is not None, "undefended": undefended is not None,
@@ -185,18 +282,71 @@ def evaluate(defended: nn.Module | runs.Target | Experiment, x: torch.Tensor | N
                           budgets=budgets, seed=seed, probe_images=probe_images, cache_dir=cache_dir,
                           cache_key=cache_key)
     eot = None if eot is None else checks.at_least("eot", eot, 2)
+    restarts = checks.at_least("restarts", restarts, 0)
+    plan = suite(exp.target.probes, attacks, eot, exp.budget)
+    check_plan(plan, exp, repeats)
+    return run_plan(exp, plan, repeats=repeats, restarts=restarts, cache_dir=cache_dir, progress=progress)
+
+
+def run_plan(exp: Experiment, plan: Sequence[Planned], *, repeats: int, restarts: int,
+             cache_dir: str | Path | None = None, progress: bool = True) -> Evaluation:
+    """Run a checked plan (``check_plan``) on an experiment: every attack at the experiment's seed, then the
+    restarts of the strongest one on the images still robust, and the per-image worst case over all runs."""
     target = exp.target
-    plan = suite(target.probes, attacks, eot)
-    eot = max([p.eot for p in plan] + [1])
-    settings = {"dataset": exp.protocol.name, "norm": exp.threat.norm, "eps": exp.threat.eps, "budget": exp.budget,
-                "seed": exp.seed, "eot": eot, "repeats": repeats, "n": len(exp.x), "reevaluated": target.reevaluate}
-    records = {}
+    runs_done: list[_Run] = []
     for planned in tqdm(plan, desc="attacks", unit="attack", disable=not progress):
-        records[planned.label] = exp.run(planned.attack, eot=planned.eot, repeats=repeats, cache_dir=cache_dir,
-                                         progress=progress)
-    images = _images(exp.y, records, exp.budget, target.reevaluate)
-    return Evaluation(target.probes, _per_attack(records, exp.budgets, images), images,
-                      _worst(images, records, exp.budgets), exp.budgets, target.reevaluate, settings)
+        record = exp.run(planned.attack, eot=planned.eot, attack_kwargs=planned.kwargs, repeats=repeats,
+                         cache_dir=cache_dir, progress=progress)
+        runs_done.append(_Run(planned, exp.seed, np.arange(len(exp.x)), record))
+    strongest = max(runs_done, key=lambda r: int((~r.result.final).sum()))  # the first of equals: plan order
+    seeds, new = [exp.seed], []
+    for restart in tqdm(range(1, restarts + 1), desc="restarts", unit="seed", disable=not progress):
+        alive = np.flatnonzero(_worst_final(runs_done, len(exp.x)))
+        if not len(alive):
+            break
+        sub = dataclasses.replace(exp, x=exp.x[alive], y=exp.y[alive], seed=exp.seed + restart)
+        record = sub.run(strongest.planned.attack, eot=strongest.planned.eot, attack_kwargs=strongest.planned.kwargs,
+                         repeats=repeats, cache_dir=cache_dir, progress=progress)
+        runs_done.append(_Run(strongest.planned, sub.seed, alive, record))
+        seeds.append(sub.seed)
+        new.append(int((~record.final).sum()))
+        if not new[-1]:  # a restart that breaks no new image ends them: the next would most likely not either
+            break
+    settings = {"dataset": exp.protocol.name, "norm": exp.threat.norm, "eps": exp.threat.eps, "budget": exp.budget,
+                "seed": exp.seed, "eot": max([p.eot for p in plan] + [1]), "repeats": repeats, "n": len(exp.x),
+                "reevaluated": target.reevaluate, "kappa": max([p.kappa for p in plan] + [0.0]),
+                "restarts": {"attack": strongest.planned.label, "seeds": seeds, "new": new, "cap": restarts}}
+    images = _images(exp.y, runs_done, exp.budget, target.reevaluate)
+    return Evaluation(target.probes, _per_attack(runs_done, exp.budgets), images, _worst(images, exp.budgets),
+                      exp.budgets, target.reevaluate, settings)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Run:
+    """One attack run of an evaluation: what ran, at which seed, on which images (indices into the experiment's),
+    and its result on them."""
+
+    planned: Planned
+    seed: int
+    images: np.ndarray
+    result: Result
+
+    def label(self, seed: int) -> str:
+        return self.planned.label if self.seed == seed else f"{self.planned.label} @seed {self.seed}"
+
+    def spread(self, values: torch.Tensor, n: int, fill: Any, dtype: Any) -> np.ndarray:
+        """Per image of the experiment: this run's ``values`` where it ran, ``fill`` elsewhere."""
+        out = np.full(n, fill, dtype=dtype)
+        out[self.images] = values.numpy()
+        return out
+
+
+def _worst_final(done: Sequence[_Run], n: int) -> np.ndarray:
+    """Per image: robust after every run so far."""
+    robust = np.ones(n, dtype=bool)
+    for r in done:
+        robust &= r.spread(r.result.final, n, True, bool)
+    return robust
 
 
 def _experiment(defended: nn.Module | runs.Target, x: torch.Tensor | None, y: torch.Tensor | None, *,
@@ -218,46 +368,50 @@ def _decades(budget: int) -> tuple[int, ...]:
     return tuple(b for b in (10, 100, 1000, 10000) if b < budget) + (budget,)
 
 
-def _images(y: torch.Tensor, records: dict[str, Result], budget: int, reevaluate: bool) -> pd.DataFrame:
-    """One row per image: each attack's first successful query and re-evaluated share, and the worst case."""
-    first = next(iter(records.values()))
-    table = pd.DataFrame({"image": np.arange(len(y)), "label": y.cpu().numpy(),
-                          "clean correct": first.clean_correct.numpy()})
-    for label, record in records.items():
-        table[f"{label}: query"] = record.first_success.numpy()
+def _images(y: torch.Tensor, done: Sequence[_Run], budget: int, reevaluate: bool) -> pd.DataFrame:
+    """One row per image: each run's first successful query (-1: none, or not run on it) and re-evaluated share,
+    and the worst case: which attack at which seed broke it, at which query."""
+    n, seed = len(y), done[0].seed
+    table = pd.DataFrame({"image": np.arange(n), "label": y.cpu().numpy(),
+                          "clean correct": done[0].result.clean_correct.numpy()})
+    for r in done:
+        table[f"{r.label(seed)}: query"] = r.spread(r.result.first_success, n, -1, np.int64)
         if reevaluate:
-            table[f"{label}: re-evaluated"] = record.reevaluated.numpy()
-    labels = list(records)
-    broken = np.stack([~records[label].final.numpy() for label in labels])  # (attacks, images)
-    queries = np.stack([table[f"{label}: query"].to_numpy() for label in labels])
-    # the query that broke it (the budget where only the re-evaluation saw it fall); the earliest attack wins ties
+            table[f"{r.label(seed)}: re-evaluated"] = r.spread(r.result.reevaluated, n, np.nan, np.float64)
+    broken = np.stack([~r.spread(r.result.final, n, True, bool) for r in done])  # (runs, images)
+    queries = np.stack([table[f"{r.label(seed)}: query"].to_numpy() for r in done])
+    # the query that broke it (the budget where only the re-evaluation saw it fall); the earliest run wins ties
     when = np.where(broken, np.where(queries > 0, queries, budget), np.iinfo(np.int64).max)
     first = when.argmin(0)
     robust = ~broken.any(0)
-    by = np.where(robust, "", np.asarray(labels, dtype=object)[first])
-    at = np.where(robust, -1, when[first, np.arange(len(table))])
-    table["broken by"], table["at query"], table["final"] = by, at, robust
+    table["broken by"] = np.where(robust, "", np.asarray([r.planned.label for r in done], dtype=object)[first])
+    table["seed"] = np.where(robust, -1, np.asarray([r.seed for r in done])[first])
+    table["at query"] = np.where(robust, -1, when[first, np.arange(n)])
+    table["final"] = robust
     return table
 
 
-def _per_attack(records: dict[str, Result], budgets: Sequence[int], images: pd.DataFrame) -> pd.DataFrame:
+def _per_attack(done: Sequence[_Run], budgets: Sequence[int]) -> pd.DataFrame:
+    """One row per run: robust accuracy at every budget as observed and ``final``, on the images it ran on."""
     rows = []
-    for label, record in records.items():
-        first = record.first_success.numpy()
+    for r in done:
+        first = r.result.first_success.numpy()
         fooled = first[first > 0]
-        row = {"attack": label, **{f"robust@{b}": float(r) for b, r in zip(budgets, metrics.robust_by_query(first,
-                                                                                                      budgets))}}
-        row["final"] = record.final_accuracy
-        row["median queries"] = float(np.median(fooled)) if len(fooled) else float("nan")
-        row["seconds"] = record.seconds
-        rows.append(row)
+        rows.append({"attack": r.planned.label, "seed": r.seed, "images": len(first),
+                     **{f"robust@{b}": float(v) for b, v in zip(budgets, metrics.robust_by_query(first, budgets))},
+                     "final": r.result.final_accuracy,
+                     "median queries": float(np.median(fooled)) if len(fooled) else float("nan"),
+                     "seconds": r.result.seconds})
     return pd.DataFrame(rows)
 
 
-def _worst(images: pd.DataFrame, records: dict[str, Result], budgets: Sequence[int]) -> dict[str, float]:
-    first = metrics.earliest(np.stack([r.first_success.numpy() for r in records.values()]))
+def _worst(images: pd.DataFrame, budgets: Sequence[int]) -> dict[str, float]:
+    """The per-image worst case at every budget (as observed) and ``final``, each with its 95% interval."""
+    first = metrics.earliest(np.stack([images[c].to_numpy() for c in images.columns if c.endswith(": query")]))
     worst = {f"robust@{b}": float(r) for b, r in zip(budgets, metrics.robust_by_query(first, budgets))}
     worst["final"] = float(images["final"].mean())
+    for key in list(worst):
+        worst[f"{key} lo"], worst[f"{key} hi"] = metrics.interval(worst[key], len(images))
     return worst
 
 

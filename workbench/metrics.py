@@ -1,5 +1,12 @@
 """Metrics of the papers: accuracy, robust accuracy vs queries (one run gives every budget), queries to success,
-15-bin ECE, logit difference between a defended and an undefended model, and prediction agreement.
+15-bin ECE, logit difference between a defended and an undefended model, and prediction agreement; and the 95%
+intervals every shown accuracy carries (``interval``: over images; ``seed_interval``: over seeds) with the ties
+they imply in a ranking (``ties``).
+
+Intervals over images are Wilson score intervals (``scipy.stats.binomtest``): an accuracy on n images is k
+successes of n, the interval is closed-form (no seed, the same on every machine) and keeps its coverage near 0 and
+1, where many defenses sit (a per-image bootstrap collapses to [0, 0] at an accuracy of 0, and the normal
+approximation leaves [0, 1]).
 
 Example::
 
@@ -16,6 +23,8 @@ import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
+
+from scipy import stats
 
 from workbench import checks
 from workbench.results import Result
@@ -109,6 +118,72 @@ def reevaluated_accuracy(model: nn.Module, x_adv: torch.Tensor, y: torch.Tensor,
     return float((reevaluated(model, x_adv, y, repeats, batch_size) >= 0.5).double().mean())
 
 
+LEVEL = 0.95  # the confidence level of every interval the workbench shows
+
+
+def interval(accuracy: float, n: int, level: float = LEVEL) -> tuple[float, float]:
+    """The Wilson score interval of an accuracy measured on ``n`` images (``accuracy * n`` of them correct; see the
+    module docstring for why Wilson). NaN for an accuracy that is NaN."""
+    n = checks.at_least("n", n, 1)
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    if accuracy != accuracy:  # NaN: nothing was measured
+        return float("nan"), float("nan")
+    if not 0 <= accuracy <= 1:
+        raise ValueError(f"accuracy must be in [0, 1], got {accuracy}")
+    k = int(round(accuracy * n))
+    if abs(k - accuracy * n) > 1e-6 * n:
+        raise ValueError(f"accuracy={accuracy} is not a share of n={n} images")
+    ci = stats.binomtest(k, n).proportion_ci(level, method="wilson")
+    return float(ci.low), float(ci.high)
+
+
+def seed_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float, float]:
+    """The mean of an accuracy measured at several seeds and the Student-t interval of that mean over the seeds,
+    clipped to [0, 1] (NaN bounds for a single seed: one seed is one sample)."""
+    v = np.asarray(values, dtype=float)
+    if not len(v):
+        raise ValueError("values must hold at least one accuracy")
+    mean = float(v.mean())
+    if len(v) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
+    return mean, max(0.0, mean - half), min(1.0, mean + half)
+
+
+def with_intervals(table: pd.DataFrame, columns: Sequence[str], n: int | str) -> pd.DataFrame:
+    """``table`` with the columns ``"<c> lo"`` and ``"<c> hi"`` beside each accuracy column ``c``: its Wilson
+    interval over ``n`` images (a number, or the name of a column holding each row's count)."""
+    out = table.copy()
+    for c in columns:
+        counts = out[n] if isinstance(n, str) else pd.Series(n, index=out.index)
+        bounds = [interval(float(a), int(k)) for a, k in zip(out[c], counts)]
+        at = out.columns.get_loc(c) + 1
+        out.insert(at, f"{c} lo", [b[0] for b in bounds])
+        out.insert(at + 1, f"{c} hi", [b[1] for b in bounds])
+    return out
+
+
+def budget_columns(columns: Iterable[str], prefix: str = "robust@") -> list[str]:
+    """The accuracy-per-budget columns of a table (``robust@100``, ...), without their interval bounds."""
+    return [c for c in columns if c.startswith(prefix) and not c.endswith((" lo", " hi"))]
+
+
+def ties(lo: Sequence[float], hi: Sequence[float]) -> list[int]:
+    """Tie groups of a ranking (rows sorted best first, each with its interval ``lo``-``hi``): a row joins the
+    group above it while its interval overlaps the interval of that group's first row, else it starts the next
+    group. Returns each row's group rank (1-based; rows with the same rank are tied)."""
+    lo, hi = np.asarray(lo, dtype=float), np.asarray(hi, dtype=float)
+    if lo.shape != hi.shape:
+        raise ValueError(f"lo and hi must have the same length, got {len(lo)} and {len(hi)}")
+    ranks, head = [], 0
+    for i in range(len(lo)):
+        if i and hi[i] < lo[head]:
+            head = i
+        ranks.append(head + 1)
+    return ranks
+
+
 def robust_accuracy_curve(result: Result, budgets: Iterable[int] | None = None) -> dict[int, float]:
     """Robust accuracy at each budget (default: every query 1..budget), all read from one run."""
     budgets = range(1, result.budget + 1) if budgets is None else checks.budgets("budgets", budgets, strict=False)
@@ -148,10 +223,14 @@ def success_queries(first_success: torch.Tensor, clean_correct: torch.Tensor) ->
 
 
 def summary(result: Result, budgets: Sequence[int]) -> dict[str, float]:
-    """One row for a table: clean accuracy as the attack saw it, robust accuracy per budget, query statistics
-    (rounded for display: accuracies to 4 decimals, queries and seconds to 2)."""
+    """One row for a table: clean accuracy as the attack saw it, robust accuracy per budget with its 95% interval
+    over the images (``robust@b lo`` / ``hi``), query statistics (rounded for display: accuracies to 4 decimals,
+    queries and seconds to 2)."""
+    n = len(result.first_success)
     row = {"clean_accuracy": round(result.clean_correct.float().mean().item(), 4)}
-    row.update({f"robust@{b}": round(acc, 4) for b, acc in robust_accuracy_curve(result, budgets).items()})
+    for b, acc in robust_accuracy_curve(result, budgets).items():
+        lo, hi = interval(acc, n)
+        row.update({f"robust@{b}": round(acc, 4), f"robust@{b} lo": round(lo, 4), f"robust@{b} hi": round(hi, 4)})
     row.update({k: round(v, 2) if isinstance(v, float) else v for k, v in query_stats(result).items()})
     row.update({"seconds": round(result.seconds, 2)})
     return row

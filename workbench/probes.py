@@ -49,6 +49,12 @@ class Probes:
             repeated-query test (only where a randomized defense's noise cannot be reset).
         noise: for a randomized defense, ``relative_noise`` on the probe images whose scores were found random
             (else None).
+        margin_noise: for a randomized defense, the std of the top-2 logit margin over fresh queries of one image
+            (median over the images whose scores were found random), in logits (else None).
+        gate: for a randomized defense that left some probed images' scores untouched (a gate: noise only near the
+            decision boundary), the largest top-2 margin at which the probes saw random scores on blends of two probe
+            images (``_gate``); None where the scores of every image of the first group were random (no gate) or
+            the defense is deterministic.
     """
 
     randomized: bool
@@ -58,6 +64,8 @@ class Probes:
     difference: float
     z: float | None = None
     noise: float | None = None
+    margin_noise: float | None = None
+    gate: float | None = None
 
     @property
     def deterministic(self) -> bool:
@@ -118,7 +126,8 @@ def probe(defended: nn.Module, x: torch.Tensor, undefended: nn.Module | None = N
     k = len(x) // 3
     a, b, c = x[:k], x[k:2 * k], x[2 * k:3 * k]
     first, again = _scores(defended, a), _scores(defended, a)
-    noisy = a[_random_rows(first, again)]
+    random_rows = _random_rows(first, again)
+    noisy, gated = a[random_rows], not bool(random_rows.all())
     if not len(noisy):  # noise gated on low confidence (BD, gated RND) shows only near the decision boundary
         blends = torch.cat([(a + b) / 2, (a + b + c) / 3])
         noisy = blends[_random_rows(_scores(defended, blends), _scores(defended, blends))]
@@ -138,9 +147,25 @@ def probe(defended: nn.Module, x: torch.Tensor, undefended: nn.Module | None = N
         reference, scores = _scores(undefended, x), [_scores(defended, x) for _ in range(2)]
         keeps = all(bool((s.argmax(1) == reference.argmax(1)).all()) for s in scores)
         changes = bool((scores[0] - reference).abs().max() > TOLERANCE)
-    noise = relative_noise(defended, noisy) if randomized else None
+    noise = spread = gate = None
+    if randomized:
+        margins = _margins(defended, noisy, REPEATS)
+        noise, spread = _relative(margins), float(margins.std(0).median())
+        gate = _gate(defended, a, b) if gated else None
     reseed(defended)
-    return Probes(randomized, batch_dependent, keeps, changes, difference, z, noise)
+    return Probes(randomized, batch_dependent, keeps, changes, difference, z, noise, spread, gate)
+
+
+def _gate(defended: nn.Module, a: torch.Tensor, b: torch.Tensor) -> float:
+    """The largest top-2 margin at which the scores are random, over the blends ``w * a + (1 - w) * b`` for nine
+    weights w in [0.1, 0.9]: the line from one probe image to another crosses the gated region near the decision
+    boundary and leaves it on both sides, so its random points reach the gate's edge. (0 where none is random.)"""
+    weights = torch.linspace(0.1, 0.9, 9).view(-1, 1, 1, 1, 1)
+    blends = (weights * a + (1 - weights) * b).flatten(0, 1)
+    first, again = _scores(defended, blends), _scores(defended, blends)
+    random = _random_rows(first, again)
+    reseed(defended)
+    return float(top2_margin((first + again)[random] / 2).abs().max()) if random.any() else 0.0
 
 
 def _random_rows(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
@@ -168,7 +193,16 @@ def relative_noise(defended: nn.Module, x: torch.Tensor, repeats: int = REPEATS)
     deterministic defense). The evaluation picks the EOT sample count from it. Seeded parts are restarted after."""
     checks.module("defended", defended)
     checks.images("x", x)
-    margins = torch.stack([top2_margin(_scores(defended, x)) for _ in range(checks.at_least("repeats", repeats, 2))])
+    return _relative(_margins(defended, x, checks.at_least("repeats", repeats, 2)))
+
+
+def _margins(defended: nn.Module, x: torch.Tensor, repeats: int) -> torch.Tensor:
+    """The top-2 margins of ``repeats`` queries of ``x`` (repeats, N); seeded parts are restarted after."""
+    margins = torch.stack([top2_margin(_scores(defended, x)) for _ in range(repeats)])
     reseed(defended)
+    return margins
+
+
+def _relative(margins: torch.Tensor) -> float:
     scale = float(margins.mean(0).abs().median())
     return float(margins.std(0).median()) / max(scale, 1e-12)

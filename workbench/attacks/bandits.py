@@ -63,8 +63,9 @@ class Bandits(Attack):
 
     def __init__(self, *, norm: str = "linf", eps: float, prior_size: int = 50, fd_eta: float = 0.1,
                  image_lr: float = 0.01, online_lr: float | None = None, exploration: float | None = None,
-                 loss: str | None = None, seed: int = 0, progress: bool = True):
-        super().__init__(norm=norm, eps=eps, loss=loss, seed=seed, progress=progress)
+                 loss: str | None = None, kappa: float = 0.0, seed: int = 0,
+                 progress: bool = True):
+        super().__init__(norm=norm, eps=eps, loss=loss, kappa=kappa, seed=seed, progress=progress)
         linf = norm == "linf"
         online_lr = (100.0 if linf else 0.1) if online_lr is None else online_lr
         exploration = (1.0 if linf else 0.01) if exploration is None else exploration

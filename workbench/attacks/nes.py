@@ -47,8 +47,9 @@ class NES(Attack):
     cost = 2
 
     def __init__(self, *, norm: str = "linf", eps: float, sigma: float = 0.01, lr: float = 2 / 255,
-                 pairs: int = 20, loss: str | None = None, seed: int = 0, progress: bool = True):
-        super().__init__(norm=norm, eps=eps, loss=loss, seed=seed, progress=progress)
+                 pairs: int = 20, loss: str | None = None, kappa: float = 0.0, seed: int = 0,
+                 progress: bool = True):
+        super().__init__(norm=norm, eps=eps, loss=loss, kappa=kappa, seed=seed, progress=progress)
         self.sigma, self.lr = checks.positive("sigma", sigma), checks.positive("lr", lr)
         self.pairs = checks.at_least("pairs", pairs, 1)
 

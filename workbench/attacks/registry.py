@@ -193,3 +193,15 @@ def build(name: str, *, dataset: str | Protocol | None = None, norm: str = "linf
     entry = dataset if isinstance(dataset, Protocol) else protocol.get(dataset)
     attack = found.cls(**{**_settings(found, entry, norm, name), **found.fixed, **overrides})
     return EOT(attack, m=eot) if eot > 1 else attack
+
+
+def affordable(attack: Attack | EOT, budget: int, label: str | None = None) -> None:
+    """Raise unless ``budget`` queries per image pay for the clean query and one step of ``attack`` (under EOT,
+    each point costs ``m`` queries): a plan that cannot run is refused before its first query."""
+    inner, m = (attack.attack, attack.m) if isinstance(attack, EOT) else (attack, 1)
+    needed = m * (1 + inner.cost)
+    if budget < needed:
+        per = f"{m} queries per point x " if m > 1 else ""
+        raise ValueError(f"budget={budget} cannot pay for attack {label or attack.name!r}: the clean query and one "
+                         f"step take {per}{1 + inner.cost} points = {needed} queries per image; raise the budget to "
+                         f"at least {needed}" + (" or lower eot" if m > 1 else ""))

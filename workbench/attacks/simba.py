@@ -69,8 +69,9 @@ class SimBA(Attack):
     default_loss = targeted_loss = "probability"
 
     def __init__(self, *, norm: str = "linf", eps: float, step: float = 0.2, basis: str = "dct",
-                 freq: int | None = None, loss: str | None = None, seed: int = 0, progress: bool = True):
-        super().__init__(norm=norm, eps=eps, loss=loss, seed=seed, progress=progress)
+                 freq: int | None = None, loss: str | None = None, kappa: float = 0.0, seed: int = 0,
+                 progress: bool = True):
+        super().__init__(norm=norm, eps=eps, loss=loss, kappa=kappa, seed=seed, progress=progress)
         checks.choice("basis", basis, BASES)
         self.step_size, self.basis = checks.positive("step", step), basis
         self.freq = None if freq is None else checks.at_least("freq", freq, 1)

@@ -62,8 +62,9 @@ class Square(Attack):
     targeted_loss = "ce"
 
     def __init__(self, *, norm: str = "linf", eps: float, p_init: float = 0.05, schedule: int = 10000,
-                 loss: str | None = None, seed: int = 0, progress: bool = True):
-        super().__init__(norm=norm, eps=eps, loss=loss, seed=seed, progress=progress)
+                 loss: str | None = None, kappa: float = 0.0, seed: int = 0,
+                 progress: bool = True):
+        super().__init__(norm=norm, eps=eps, loss=loss, kappa=kappa, seed=seed, progress=progress)
         p_init = checks.positive("p_init", p_init)
         if p_init > 1:
             raise ValueError(f"p_init must be in (0, 1], got {p_init}")

@@ -52,8 +52,9 @@ class SquareSwitch(Square):
     targeted_loss = "margin"
 
     def __init__(self, *, norm: str = "linf", eps: float, p_init: float = 0.05, schedule: int = 10000,
-                 k: int = SWITCH_K, loss: str | None = None, seed: int = 0, progress: bool = True):
-        super().__init__(norm=norm, eps=eps, p_init=p_init, schedule=schedule, loss=loss, seed=seed,
+                 k: int = SWITCH_K, loss: str | None = None, kappa: float = 0.0, seed: int = 0,
+                 progress: bool = True):
+        super().__init__(norm=norm, eps=eps, p_init=p_init, schedule=schedule, loss=loss, kappa=kappa, seed=seed,
                          progress=progress)
         self.k = checks.at_least("k", k, 1)
 

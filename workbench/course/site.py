@@ -58,13 +58,15 @@ def render(out: Path | str, prefixes: Sequence[str] = ("",), fast: bool = True) 
         pages = [_page(path, fast, Path(executed), out) for path in tqdm(chosen, desc="site", unit="page")]
     api(out / "api")
     boards = boards_page(out / "leaderboard.html")
+    submitting_page(out / "submitting.html")
     index = out / "index.html"
     paths.atomic_write(index, lambda tmp: tmp.write_text(_index(pages, fast, boards), encoding="utf-8"))
     return index
 
 
-BOARD_COLUMNS = ("defense", "clean acc", "agreement", "ECE", "final", "worst attack", "attacks", "eot",
-                 "cost per query", "randomized", "keeps predictions")
+BOARD_COLUMNS = ("rank", "defense", "clean acc", "agreement", "ECE", "final", "worst attack", "attacks",
+                 "restart seeds", "eot", "kappa", "cost per query", "randomized", "keeps predictions", "current")
+SUBMITTING = "submitting.md"  # docs/: how to submit a defense, rendered beside the boards
 
 
 def boards_page(out: Path | str) -> list[str]:
@@ -100,16 +102,45 @@ def _board_section(board: str, table) -> str:
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=100, bbox_inches="tight")
     plt.close(fig)
-    shown = table[[*BOARD_COLUMNS[:4], *(f"worst@{b}" for b in budgets), *BOARD_COLUMNS[4:]]].copy()
-    percent = ["clean acc", "agreement", "final", *(f"worst@{b}" for b in budgets)]
+    accuracies = ["clean acc", "agreement", *(f"worst@{b}" for b in budgets), "final"]
+    shown = table[[c for c in table.columns if c in BOARD_COLUMNS or any(c.startswith(a) for a in accuracies)]]
+    shown = shown[[*BOARD_COLUMNS[:5], *(c for c in shown.columns if c.startswith("worst@")),
+                   *(c for c in shown.columns if c.startswith("final")), *BOARD_COLUMNS[6:]]].copy()
+    percent = [c for c in shown.columns if any(c.startswith(a) for a in accuracies)]
     shown[percent] = (100 * shown[percent]).round(1)
+    ties = shown.groupby("rank")["rank"].transform("size") > 1
+    shown["rank"] = [f"{r}=" if t else str(r) for r, t in zip(shown["rank"], ties)]
+    shown = plots.with_intervals(shown, digits=1)
     made = ", ".join(sorted({f"{c[:7]} ({d}, torch {t})" for c, d, t in
                              zip(table["git commit"], table["device"], table["torch"])}))
+    stale = "" if table["current"].all() else (
+        f"<p><strong>{int((~table['current']).sum())} rows were recorded under an earlier protocol</strong> "
+        "(column <code>current</code>: False; without restarts, the kappa Square or the present rules): they are "
+        "not comparable with the others until recorded again.</p>")
     return (f"<h2 id=\"{html.escape(board)}\">{html.escape(board)}</h2>"
             f"<p>{html.escape(dataset)}, the first {n} test images, l-inf at the dataset's eps, budgets "
-            f"{', '.join(map(str, budgets))} queries, seed 0. Computed at {html.escape(made)}.</p>"
+            f"{', '.join(map(str, budgets))} queries, seed 0. Accuracies in percent with their 95% Wilson interval "
+            f"over the {n} images; defenses whose intervals of <code>final</code> overlap share a rank (=). "
+            f"Computed at {html.escape(made)}.</p>{stale}"
             f'<img src="data:image/png;base64,{base64.b64encode(png.getvalue()).decode()}">'
-            f"{shown.to_html(index=False, float_format=lambda v: f'{v:.3g}')}")
+            f"{shown.to_html(index=False, float_format=lambda v: f'{v:.3g}')}"
+            '<p>Your defense on this board: <a href="submitting.html">how to submit</a>.</p>')
+
+
+def submitting_page(out: Path | str) -> Path | None:
+    """docs/submitting.md (how to submit a defense to a board) as HTML, where the checkout has it."""
+    import mistune  # installed with nbconvert, which renders the notebooks
+
+    source = paths.notebooks_dir().parent / "docs" / SUBMITTING
+    if not source.is_file():
+        return None
+    body = mistune.html(source.read_text(encoding="utf-8"))
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>SQA workbench: submitting a defense</title>
+<style>body {{font-family: sans-serif; max-width: 50em; margin: 2em auto; line-height: 1.5}}
+pre {{background: #f6f6f6; padding: 0.5em}}</style></head><body>{body}</body></html>
+"""
+    return paths.atomic_write(Path(out), lambda tmp: tmp.write_text(page, encoding="utf-8"))
 
 
 def api(out: Path | str) -> Path:
@@ -202,7 +233,8 @@ def _boards_link(boards: Sequence[str]) -> str:
     if not boards:
         return ""
     links = ", ".join(f'<a href="leaderboard.html#{html.escape(b)}">{html.escape(b)}</a>' for b in boards)
-    return f"<p>The recorded worst-case leaderboards: {links}.</p>"
+    return (f"<p>The recorded worst-case leaderboards: {links} (<a href=\"submitting.html\">submitting a "
+            "defense</a>).</p>")
 
 
 def main(argv: list[str] | None = None) -> int:

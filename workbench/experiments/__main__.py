@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
-from workbench import paths
+from workbench import metrics, paths
 from workbench.experiments.execution import EXECUTORS, tabulate
 from workbench.experiments.presets import preset, presets
 
@@ -34,7 +34,7 @@ def main(argv: Iterable[str] | None = None) -> None:
     table = tabulate(cells, executor=args.executor, workers=args.workers, cache_dir=args.cache_dir, device=args.device,
                 recompute=args.recompute)
     columns = ["defense", "attack", "norm", "targeted", "seed", "clean acc", "logit diff", "ECE"] + \
-        [c for c in table.columns if c.startswith("robust@")] + ["re-evaluated", "mean queries", "seconds"]
+        metrics.budget_columns(table.columns) + ["re-evaluated", "mean queries", "seconds"]
     print(table[columns].to_markdown(index=False, floatfmt=".3f"))
     out = Path(args.csv or f"{args.preset}.csv")
     for target in [out] + ([paths.tables_dir() / f"{args.preset}.csv"] if args.record else []):

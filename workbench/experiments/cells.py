@@ -90,8 +90,9 @@ def grid(*, defenses: Sequence[str], attacks: Sequence[str], seeds: Sequence[int
 
 def validate(cells: Sequence[Cell], cache_dir: str | Path | None = None) -> None:
     """Fail before anything runs, naming the cell (its index) and the field: every field is checked, every attack
-    and defense is built with its keyword arguments (defenses on a tiny dummy classifier), and the cache folder
-    must be writable."""
+    and defense is built with its keyword arguments (defenses on a tiny dummy classifier), every budget must pay
+    for the clean query and one step of its attack (an EOT point of ``eot`` queries included:
+    ``attacks.affordable``), and the cache folder must be writable."""
 
     if not cells:
         raise ValueError("the grid has no cells")
@@ -120,8 +121,9 @@ def validate(cells: Sequence[Cell], cache_dir: str | Path | None = None) -> None
                 raise ValueError(f"{where}: attack_kwargs has {key!r}, not an argument of attack {c.attack!r} "
                                  f"(norm, eps and seed are cell fields)")
         kwargs = {**dict(c.attack_kwargs), **({"eps": c.eps} if c.eps is not None else {})}
-        _field(where, "attack_kwargs", lambda: attacks.build(c.attack, dataset=entry, norm=c.norm, seed=c.seed,
-                                                             progress=False, **kwargs))
+        built = _field(where, "attack_kwargs", lambda: attacks.build(c.attack, dataset=entry, norm=c.norm,
+                                                                     seed=c.seed, progress=False, **kwargs))
+        _field(where, "budgets", lambda: attacks.affordable(built, c.budgets[-1], c.attack))
         _field(where, "defense_kwargs", lambda: defenses.check(c.defense, entry, **dict(c.defense_kwargs)))
     if cache_dir is not None:
         cache.writable(Path(cache_dir))

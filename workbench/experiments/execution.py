@@ -30,7 +30,8 @@ def run_cell(c: Cell, device: str | torch.device | None = None, progress: bool =
              cache_dir: str | Path | None = None, recompute: bool = False) -> dict[str, Any]:
     """Run one cell through the run path (its experiment set up once, ``experiment.setup``; its attack's record
     cached under ``cache_dir``) and return its row: the clean metrics, robust accuracy at each budget as the
-    attacker observed it, the final outcome (``re-evaluated``), query statistics and provenance."""
+    attacker observed it, the final outcome (``re-evaluated``), each with its 95% Wilson interval over the images
+    (``lo`` / ``hi``), query statistics and provenance."""
     start = time.perf_counter()
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     torch.manual_seed(c.seed)
@@ -50,9 +51,14 @@ def run_cell(c: Cell, device: str | torch.device | None = None, progress: bool =
     # the cells cost), plus this call's set-up and clean metrics
     seconds = record.seconds + attack_start - start
     stats = metrics.query_stats(record)
+    robust = {}
+    for b in c.budgets:
+        robust[f"robust@{b}"] = record.robust_accuracy(b)
+        robust[f"robust@{b} lo"], robust[f"robust@{b} hi"] = metrics.interval(robust[f"robust@{b}"], c.n)
+    final = record.final_accuracy
     return {"dataset": c.dataset, "model": c.model, "defense": c.defense, "attack": c.attack, "norm": c.norm,
-            "eps": exp.threat.eps, "n": c.n, "seed": c.seed, "targeted": c.targeted, **clean,
-            **{f"robust@{b}": record.robust_accuracy(b) for b in c.budgets}, "re-evaluated": record.final_accuracy,
+            "eps": exp.threat.eps, "n": c.n, "seed": c.seed, "targeted": c.targeted, **clean, **robust,
+            "re-evaluated": final, **dict(zip(("re-evaluated lo", "re-evaluated hi"), metrics.interval(final, c.n))),
             "mean queries": stats["mean_queries"], "median queries": stats["median_queries"], "seconds": seconds,
             "key": c.key(), "config": json.dumps(c.config(), sort_keys=True, default=str),
             **(record.computed or runs.provenance(device))}

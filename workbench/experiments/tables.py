@@ -1,5 +1,7 @@
-"""Reading a grid's table: pivots of one value (mean ± std over seeds), the cells' keyword arguments as columns,
-and the tables recorded by ``python -m workbench.experiments NAME --record``."""
+"""Reading a grid's table: pivots of one value (over several seeds: the mean with its 95% Student-t interval over
+the seeds; over one: the value with its 95% Wilson interval over the images), the cells' keyword arguments as
+columns, and the tables recorded by ``python -m workbench.experiments NAME --record`` (with the intervals of
+their accuracies)."""
 
 from __future__ import annotations
 
@@ -7,18 +9,49 @@ import json
 
 import pandas as pd
 
-from workbench import checks, paths
+from workbench import checks, metrics, paths
 from workbench.experiments.presets import presets
+
+ACCURACIES = ("clean acc", "agreement", "re-evaluated")  # with the robust@b columns: the accuracies of a grid row
 
 
 def summarize(table: pd.DataFrame, value: str, index: str = "defense", columns: str = "attack") -> pd.DataFrame:
-    """A defense x attack pivot of ``value``; over several seeds each entry is "mean ± std"."""
-    grouped = table.groupby([index, columns], sort=False)[value]
+    """A defense x attack pivot of ``value`` as text: over several seeds "mean [lo, hi]" (the 95% Student-t
+    interval of the mean over the seeds), over one "value [lo, hi]" (the 95% Wilson interval over its ``n``
+    images) where ``value`` is an accuracy, else the value."""
+    grouped = table.groupby([index, columns], sort=False)
     if grouped.size().max() == 1:
-        return grouped.first().unstack(columns)
-    stats = grouped.agg(["mean", "std"])
-    text = stats.apply(lambda r: f"{r['mean']:.3f} ± {r['std']:.3f}", axis=1)
-    return text.unstack(columns)
+        if not _is_accuracy(value):
+            return grouped[value].first().unstack(columns)
+        first = grouped[[value, "n"]].first()
+        text = [_shown(v, *metrics.interval(v, int(n))) for v, n in zip(first[value], first["n"])]
+        return pd.Series(text, index=first.index).unstack(columns)
+    stats = grouped[value].agg(lambda v: _shown(*metrics.seed_interval(list(v))))
+    return stats.unstack(columns)
+
+
+def _is_accuracy(column: str) -> bool:
+    return column.startswith("robust@") or column in ACCURACIES
+
+
+def _shown(value: float, lo: float, hi: float) -> str:
+    return f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def with_intervals(table: pd.DataFrame) -> pd.DataFrame:
+    """A grid table with the 95% Wilson interval (``lo`` / ``hi``) of every robust accuracy and re-evaluated
+    accuracy that lacks one (tables recorded before the intervals were), from each row's ``n``."""
+    columns = metrics.budget_columns(table.columns) + [c for c in table.columns if c == "re-evaluated"]
+    missing = [c for c in columns if f"{c} lo" not in table.columns]
+    if not missing:
+        return table
+    out = table.copy()
+    for c in missing:  # a recorded table's NaN (a budget a cell did not run) keeps NaN bounds
+        bounds = [metrics.interval(float(v), int(n)) for v, n in zip(out[c], out["n"])]
+        at = out.columns.get_loc(c) + 1
+        out.insert(at, f"{c} lo", [b[0] for b in bounds])
+        out.insert(at + 1, f"{c} hi", [b[1] for b in bounds])
+    return out
 
 
 def with_kwargs(table: pd.DataFrame) -> pd.DataFrame:
@@ -38,4 +71,4 @@ def recorded(name: str) -> pd.DataFrame:
     if not path.is_file():
         raise FileNotFoundError(f"no recorded table for preset {name!r} at {path}; make it with "
                                 f"`python -m workbench.experiments {name} --record`")
-    return pd.read_csv(path)
+    return with_intervals(pd.read_csv(path))

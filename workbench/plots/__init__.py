@@ -16,11 +16,11 @@ from workbench.plots.images import (adversarial_examples, gradient_signs, image_
                                     query_snapshots, to_image)
 from workbench.plots.style import STYLE, savefig, style, styled
 from workbench.plots.tables import (bars, budget_curves, cost_vs_robustness, leaderboard, robustness_heatmap,
-                                    robustness_vs_budget, sweep_panels, value_heatmap)
+                                    robustness_vs_budget, sweep_panels, value_heatmap, with_intervals)
 
 __all__ = ["STYLE", "aaa_target_curves", "adversarial_examples", "bars", "budget_curves", "confidence_by_rank",
            "cost_vs_robustness", "gradient_signs", "image_rows", "leaderboard", "lines", "margin_trajectories",
            "margin_trajectory", "margins_vs_tau", "matrix_values", "perturbation_rows", "query_snapshots",
            "reliability_diagram", "robust_accuracy_vs_queries", "robustness_heatmap", "robustness_vs_budget",
            "savefig", "style", "styled", "sweep_panels", "to_image", "trajectories_plotly", "unification_loss_curve",
-           "value_heatmap", "worst_case"]
+           "value_heatmap", "with_intervals", "worst_case"]

@@ -190,18 +190,22 @@ def lines(table: pd.DataFrame, x: str, y: str, hue: str, logx: bool = False, per
 # -------------------------------------------------------------------------------------------- evaluate
 @styled
 def worst_case(images: pd.DataFrame, labels: Sequence[str], budget: int, final: float,
-               ax: plt.Axes | None = None) -> plt.Figure:
-    """Robust accuracy after every query for each attack of an evaluation (as the attacker observed it, from
-    the per-image table's ``"<attack>: query"`` columns), the per-image worst case over all of them (black), and
-    the final worst case (re-evaluated where the defense needs it) as a point at the budget."""
+               interval: tuple[float, float], ax: plt.Axes | None = None) -> plt.Figure:
+    """Robust accuracy after every query for the attacks ``labels`` of an evaluation (as the attacker observed it,
+    from the per-image table's ``"<attack>: query"`` columns), the per-image worst case over every run of the table
+    (black; restarts included), and the final worst case (re-evaluated where the defense needs it) as a point at
+    the budget with its 95% ``interval``."""
     fig, ax = _axes(ax, (6.5, 4))
     q = np.arange(1, budget + 1)
+    runs = np.stack([images[c].to_numpy() for c in images.columns if c.endswith(": query")])
     firsts = np.stack([images[f"{label}: query"].to_numpy() for label in labels])
     for first, label, color in zip(firsts, labels, sns.color_palette("tab10" if len(labels) <= 10 else "tab20",
                                                                      len(labels))):
         ax.plot(q, 100 * robust_by_query(first, q), color=color, lw=1.2, label=label)
-    ax.plot(q, 100 * robust_by_query(earliest(firsts), q), color="k", lw=2.2, label="worst case (per image)")
-    ax.scatter([budget], [100 * final], color="k", marker="D", zorder=5, label=f"final worst case {100 * final:.1f}%")
+    ax.plot(q, 100 * robust_by_query(earliest(runs), q), color="k", lw=2.2, label="worst case (per image)")
+    ax.errorbar([budget], [100 * final], yerr=[[100 * (final - interval[0])], [100 * (interval[1] - final)]],
+                color="k", marker="D", capsize=4, zorder=5,
+                label=f"final worst case {100 * final:.1f}% [{100 * interval[0]:.0f}, {100 * interval[1]:.0f}]")
     ax.set(xscale="log", xlabel="queries per image", ylabel="robust accuracy (%)", ylim=(-2, 102))
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1, 1), frameon=False)
     return fig

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
+from workbench.metrics import budget_columns
 from workbench.plots.style import _axes, styled
 
 
@@ -30,7 +31,7 @@ def robustness_heatmap(table: pd.DataFrame, value: str, ax: plt.Axes | None = No
 def robustness_vs_budget(table: pd.DataFrame, attack: str, ax: plt.Axes | None = None) -> plt.Figure:
     """Robust accuracy at each budget of the table (the ``robust@b`` columns), one line per defense."""
     fig, ax = _axes(ax, (6, 4))
-    columns = [c for c in table.columns if c.startswith("robust@") and table[c].notna().any()]
+    columns = [c for c in budget_columns(table.columns) if table[c].notna().any()]
     budgets = [int(c.split("@")[1]) for c in columns]
     rows = table[table["attack"] == attack].groupby("defense", sort=False)[columns].mean()
     colors = sns.color_palette("tab10" if len(rows) <= 10 else "tab20", len(rows))
@@ -63,7 +64,7 @@ def cost_vs_robustness(table: pd.DataFrame, cost: str = "logit diff", robust: st
     """The trade-off of UniG Fig. 1b: each defense's clean-side cost (``"logit diff"`` or ``"ECE"``) against
     its robust accuracy (default: the last ``robust@`` column), averaged over the table's attacks and seeds."""
     fig, ax = _axes(ax, (6, 4))
-    robust = robust or [c for c in table.columns if c.startswith("robust@")][-1]
+    robust = robust or budget_columns(table.columns)[-1]
     points = table.groupby("defense", sort=False)[[cost, robust]].mean()
     ax.scatter(points[cost], 100 * points[robust])
     for names, (x, y) in _label_groups(points[cost], 100 * points[robust]):
@@ -160,18 +161,40 @@ def bars(table: pd.DataFrame, x: str, values: Sequence[str], percent: bool = Tru
 def leaderboard(board: pd.DataFrame, ax: plt.Axes | None = None) -> plt.Figure:
     """A worst-case leaderboard (``workbench.leaderboard``), one row per defense in its order (most robust at the
     top): the per-image worst case at each budget as the attackers observed it (dots, lightest first), the final
-    re-evaluated worst case (black diamond), the clean accuracy (grey bar) and, at the right, the attack that
-    broke the most images."""
-    budgets = sorted(int(c.split("@")[1]) for c in board.columns if c.startswith("worst@"))
+    re-evaluated worst case (black diamond) with its 95% interval over the images, the clean accuracy (grey bar),
+    the tie groups (``rank``: defenses whose intervals overlap share a rank and a band) and, at the right, the
+    attack that broke the most images."""
+    budgets = sorted(int(c.split("@")[1]) for c in budget_columns(board.columns, "worst@"))
     fig, ax = _axes(ax, (7.5, 0.42 * len(board) + 1.2))
     rows = np.arange(len(board))[::-1]
+    for group, (rank, members) in enumerate(board.groupby("rank", sort=False)):
+        if group % 2:
+            at = rows[members.index.to_numpy()]
+            ax.axhspan(at.min() - 0.5, at.max() + 0.5, color="0.95", zorder=0)
     ax.barh(rows, 100 * board["clean acc"], color="0.88", height=0.7, label="clean accuracy")
     for budget, color in zip(budgets, sns.color_palette("Blues", len(budgets) + 1)[1:]):
         ax.scatter(100 * board[f"worst@{budget}"], rows, color=color, s=28, zorder=3, label=f"worst case @{budget}")
-    ax.scatter(100 * board["final"], rows, color="k", marker="D", s=30, zorder=4, label="final (re-evaluated)")
+    error = [100 * (board["final"] - board["final lo"]), 100 * (board["final hi"] - board["final"])]
+    ax.errorbar(100 * board["final"], rows, xerr=error, color="k", fmt="D", ms=5, capsize=3, zorder=4,
+                label="final (re-evaluated), 95% interval")
     for row, attack in zip(rows, board["worst attack"]):
         ax.text(101, row, attack, va="center", fontsize="small", color="0.3")
-    ax.set_yticks(rows, board["defense"])
-    ax.set(xlim=(0, 100), xlabel="robust accuracy (%)", ylim=(-0.6, len(board) - 0.4))
+    ties = board.groupby("rank")["rank"].transform("size") > 1
+    ax.set_yticks(rows, [f"{r}{'=' if t else ''}  {d}" for r, t, d in zip(board["rank"], ties, board["defense"])])
+    ax.set(xlim=(0, 100), xlabel="robust accuracy (%)", ylim=(-0.6, len(board) - 0.4),
+           title="rank: defenses whose 95% intervals overlap share one (=)")
     ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.16, 1), frameon=False)
     return fig
+
+
+def with_intervals(table: pd.DataFrame, columns: Sequence[str] | None = None, digits: int = 3) -> pd.DataFrame:
+    """``table`` for display (only ``columns``, in their order, where given): every accuracy column ``c`` that has
+    ``"c lo"`` and ``"c hi"`` beside it (``metrics.with_intervals``) as one text column "value [lo, hi]"."""
+    if columns is not None:
+        table = table[[b for c in columns for b in (c, f"{c} lo", f"{c} hi") if b in table.columns]]
+    out = table.copy()
+    for c in [c for c in table.columns if f"{c} lo" in table.columns and f"{c} hi" in table.columns]:
+        out[c] = [f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]" if v == v else "nan"
+                  for v, lo, hi in zip(table[c], table[f"{c} lo"], table[f"{c} hi"])]
+        out = out.drop(columns=[f"{c} lo", f"{c} hi"])
+    return out

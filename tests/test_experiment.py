@@ -47,11 +47,13 @@ def test_an_experiment_runs_as_the_run_path_with_its_setting(exp):
 
 
 def test_evaluate_takes_an_experiment_and_refuses_a_second_setting(exp):
-    report = evaluate.evaluate(exp, attacks=["square"], progress=False)
+    report = evaluate.evaluate(exp, attacks=["square"], restarts=0, progress=False)
     alone = exp.run("square")
     assert report.budgets == (10, 30) and report.settings["dataset"] == "mnist"
     assert report.worst["final"] == pytest.approx(alone.final_accuracy)
     assert report.worst["robust@10"] == pytest.approx(alone.robust_accuracy(10))
+    restarted = evaluate.evaluate(exp, attacks=["square"], progress=False)  # restarts only ever break more
+    assert restarted.worst["final"] <= report.worst["final"]
     with pytest.raises(ValueError, match="x, eps: an experiment brings its own"):
         evaluate.evaluate(exp, exp.x, eps=0.1, attacks=["square"], progress=False)
 

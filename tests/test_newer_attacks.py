@@ -72,15 +72,18 @@ def _probes(**kw) -> Probes:
 
 def test_evaluate_picks_the_adaptive_attacks_from_the_probes():
     """A deterministic post-processing gets op-, bi- and switch-Square and the DLR Square; a randomized defense that
-    keeps predictions gets the DLR Square and EOT, with as many queries per point as its noise calls for; one
-    that changes predictions gets EOT only."""
+    keeps predictions gets the DLR Square and EOT, with as many queries per point as its noise calls for, and the
+    kappa Square plain and under EOT (kappa: twice the margin noise, over sqrt(5) under EOT); one that changes
+    predictions gets EOT; a batch-dependent one the kappa Square with twice the batch's logit change."""
     labels = lambda p: [planned.label for planned in suite(p)]  # noqa: E731
     standard = list(attacks.suite("standard"))
     assert labels(_probes()) == standard + ["square-op", "square-bi", "square-switch", "square-dlr"]
-    assert labels(_probes(randomized=True, noise=0.11)) == standard + ["square-dlr", "eot5-square", "eot5-nes",
-                                                                       "eot5-bandits"]
+    assert labels(_probes(randomized=True, noise=0.11, margin_noise=0.5)) == standard + [
+        "square-dlr", "eot5-square", "eot5-nes", "eot5-bandits", "square kappa=1", "eot5-square kappa=0.45"]
     assert labels(_probes(randomized=True, keeps_predictions=False, noise=0.0)) == standard + [
-        "eot2-square", "eot2-nes", "eot2-bandits"]
+        "eot2-square", "eot2-nes", "eot2-bandits"]  # no margin noise measured: no kappa attack (it would be Square)
+    assert labels(_probes(batch_dependent=True, keeps_predictions=False, difference=0.3)) == standard + [
+        "square kappa=0.6"]
     assert labels(_probes(changes_scores=False)) == standard
 
 

@@ -22,8 +22,9 @@ Restarts: the attack that broke the most images runs again at the seeds seed + 1
 every run so far left robust, until a restart breaks no new image or after ``RESTARTS`` (our rule; docs/protocol.md
 gives the measurement behind it). The whole plan is checked before the first query (``check_plan``).
 
-Results: ``attacks`` (one row per run: the attack, its seed, the images it ran on, robust accuracy at every budget
-as the attacker observed it, and the final, re-evaluated one), ``images`` (one row per image: each run's first
+Results: ``attacks`` (one row per attack of the suite: its seed, the images it ran on, robust accuracy at every
+budget as the attacker observed it, and the final, re-evaluated one), ``restarts`` (the same for every restart),
+``images`` (one row per image: each run's first
 successful query, -1 for none, its re-evaluated share of correct answers, which attack at which seed broke it at
 which query, and ``final``: whether it survived every run, re-evaluated where needed), ``worst`` (the worst-case
 robust accuracy at every budget, as observed, and ``final``: the headline number, re-evaluated where needed; each
@@ -115,10 +116,10 @@ def suite(probes: Probes, attacks: str | Sequence[str] = "standard", eot: int | 
     if probes.randomized:
         m = eot if eot is not None else _affordable_eot(eot_samples(probes.noise or 0.0), budget)
         plan += [Planned(a, m) for a in attack_registry.suite("eot")]
-    if not probes.deterministic:
+    if not probes.deterministic and kappa_for(probes) > 0:  # kappa 0 would be Square again
         plan.append(Planned("square", 1, kappa_for(probes)))
-    if probes.randomized:
-        plan.append(Planned("square", m, kappa_for(probes, m)))
+        if probes.randomized:
+            plan.append(Planned("square", m, kappa_for(probes, m)))
     return plan
 
 
@@ -204,13 +205,14 @@ class Evaluation:
     budgets: tuple[int, ...]
     reevaluated: bool
     settings: dict[str, Any]
+    restarts: pd.DataFrame
 
     def table(self) -> pd.DataFrame:
-        """The per-attack table with the worst case as its last row; every accuracy with its 95% interval over
-        the images each attack ran on (``metrics.interval``)."""
+        """The per-attack table, the restarts and the worst case as its last row; every accuracy with its 95%
+        interval over the images each run attacked (``metrics.interval``)."""
         worst = {"attack": "worst case", "seed": "all", "images": len(self.images),
                  **{f"robust@{b}": self.worst[f"robust@{b}"] for b in self.budgets}, "final": self.worst["final"]}
-        table = pd.concat([self.attacks, pd.DataFrame([worst])], ignore_index=True)
+        table = pd.concat([self.attacks, self.restarts, pd.DataFrame([worst])], ignore_index=True)
         return metrics.with_intervals(table, [f"robust@{b}" for b in self.budgets] + ["final"], "images")
 
     def to_markdown(self) -> str:
@@ -222,14 +224,13 @@ class Evaluation:
         return (f"Probes: {probes}\n\n" + plots.with_intervals(self.table()).to_markdown(index=False, floatfmt=".3f")
                 + f"\n\n`final`: robust accuracy after {self.budgets[-1]} queries, {final}; [lo, hi]: 95% Wilson "
                 f"interval over the images. Restarts of {restarts['attack']}: seeds {restarts['seeds']} (new images "
-                f"broken: {restarts['new']}). Worst case over {len(self.attacks)} runs: **{self.worst['final']:.3f}** "
+                f"broken: {restarts['new']}). Worst case over {len(self.attacks) + len(self.restarts)} runs: **{self.worst['final']:.3f}** "
                 f"[{lo:.3f}, {hi:.3f}] on {len(self.images)} images.")
 
     def plot(self, ax: plt.Axes | None = None) -> plt.Figure:
         """Robust accuracy against queries for every attack of the suite (as observed) and the per-image worst
         case over every run, restarts included, with the final worst case and its interval."""
-        first = self.attacks[self.attacks["seed"] == self.settings["seed"]]["attack"].tolist()
-        return plots.worst_case(self.images, first, self.budgets[-1], self.worst["final"],
+        return plots.worst_case(self.images, self.attacks["attack"].tolist(), self.budgets[-1], self.worst["final"],
                                 (self.worst["final lo"], self.worst["final hi"]), ax=ax)
 
 
@@ -317,8 +318,9 @@ def run_plan(exp: Experiment, plan: Sequence[Planned], *, repeats: int, restarts
                 "reevaluated": target.reevaluate, "kappa": max([p.kappa for p in plan] + [0.0]),
                 "restarts": {"attack": strongest.planned.label, "seeds": seeds, "new": new, "cap": restarts}}
     images = _images(exp.y, runs_done, exp.budget, target.reevaluate)
-    return Evaluation(target.probes, _per_attack(runs_done, exp.budgets), images, _worst(images, exp.budgets),
-                      exp.budgets, target.reevaluate, settings)
+    suite_runs = [r for r in runs_done if r.seed == exp.seed]
+    return Evaluation(target.probes, _per_attack(suite_runs, exp.budgets), images, _worst(images, exp.budgets),
+                      exp.budgets, target.reevaluate, settings, _per_attack(runs_done[len(suite_runs):], exp.budgets))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -402,7 +404,8 @@ def _per_attack(done: Sequence[_Run], budgets: Sequence[int]) -> pd.DataFrame:
                      "final": r.result.final_accuracy,
                      "median queries": float(np.median(fooled)) if len(fooled) else float("nan"),
                      "seconds": r.result.seconds})
-    return pd.DataFrame(rows)
+    columns = ["attack", "seed", "images", *(f"robust@{b}" for b in budgets), "final", "median queries", "seconds"]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def _worst(images: pd.DataFrame, budgets: Sequence[int]) -> dict[str, float]:

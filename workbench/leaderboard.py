@@ -150,7 +150,7 @@ def _row(name: str, exp: experiment.Experiment, result: Evaluation, reference: f
     clean = exp.clean()
     broken = result.images["broken by"][result.images["broken by"] != ""]
     worst = str(broken.value_counts().idxmax()) if len(broken) else "none"
-    first_runs = result.attacks[result.attacks["seed"] == exp.seed].set_index("attack")["final"]
+    first_runs = result.attacks.set_index("attack")["final"]
     cost = report.seconds_per_image(exp.target.defended, exp.x, repeats=2) / reference
     probes, restarts = exp.target.probes, result.settings["restarts"]
     worst_cols = {}
@@ -161,7 +161,7 @@ def _row(name: str, exp: experiment.Experiment, result: Evaluation, reference: f
             **worst_cols, "final": result.worst["final"], "final lo": result.worst["final lo"],
             "final hi": result.worst["final hi"], "worst attack": worst,
             "worst attack final": float(first_runs.get(worst, first_runs.min())),
-            "attacks": int((result.attacks["seed"] == exp.seed).sum()), "restart attack": restarts["attack"],
+            "attacks": len(result.attacks), "restart attack": restarts["attack"],
             "restart seeds": " ".join(map(str, restarts["seeds"])), "kappa": result.settings["kappa"],
             "re-evaluated": result.reevaluated, "cost per query": cost, "randomized": probes.randomized,
             "keeps predictions": probes.keeps_predictions, "eot": result.settings["eot"], "model": exp.model,

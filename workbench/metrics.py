@@ -138,9 +138,10 @@ def interval(accuracy: float, n: int, level: float = LEVEL) -> tuple[float, floa
     return float(ci.low), float(ci.high)
 
 
-def seed_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float, float, float]:
+def seed_interval(values: Sequence[float], level: float = LEVEL, clip: bool = True) -> tuple[float, float, float]:
     """The mean of an accuracy measured at several seeds and the Student-t interval of that mean over the seeds,
-    clipped to [0, 1] (NaN bounds for a single seed: one seed is one sample)."""
+    clipped to [0, 1] (``clip``: for accuracies as shares; NaN bounds for a single seed: one seed is one
+    sample)."""
     v = np.asarray(values, dtype=float)
     if not len(v):
         raise ValueError("values must hold at least one accuracy")
@@ -148,7 +149,7 @@ def seed_interval(values: Sequence[float], level: float = LEVEL) -> tuple[float,
     if len(v) < 2:
         return mean, float("nan"), float("nan")
     half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
-    return mean, max(0.0, mean - half), min(1.0, mean + half)
+    return (mean, max(0.0, mean - half), min(1.0, mean + half)) if clip else (mean, mean - half, mean + half)
 
 
 def with_intervals(table: pd.DataFrame, columns: Sequence[str], n: int | str) -> pd.DataFrame:

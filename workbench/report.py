@@ -5,8 +5,9 @@ Columns: clean accuracy, agreement with the undefended predictions, logit differ
 logits), 15-bin ECE, time per query relative to the undefended model (forward passes over the clean images in
 query batches of ``batch_size``), robust accuracy at each budget as the attacker observed it, and for
 randomized or batch-dependent defenses (as ``workbench.probes`` measures them, never a list) the re-evaluated
-robust accuracy (fresh queries on the final images, averaged over ``repeats``) beside it. Deterministic
-defenses re-evaluate to the observed value.
+robust accuracy (fresh queries on the final images, averaged over ``repeats``) beside it, each robust accuracy with
+its 95% Wilson interval over the images (``lo`` / ``hi``). Deterministic defenses re-evaluate to the observed
+value.
 
 Example::
 
@@ -52,8 +53,10 @@ def defense_row(defended: nn.Module, undefended: nn.Module, x: torch.Tensor, y: 
            "time / query (x undefended)": seconds_per_image(defended, x, batch_size) / reference_seconds}
     record = runs.run(target, attack, x, y, budget=budgets[-1], dataset=dataset, seed=seed, repeats=repeats,
                       batch_size=query_batch or "auto")
-    row.update({f"robust@{b}": record.robust_accuracy(b) for b in budgets})
-    row[f"re-evaluated@{budgets[-1]}"] = record.final_accuracy
+    for column, value in [*((f"robust@{b}", record.robust_accuracy(b)) for b in budgets),
+                          (f"re-evaluated@{budgets[-1]}", record.final_accuracy)]:
+        row[column] = value
+        row[f"{column} lo"], row[f"{column} hi"] = metrics.interval(value, len(x))
     row["attack seconds"] = record.seconds
     return row
 

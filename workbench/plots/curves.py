@@ -12,17 +12,22 @@ import seaborn as sns
 import torch
 
 from workbench.results import Result
-from workbench.metrics import accepted_points, earliest, ece, reliability, robust_accuracy_curve, robust_by_query
+from workbench.metrics import (accepted_points, earliest, ece, interval, reliability, robust_accuracy_curve,
+                               robust_by_query)
 from workbench.plots.style import _axes, styled
 
 
 @styled
 def robust_accuracy_vs_queries(results: Mapping[str, Result], ax: plt.Axes | None = None) -> plt.Figure:
-    """Robust accuracy after every query, one line per run (all read from one run each)."""
+    """Robust accuracy after every query, one line per run (all read from one run each), with its 95% Wilson
+    interval over the images as a band (read at 40 log-spaced budgets)."""
     fig, ax = _axes(ax, (6, 4))
     for label, result in results.items():
         curve = robust_accuracy_curve(result)
-        ax.plot(list(curve), [100 * v for v in curve.values()], label=label)
+        line, = ax.plot(list(curve), [100 * v for v in curve.values()], label=label)
+        at = np.unique(np.geomspace(1, result.budget, 40).astype(int))
+        bounds = np.array([interval(curve[int(q)], len(result.first_success)) for q in at])
+        ax.fill_between(at, 100 * bounds[:, 0], 100 * bounds[:, 1], color=line.get_color(), alpha=0.15, lw=0)
     ax.set(xscale="log", xlabel="queries per image", ylabel="robust accuracy (%)", ylim=(-2, 102))
     ax.legend()
     return fig

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 
-from workbench.metrics import budget_columns
+from workbench.metrics import budget_columns, seed_interval
 from workbench.plots.style import _axes, styled
 
 
@@ -144,16 +144,23 @@ def value_heatmap(table: pd.DataFrame, index: str, columns: str, value: str, fmt
 def bars(table: pd.DataFrame, x: str, values: Sequence[str], percent: bool = True,
          ax: plt.Axes | None = None) -> plt.Figure:
     """Grouped bars: for each ``x`` (e.g. EOT's M) one bar per column of ``values`` (e.g. observed and
-    re-evaluated robust accuracy); repeated rows (seeds) give the mean with a +-1 std error bar."""
+    re-evaluated robust accuracy); repeated rows (seeds) give the mean with its 95% Student-t interval over them
+    (``metrics.seed_interval``)."""
     fig, ax = _axes(ax, (6, 4))
     long = table.melt(id_vars=[x], value_vars=list(values), var_name="measure", value_name="value")
     long["value"] *= 100 if percent else 1
-    sns.barplot(data=long, x=x, y="value", hue="measure", errorbar="sd", ax=ax)
+    sns.barplot(data=long, x=x, y="value", hue="measure", errorbar=_seed_interval, ax=ax)
     ax.set(ylabel="%" if percent else "")
     for container in ax.containers:
         ax.bar_label(container, fmt="%.0f" if percent else "%.3g", fontsize="small", label_type="center")
     sns.move_legend(ax, "upper left", bbox_to_anchor=(1, 1), title=None, frameon=False)
     return fig
+
+
+def _seed_interval(values: Sequence[float]) -> tuple[float, float]:
+    """The 95% Student-t interval over seeds of a bar's values (in display units; NaN for one seed)."""
+    _, lo, hi = seed_interval(list(values), clip=False)
+    return lo, hi
 
 
 # -------------------------------------------------------------------------------------------- leaderboard

@@ -434,6 +434,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--n", type=int, default=100, help="images attacked (the first n of the test split)")
     parser.add_argument("--budget", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--restarts", type=int, default=RESTARTS, help="the most restarts of the strongest attack")
     parser.add_argument("--kwargs", default="{}", help="defense arguments as JSON, e.g. '{\"sigma\": 0.05}'")
     parser.add_argument("--csv", default=None, help="per-attack table (default <defense>-evaluation.csv; the "
                         "per-image table goes beside it as *-images.csv, the figure as *.png)")
@@ -449,7 +450,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     folder = None if args.no_cache else (args.cache_dir or paths.data_dir() / "evaluations")
     if folder is None:
         exp = dataclasses.replace(exp, target=dataclasses.replace(exp.target, key=None))
-    report = evaluate(exp, cache_dir=folder)
+    report = evaluate(exp, restarts=args.restarts, cache_dir=folder)
     print(report.to_markdown())
     out = Path(args.csv or f"{args.defense.replace(':', '_').replace('.', '_')}-evaluation.csv")
     paths.atomic_write(out, lambda tmp: report.table().to_csv(tmp, index=False))

@@ -51,6 +51,7 @@ from tqdm.auto import tqdm
 
 from workbench import cache, checks, data, evaluate as evaluation, experiment, experiments, metrics, paths, \
     plots, protocol, report, runs
+from workbench.attacks import registry as attack_registry
 from workbench.defenses import registry as defenses
 from workbench.evaluate import Evaluation
 
@@ -66,15 +67,17 @@ RULES = {  # evaluate's rules a board's numbers depend on: part of every row's p
 
 def protocol_hash(dataset: str, n: int, budgets: Sequence[int], seed: int = 0, model: str | None = None) -> str:
     """The hash of a board's exact protocol: the dataset and its threat model, the attacked images themselves,
-    the budgets, the seed, the zoo model, the attacks' settings and ``evaluate``'s rules (``RULES``). Two rows
-    compare only when their hashes agree."""
+    the budgets, the seed, the zoo model, every registry attack's settings for the dataset and ``evaluate``'s rules
+    (``RULES``). Two rows compare only when their hashes agree."""
     entry = protocol.get(dataset)
     test = data.load(entry.name)
     x, y = test.x[:n], test.y[:n]
     images = hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest()
+    settings = {name: [attack_registry.spec(name).settings.get(entry.settings), attack_registry.spec(name).fixed]
+                for name in attack_registry.names()}
     return cache.key({"dataset": entry.name, "eps": entry.eps, "settings": entry.settings, "n": n,
                       "budgets": list(budgets), "images": images, "model": model or entry.model,
-                      "rules": {**RULES, "seed": seed}})
+                      "attacks": settings, "rules": {**RULES, "seed": seed}})
 
 
 def rank(names: Sequence[str], *, dataset: str, model: str | None = None, n: int = 100,

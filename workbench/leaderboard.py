@@ -115,10 +115,11 @@ def ranked(table: pd.DataFrame) -> pd.DataFrame:
     """A board in its order (``final`` descending) with the 95% intervals of its accuracies (computed from
     ``n`` where a row lacks them) and ``rank``: the tie groups of ``final``'s intervals (``metrics.ties``)."""
     table = table.sort_values("final", ascending=False, kind="stable").reset_index(drop=True)
-    budgets = metrics.budget_columns(table.columns, "worst@")
-    for c in [*budgets, "final"]:
-        if f"{c} lo" not in table.columns:
-            table = metrics.with_intervals(table, [c], "n")
+    for c in [*metrics.budget_columns(table.columns, "worst@"), "final"]:
+        bounds = metrics.with_intervals(table[[c, "n"]], [c], "n")  # rows recorded before the intervals lack them
+        for end in (" lo", " hi"):
+            table[f"{c}{end}"] = table[f"{c}{end}"].fillna(bounds[f"{c}{end}"]) if f"{c}{end}" in table.columns \
+                else bounds[f"{c}{end}"]
     table["rank"] = metrics.ties(table["final lo"], table["final hi"])
     return table
 
@@ -246,9 +247,10 @@ def check_submission(board: str, row_path: str | Path) -> pd.DataFrame:
             raise ValueError(f"{where}: recorded under protocol {row['protocol']}, not the board's {expected} "
                              f"(another image set, budget, seed, rule or workbench version): run `leaderboard "
                              f"submit {board} ...` with this workbench")
-        if row["model"] != entry.model or row["fingerprint"] != runs.fingerprint(entry.model):
+        weights = runs.fingerprint(entry.model, variant=defenses.variant(str(row["defense"])))
+        if row["model"] != entry.model or row["fingerprint"] != weights:
             raise ValueError(f"{where}: evaluated on {row['model']} with weights {row['fingerprint']}, not the "
-                             f"board's {entry.model} with {runs.fingerprint(entry.model)}")
+                             f"board's {entry.model} with {weights}")
         if int(row["n"]) != n:
             raise ValueError(f"{where}: {row['n']} images, the board attacks {n}")
         records = images_dir(path) / f"{_file_name(str(row['defense']))}.csv"

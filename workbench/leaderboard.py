@@ -7,7 +7,8 @@ Columns per defense: clean accuracy and agreement with the undefended model (on 
 worst case at each budget as the attackers observed it, ``final`` (the worst case after the last budget,
 re-evaluated where one query cannot be trusted), each with its 95% Wilson interval over the images (``lo`` /
 ``hi``), ``rank`` (defenses whose intervals of ``final`` overlap share a rank: ``metrics.ties``), the attack that
-broke the most images, the restart seeds, the forward cost per image relative to the undefended model, the probes,
+broke the most images by the end at the board's seed (``worst attack``, lowest ``final``; the one restarted), the
+restart seeds, the forward cost per image relative to the undefended model, the probes,
 and provenance (workbench version, git commit, torch, device, the weights' fingerprint and ``protocol``: the hash of
 the board's exact protocol, ``protocol_hash``). Rows are sorted by ``final``, most robust first.
 
@@ -152,8 +153,6 @@ def merge(old: pd.DataFrame | None, new: pd.DataFrame) -> pd.DataFrame:
 def _row(name: str, exp: experiment.Experiment, result: Evaluation, reference: float,
          protocol_key: str) -> dict[str, object]:
     clean = exp.clean()
-    broken = result.images["broken by"][result.images["broken by"] != ""]
-    worst = str(broken.value_counts().idxmax()) if len(broken) else "none"
     first_runs = result.attacks.set_index("attack")["final"]
     cost = report.seconds_per_image(exp.target.defended, exp.x, repeats=2) / reference
     probes, restarts = exp.target.probes, result.settings["restarts"]
@@ -163,8 +162,8 @@ def _row(name: str, exp: experiment.Experiment, result: Evaluation, reference: f
                            f"worst@{b} hi": result.worst[f"robust@{b} hi"]})
     return {"defense": name, "clean acc": clean["clean acc"], "agreement": clean["agreement"], "ECE": clean["ECE"],
             **worst_cols, "final": result.worst["final"], "final lo": result.worst["final lo"],
-            "final hi": result.worst["final hi"], "worst attack": worst,
-            "worst attack final": float(first_runs.get(worst, first_runs.min())),
+            "final hi": result.worst["final hi"], "worst attack": str(first_runs.idxmin()),
+            "worst attack final": float(first_runs.min()),
             "attacks": len(result.attacks), "restart attack": restarts["attack"],
             "restart seeds": " ".join(map(str, restarts["seeds"])), "kappa": result.settings["kappa"],
             "re-evaluated": result.reevaluated, "cost per query": cost, "randomized": probes.randomized,

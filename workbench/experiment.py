@@ -36,7 +36,7 @@ import torch.nn as nn
 from workbench import checks, data, metrics, runs, setting
 from workbench.attacks.base import Attack
 from workbench.attacks.eot import EOT
-from workbench.probes import IMAGES
+from workbench.probes import IMAGES, reseed
 from workbench.protocol import Protocol
 from workbench.results import Result
 from workbench.threat import Threat
@@ -87,10 +87,15 @@ class Experiment:
 
     def clean(self) -> dict[str, float]:
         """The defense's cost on the clean attacked images (``metrics.clean_metrics``): accuracy, agreement with
-        the undefended model, logit difference and ECE (needs the undefended model)."""
+        the undefended model, logit difference and ECE (needs the undefended model). A randomized defense is
+        reseeded at the experiment's seed first (its seeded parts and torch's generator, restored after), so the
+        numbers do not depend on what ran before."""
         if self.target.undefended is None:
             raise ValueError("the clean metrics compare with the undefended model: give undefended=")
-        return metrics.clean_metrics(self.target.defended, self.target.undefended, self.x, self.y)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed)
+            reseed(self.target.defended, self.seed)
+            return metrics.clean_metrics(self.target.defended, self.target.undefended, self.x, self.y)
 
     @classmethod
     def of(cls, defended: nn.Module | runs.Target, x: torch.Tensor, y: torch.Tensor, *,

@@ -301,18 +301,23 @@ def run_plan(exp: Experiment, plan: Sequence[Planned], *, repeats: int, restarts
         runs_done.append(_Run(planned, exp.seed, np.arange(len(exp.x)), record))
     strongest = max(runs_done, key=lambda r: int((~r.result.final).sum()))  # the first of equals: plan order
     seeds, new = [exp.seed], []
-    for restart in tqdm(range(1, restarts + 1), desc="restarts", unit="seed", disable=not progress):
-        alive = np.flatnonzero(_worst_final(runs_done, len(exp.x)))
-        if not len(alive):
-            break
-        sub = dataclasses.replace(exp, x=exp.x[alive], y=exp.y[alive], seed=exp.seed + restart)
-        record = sub.run(strongest.planned.attack, eot=strongest.planned.eot, attack_kwargs=strongest.planned.kwargs,
-                         repeats=repeats, cache_dir=cache_dir, progress=progress)
-        runs_done.append(_Run(strongest.planned, sub.seed, alive, record))
-        seeds.append(sub.seed)
-        new.append(int((~record.final).sum()))
-        if not new[-1]:  # a restart that breaks no new image ends them: the next would most likely not either
-            break
+    with tqdm(total=restarts, desc="restarts", unit="seed", disable=not progress) as bar:
+        for restart in range(1, restarts + 1):
+            alive = np.flatnonzero(_worst_final(runs_done, len(exp.x)))
+            if not len(alive):
+                break
+            sub = dataclasses.replace(exp, x=exp.x[alive], y=exp.y[alive], seed=exp.seed + restart)
+            record = sub.run(strongest.planned.attack, eot=strongest.planned.eot,
+                             attack_kwargs=strongest.planned.kwargs, repeats=repeats, cache_dir=cache_dir,
+                             progress=progress)
+            runs_done.append(_Run(strongest.planned, sub.seed, alive, record))
+            seeds.append(sub.seed)
+            new.append(int((~record.final).sum()))
+            bar.update(1)
+            if not new[-1]:  # a restart that breaks no new image ends them: the next would most likely not either
+                break
+        bar.total = bar.n  # stopped early by the rule: the bar ends complete, not as an error
+        bar.refresh()
     settings = {"dataset": exp.protocol.name, "norm": exp.threat.norm, "eps": exp.threat.eps, "budget": exp.budget,
                 "seed": exp.seed, "eot": max([p.eot for p in plan] + [1]), "repeats": repeats, "n": len(exp.x),
                 "reevaluated": target.reevaluate, "kappa": max([p.kappa for p in plan] + [0.0]),

@@ -43,15 +43,8 @@ def with_intervals(table: pd.DataFrame) -> pd.DataFrame:
     accuracy that lacks one (tables recorded before the intervals were), from each row's ``n``."""
     columns = metrics.budget_columns(table.columns) + [c for c in table.columns if c == "re-evaluated"]
     missing = [c for c in columns if f"{c} lo" not in table.columns]
-    if not missing:
-        return table
-    out = table.copy()
-    for c in missing:  # a recorded table's NaN (a budget a cell did not run) keeps NaN bounds
-        bounds = [metrics.interval(float(v), int(n)) for v, n in zip(out[c], out["n"])]
-        at = out.columns.get_loc(c) + 1
-        out.insert(at, f"{c} lo", [b[0] for b in bounds])
-        out.insert(at + 1, f"{c} hi", [b[1] for b in bounds])
-    return out
+    # a recorded table's NaN (a budget a cell did not run) keeps NaN bounds
+    return metrics.with_intervals(table, missing, "n") if missing else table
 
 
 def with_kwargs(table: pd.DataFrame) -> pd.DataFrame:

@@ -29,7 +29,7 @@ def test_the_handle_reaches_neither_model_nor_reference_nor_traces(setup):
         assert not hasattr(handle, name), name
     with pytest.raises(TypeError):
         vars(handle)  # no __dict__ to look into
-    assert set(QueryHandle.__slots__) == {"_query", "_used", "_x", "_y", "_info"}
+    assert set(QueryHandle.__slots__) == {"_query", "_used", "_x", "_y", "_info", "_refused", "_open"}  # closures
 
 
 def test_the_handle_cannot_reset_the_counters_or_widen_the_ball(setup):

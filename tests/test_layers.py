@@ -16,15 +16,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
 # import a lower layer, or a module of its own package in the same layer; never a higher layer or a peer package.
 LAYERS = {
     0: ("checks", "paths", "losses"),
-    0.5: ("threat",),
+    0.5: ("threat", "transforms"),
     1: ("cache", "protocol", "results", "registry"),
+    1.5: ("stateful",),
     2: ("data", "models", "probes", "metrics", "published"),
     3: ("speed", "setting"),
     4: ("oracle",),
     5: ("attacks", "defenses"),
     6: ("runs",),
     7: ("plots", "report", "experiment"),
-    8: ("evaluate", "experiments", "widgets", "training"),
+    8: ("evaluate", "experiments", "widgets", "training", "detection"),
     9: ("leaderboard",),
     10: ("course",),
 }

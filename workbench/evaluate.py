@@ -12,6 +12,10 @@ The suite follows from the probes (``workbench.probes``):
   changes the scores but keeps every prediction, randomized or not (RLS-like);
 - EOT-Square, EOT-NES and EOT-Bandits when it is randomized, averaging ``eot`` queries per point: by default as
   many as its measured noise calls for (``eot_samples``), fewer with a warning where the budget cannot pay;
+- when it refuses queries (a detector, ``Probes.refuses``): the standard attacks that can use a refusal (NES and
+  Bandits cannot: a finite difference needs both scores; they are left out with a warning) and OARS's adaptive
+  Square (``oars-square``); every attack table then carries the detection columns (``metrics.detection``:
+  detected share, first detection, undetected success, refused share);
 - the kappa Square when its final images are re-evaluated (randomized or batch-dependent): an image counts as
   broken only when the best wrong logit leads by ``kappa`` (``kappa_for``: past the noise, past a gate), aimed
   at the re-evaluated outcome the defense is ranked by; for a randomized defense also under EOT;
@@ -108,6 +112,12 @@ def suite(probes: Probes, attacks: str | Sequence[str] = "standard", eot: int | 
     else:
         return [_parse(name) for name in attacks]
     plan = [Planned(a) for a in attack_registry.suite("standard")]
+    if probes.refuses:  # a detector: the attacks that need every score cannot run; OARS's adaptive ones join
+        dropped = [p.attack for p in plan if not attack_registry.spec(p.attack).cls.handles_refusals]
+        warnings.warn(f"the defense refuses queries: {', '.join(dropped)} cannot use a refusal and are left out; "
+                      f"the stateful suite ({', '.join(attack_registry.suite('stateful'))}) runs", stacklevel=2)
+        plan = [p for p in plan if p.attack not in dropped]
+        plan += [Planned(a) for a in attack_registry.suite("stateful")]
     if probes.post_processing:
         plan += [Planned(a) for a in attack_registry.suite("post-processing")]
     if probes.keeps_predictions and probes.changes_scores:
@@ -408,9 +418,10 @@ def _per_attack(done: Sequence[_Run], budgets: Sequence[int]) -> pd.DataFrame:
                      **{f"robust@{b}": float(v) for b, v in zip(budgets, metrics.robust_by_query(first, budgets))},
                      "final": r.result.final_accuracy,
                      "median queries": float(np.median(fooled)) if len(fooled) else float("nan"),
-                     "seconds": r.result.seconds})
+                     "seconds": r.result.seconds, **metrics.detection(r.result)})
     columns = ["attack", "seed", "images", *(f"robust@{b}" for b in budgets), "final", "median queries", "seconds"]
-    return pd.DataFrame(rows, columns=columns)
+    detected = [c for c in rows[0] if c not in columns] if rows else []  # against a detector: its columns
+    return pd.DataFrame(rows, columns=columns + detected)
 
 
 def _worst(images: pd.DataFrame, budgets: Sequence[int]) -> dict[str, float]:

@@ -79,7 +79,8 @@ class Experiment:
             recompute: bool = False, progress: bool = False, **oracle_options: Any) -> Result:
         """Run ``attack`` (a registry name, with the protocol's settings for the threat model, or an attack object
         you built) on the experiment's images through the run path (``runs.run``; ``oracle_options``: ``record``,
-        ``reference``, ``keep_images``, ``quantize``, ``scores``, ``batch_size``)."""
+        ``reference``, ``keep_images``, ``quantize``, ``scores``, ``batch_size``, and ``serving``, how the Oracle
+        serves a stateful defense)."""
         threat = {"threat": self.threat} if isinstance(attack, str) else {}
         return runs.run(self.target, attack, self.x, self.y, budget=self.budget, dataset=self.protocol,
                         seed=self.seed, eot=eot, attack_kwargs=attack_kwargs, targets=targets, repeats=repeats,

@@ -25,9 +25,11 @@ import torch
 import torch.nn as nn
 
 from scipy import stats
+from tqdm.auto import tqdm
 
-from workbench import checks
+from workbench import checks, transforms
 from workbench.results import Result
+from workbench.stateful import Stateful
 from workbench.threat import model_device, unit
 
 
@@ -233,8 +235,70 @@ def summary(result: Result, budgets: Sequence[int]) -> dict[str, float]:
         lo, hi = interval(acc, n)
         row.update({f"robust@{b}": round(acc, 4), f"robust@{b} lo": round(lo, 4), f"robust@{b} hi": round(hi, 4)})
     row.update({k: round(v, 2) if isinstance(v, float) else v for k, v in query_stats(result).items()})
+    row.update({k: round(v, 4) if isinstance(v, float) else v for k, v in detection(result).items()})
     row.update({"seconds": round(result.seconds, 2)})
     return row
+
+
+DETECTION_COLUMNS = ("detected", "first detection", "undetected success", "refused share")
+
+
+def detection(result: Result) -> dict[str, float]:
+    """Against a detector (``result.first_detection`` recorded), the detection columns: ``detected`` (the share of
+    images with a flagged query, with its 95% Wilson interval ``detected lo`` / ``hi``), ``first detection`` (the
+    median query of the first flag over the detected images; NaN where none was), ``undetected success`` (the share
+    misclassified before any flag: what succeeds where a detection ends the account, with its interval) and
+    ``refused share`` (refused queries over all queries). Empty against a stateless defense."""
+    if result.first_detection is None:
+        return {}
+    n = len(result.first_detection)
+    detected = result.detected.double().mean().item()
+    sneaked = result.undetected_success().double().mean().item()
+    firsts = result.first_detection[result.detected].double()
+    row = {"detected": detected}
+    row["detected lo"], row["detected hi"] = interval(detected, n)
+    row["first detection"] = float(firsts.median()) if len(firsts) else float("nan")
+    row["undetected success"] = sneaked
+    row["undetected success lo"], row["undetected success hi"] = interval(sneaked, n)
+    row["refused share"] = result.refusals.sum().item() / max(1, result.queries.sum().item())
+    return row
+
+
+def false_positives(detector: Stateful, stream: torch.Tensor, *, accounts: str = "shared",
+                    batch_size: int = 100) -> dict[str, float]:
+    """A detector's false-positive rate on the benign ``stream`` (images in the order a user sends them), with its
+    95% Wilson interval: from one account (``"shared"``, a busy benign user) or one account per query
+    (``"image"``: every query its own account, so a stateful detector never flags; a stateless one still may). The
+    detector's memory is put back as it was."""
+    checks.choice("accounts", accounts, ("shared", "image"))
+    before = detector.snapshot()
+    flagged = 0
+    try:
+        detector.reset()
+        for i in tqdm(range(0, len(stream), batch_size), desc="benign stream", unit="batch", leave=False):
+            chunk = stream[i:i + batch_size]
+            ids = (torch.zeros(len(chunk), dtype=torch.long) if accounts == "shared"
+                   else torch.arange(i, i + len(chunk)))
+            flagged += int(detector.screen(chunk, ids).flagged.sum())
+    finally:
+        detector.restore(before)
+    rate = flagged / max(1, len(stream))
+    lo, hi = interval(rate, len(stream))
+    return {"false positives": rate, "false positives lo": lo, "false positives hi": hi, "queries": len(stream)}
+
+
+STREAMS = ("images", "jpeg", "brightness")
+
+
+def benign_stream(x: torch.Tensor, kind: str) -> torch.Tensor:
+    """A benign query stream from the images ``x``: ``"images"`` (them, in order), ``"jpeg"`` (each followed by its
+    JPEG re-encoding at quality 75: a user uploading a photo twice) or ``"brightness"`` (each followed by a copy
+    0.05 brighter)."""
+    checks.choice("kind", kind, STREAMS)
+    if kind == "images":
+        return x
+    changed = transforms.jpeg(x, 75) if kind == "jpeg" else transforms.brightness(x, 0.05)
+    return torch.stack([x, changed], 1).flatten(0, 1)
 
 
 def summaries(results: Mapping[str, Result], budgets: Sequence[int]) -> pd.DataFrame:

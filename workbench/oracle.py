@@ -28,7 +28,7 @@ from typing import TypeVar
 import torch
 import torch.nn as nn
 
-from workbench import checks
+from workbench import checks, stateful
 from workbench.losses import margin
 from workbench.probes import Probes
 from workbench.speed import Forwards
@@ -51,13 +51,15 @@ class QueryHandle:
     ``queries`` (a copy of the per-image counts), ``remaining(idx)``, ``query(x, idx)``, ``len(handle)``.
     """
 
-    __slots__ = ("_query", "_used", "_x", "_y", "_info")
+    __slots__ = ("_query", "_used", "_x", "_y", "_info", "_refused", "_open")
 
     def __init__(self, query: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], used: Callable[[], torch.Tensor],
                  x: torch.Tensor, y: torch.Tensor, *, budget: int, threat: Threat, scores: str,
-                 quantize: bool):
+                 quantize: bool, refused: Callable[[], torch.Tensor | None] = lambda: None,
+                 new_account: Callable[[torch.Tensor], None] | None = None):
         for name, value in (("_query", query), ("_used", used), ("_x", x.clone()), ("_y", y.clone()),
-                            ("_info", (budget, threat, scores, quantize))):
+                            ("_info", (budget, threat, scores, quantize)), ("_refused", refused),
+                            ("_open", new_account)):
             object.__setattr__(self, name, value)
 
     def __setattr__(self, name: str, value: object) -> None:
@@ -79,6 +81,16 @@ class QueryHandle:
     x = property(lambda self: self._x.clone(), doc="a copy of the clean images (N, C, H, W)")
     y = property(lambda self: self._y.clone(), doc="a copy of the labels (N,)")
     queries = property(lambda self: self._used().clone(), doc="a copy of the queries used per image")
+    refused = property(lambda self: self._refused(), doc="which rows of the last query were refused (a bool "
+                       "tensor), or None where the defense never refuses")
+
+    def new_account(self, idx: torch.Tensor) -> None:
+        """Send the later queries of the images ``idx`` from a fresh account (an empty memory, no ban), where the
+        threat model allows it (``Oracle(new_accounts=True)``); with one account for the whole run, the run moves."""
+        if self._open is None:
+            raise ValueError("this threat model allows no new accounts: build the Oracle with new_accounts=True "
+                             "(an attacker who can open accounts at will)")
+        self._open(idx)
 
     def remaining(self, idx: torch.Tensor | None = None) -> torch.Tensor:
         """Queries left per image (for the images ``idx``, or all)."""
@@ -88,6 +100,10 @@ class QueryHandle:
     def query(self, x: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """Scores of the candidates ``x`` (B, C, H, W) of the images ``idx`` (B,); an index may repeat."""
         return self._query(x, idx)
+
+
+ACCOUNTS = ("image", "shared")
+REFUSALS = ("empty", "closest", "silent")
 
 
 class Oracle:
@@ -116,12 +132,31 @@ class Oracle:
             scores bit for bit.
         probes: what ``probes.probe`` measured of ``model``, where the caller has it (the run path): the forwards
             then decide from it instead of probing the model again.
+
+    A stateful defense (``model`` a ``workbench.stateful.Stateful``: a detector) is served with its memory emptied
+    first; each batch reaches it row by row in index order, as a serial attacker sends them. Its settings:
+
+        accounts: ``"image"`` (one account per image, the default) or ``"shared"`` (one account for the run).
+        refusal: what a flagged query gets: ``"empty"`` (no scores: a row of NaN, and the flag), ``"closest"``
+            (OARS's convention: the answer of the closest past query of the account again, and the flag) or
+            ``"silent"`` (the normal answer; the detection is only recorded, as Stateful Detection's deployment
+            and OARS's ``rejection_silent``). A refused query counts against the budget all the same.
+        ban: after an account's first detection every later query of it is refused (no scores).
+        new_accounts: the attacker may open fresh accounts (``handle.new_account``).
+        interleave, benign: before each attack query, ``interleave`` benign queries (the images ``benign`` in
+            order, cycled) reach the same account: the long-interval attacker (their flags are counted in
+            ``benign_flags``; they do not count against the attack's budget, ``benign_queries`` counts them).
+
+    Recorded per image for a stateful defense: ``first_detection`` (the query of the first flag, -1 none),
+    ``detections`` (flags) and ``refusals`` (refused queries).
     """
 
     def __init__(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, budget: int,
                  scores: str = "logits", quantize: bool = False, record: bool = False,
                  reference: nn.Module | None = None, batch_size: int | str | None = "auto", keep_images: int = 0,
-                 threads: int | str | None = None, fold: bool = True, probes: Probes | None = None):
+                 threads: int | str | None = None, fold: bool = True, probes: Probes | None = None,
+                 accounts: str = "image", refusal: str = "empty", ban: bool = False, new_accounts: bool = False,
+                 interleave: int = 0, benign: torch.Tensor | None = None):
         checks.module("model", model)
         if reference is not None:
             checks.module("reference", reference)
@@ -155,6 +190,42 @@ class Oracle:
                            if recorded and not self._shares_base else None)
         k = min(keep_images, len(x))
         self.kept = torch.full((k, budget, *x.shape[1:]), float("nan"), device=self.device) if k else None
+        self._serve_state(model, accounts, refusal, ban, new_accounts, interleave, benign)
+
+    def _serve_state(self, model: nn.Module, accounts: str, refusal: str, ban: bool, new_accounts: bool,
+                     interleave: int, benign: torch.Tensor | None) -> None:
+        """Check and keep the settings of a stateful defense (see the class docstring); empty its memory."""
+        checks.choice("accounts", accounts, ACCOUNTS)
+        checks.choice("refusal", refusal, REFUSALS)
+        self.ban, self.new_accounts = checks.flag("ban", ban), checks.flag("new_accounts", new_accounts)
+        self.interleave = checks.at_least("interleave", interleave, 0)
+        self.detector = stateful.find(model)
+        if self.detector is not None and self.detector is not model:
+            raise ValueError(f"model holds a stateful detector ({type(self.detector).__name__}) inside "
+                             f"{type(model).__name__}: a detector must be the outermost defense, where the queries "
+                             f"arrive")
+        if self.detector is None and (accounts != "image" or refusal != "empty" or ban or new_accounts or interleave):
+            raise ValueError(f"accounts, refusal, ban, new_accounts and interleave apply to a stateful defense; "
+                             f"{type(model).__name__} keeps no state")
+        if interleave and benign is None:
+            raise ValueError(f"interleave={interleave} needs benign images (benign=)")
+        self.accounts, self.refusal = accounts, refusal
+        self._benign = None if benign is None else checks.images("benign", benign).to(self.device, torch.float32)
+        self._benign_at = 0
+        self.benign_queries = self.benign_flags = 0
+        n = len(self._x)
+        self._account = torch.arange(n) if accounts == "image" else torch.zeros(n, dtype=torch.long)
+        self._next_account = int(self._account.max()) + 1
+        self.accounts_opened = 0
+        self._banned: set[int] = set()
+        self._answers: dict[int, torch.Tensor] = {}
+        self._last_refused: torch.Tensor | None = None
+        stateless = self.detector is None
+        self.first_detection = None if stateless else torch.full((n,), -1, dtype=torch.long, device=self.device)
+        self.detections = None if stateless else torch.zeros(n, dtype=torch.long, device=self.device)
+        self.refusals = None if stateless else torch.zeros(n, dtype=torch.long, device=self.device)
+        if self.detector is not None:
+            self.detector.reset()
 
     @property
     def batch_size(self) -> int | None:
@@ -196,7 +267,9 @@ class Oracle:
         before = self.forwards.seconds
         with self.forwards.loop():
             out = loop(handle)
-        recorded = {"observed": self.observed, "reference_margin": self.reference_margin, "kept": self.kept}
+        recorded = {"observed": self.observed, "reference_margin": self.reference_margin, "kept": self.kept,
+                    "first_detection": self.first_detection, "detections": self.detections,
+                    "refusals": self.refusals}
         return out, self.forwards.seconds - before, recorded
 
     def handle(self, threat: Threat | str, eps: float | None = None) -> QueryHandle:
@@ -209,7 +282,26 @@ class Oracle:
                              f"Oracle for another threat model")
         self._threat = threat
         return QueryHandle(lambda x, idx: self.query(x, idx), lambda: self._queries, self._x, self.y,
-                           budget=self.budget, threat=threat, scores=self.scores, quantize=self.quantize)
+                           budget=self.budget, threat=threat, scores=self.scores, quantize=self.quantize,
+                           refused=lambda: None if self._last_refused is None else self._last_refused.clone(),
+                           new_account=(lambda idx: self.open_accounts(idx)) if self.new_accounts else None)
+
+    def open_accounts(self, idx: torch.Tensor) -> None:
+        """Move the images ``idx`` to fresh accounts (one each; with a shared account, the whole run to one)."""
+        if self.detector is None or not self.new_accounts:
+            raise ValueError("new accounts need a stateful defense and new_accounts=True")
+        idx = torch.as_tensor(idx).long().cpu()
+        if len(idx) and (idx.min() < 0 or idx.max() >= len(self._x)):
+            raise ValueError(f"idx must hold image indices in [0, {len(self._x)})")
+        if self.accounts == "shared":
+            self._account[:] = self._next_account
+            self._next_account += 1
+            self.accounts_opened += 1
+            return
+        for i in idx.unique().tolist():
+            self._account[i] = self._next_account
+            self._next_account += 1
+            self.accounts_opened += 1
 
     def remaining(self, idx: torch.Tensor | None = None) -> torch.Tensor:
         """Queries left per image (for the images ``idx``, or all)."""
@@ -229,10 +321,75 @@ class Oracle:
             logits = self.forwards(x)
             self._check_scores(logits, idx)
             out = logits.softmax(1) if self.scores == "probabilities" else logits
+            if self.detector is not None:
+                out = self._screen(x, idx, out)
             if self.observed is not None:
                 self._record(x, idx, out)
         self._queries += counts
         return out
+
+    def _screen(self, x: torch.Tensor, idx: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+        """The detector's verdict on the batch (with the interleaved benign queries before each row), the
+        bookkeeping of detections, bans and refusals, and the answers as the refusal convention gives them."""
+        accounts = self._account[idx.cpu()]
+        if self.interleave:
+            x_all, acc_all, attack_rows = self._interleaved(x, accounts)
+        else:
+            x_all, acc_all, attack_rows = x, accounts, torch.arange(len(x))
+        screening = self.detector.screen(x_all, acc_all)
+        flagged_all = screening.flagged
+        if self.interleave:
+            benign = torch.ones(len(x_all), dtype=torch.bool)
+            benign[attack_rows] = False
+            self.benign_queries += int(benign.sum())
+            self.benign_flags += int((flagged_all & benign).sum())
+        flagged = flagged_all[attack_rows]
+        refused = flagged.clone() if self.refusal != "silent" else torch.zeros_like(flagged)
+        for row, account in enumerate(accounts.tolist()):  # bans act in the order the queries arrive
+            if account in self._banned:
+                refused[row] = True
+            elif self.ban and flagged[row]:
+                self._banned.add(account)
+                refused[row] = True
+        if self.interleave:  # a benign query of a banned account is refused too; it never reaches the attacker
+            self._banned.update(acc_all[flagged_all].tolist() if self.ban else [])
+        self._note_detections(idx, flagged.to(self.device), refused.to(self.device))
+        out = out.clone()
+        if self.refusal == "closest":
+            self._closest(out, screening, attack_rows, refused)
+        if self.refusal != "closest":
+            out[refused.to(self.device)] = float("nan")
+        self._last_refused = refused.to(self.device)
+        return out
+
+    def _interleaved(self, x: torch.Tensor, accounts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Each row preceded by ``interleave`` benign images from the same account."""
+        k, n = self.interleave, len(self._benign)
+        picks = (self._benign_at + torch.arange(len(x) * k)) % n
+        self._benign_at = int((self._benign_at + len(x) * k) % n)
+        benign = self._benign[picks].view(len(x), k, *x.shape[1:])
+        x_all = torch.cat([benign, x[:, None]], 1).flatten(0, 1)
+        acc_all = accounts.repeat_interleave(k + 1)
+        return x_all, acc_all, torch.arange(len(x)) * (k + 1) + k
+
+    def _note_detections(self, idx: torch.Tensor, flagged: torch.Tensor, refused: torch.Tensor) -> None:
+        q = self._queries[idx] + rank_within_repeats(idx) + 1
+        self.detections += torch.bincount(idx[flagged], minlength=len(self._x))
+        self.refusals += torch.bincount(idx[refused], minlength=len(self._x))
+        if flagged.any():
+            first = torch.full_like(self.first_detection, torch.iinfo(torch.long).max)
+            first.scatter_reduce_(0, idx[flagged], q[flagged], reduce="amin")
+            new = (self.first_detection < 0) & (first < torch.iinfo(torch.long).max)
+            self.first_detection[new] = first[new]
+
+    def _closest(self, out: torch.Tensor, screening: object, rows: torch.Tensor, refused: torch.Tensor) -> None:
+        """OARS's convention: a refused row gets the answer of the closest past query (NaN where there is none, a
+        banned account's later queries); every answer given is remembered under the row's sequence number."""
+        seqs, nearest = screening.seq[rows].tolist(), screening.nearest[rows].tolist()
+        for row, (seq, near) in enumerate(zip(seqs, nearest)):
+            if refused[row]:
+                out[row] = self._answers.get(near, torch.full_like(out[row], float("nan")))
+            self._answers[seq] = out[row].clone()
 
     def _indices(self, idx: object, x: object) -> torch.Tensor:
         idx = torch.as_tensor(idx, device=self.device)

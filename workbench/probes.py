@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 
-from workbench import checks
+from workbench import checks, stateful
 from workbench.losses import top2_margin
 from workbench.threat import model_device
 
@@ -55,6 +55,10 @@ class Probes:
             decision boundary), the largest top-2 margin at which the probes saw random scores on blends of two probe
             images (``_gate``); None where the scores of every image of the first group were random (no gate) or
             the defense is deterministic.
+        history_dependent: a stateful detector (``workbench.stateful``): the same probe query sent twice from one
+            account is flagged the second time, not the first (measured on a scratch account, the memory restored
+            after).
+        refuses: the defense flags some probe queries (stateful or not: Feature Squeezing flags queries alone).
     """
 
     randomized: bool
@@ -66,6 +70,8 @@ class Probes:
     noise: float | None = None
     margin_noise: float | None = None
     gate: float | None = None
+    history_dependent: bool = False
+    refuses: bool = False
 
     @property
     def deterministic(self) -> bool:
@@ -153,7 +159,27 @@ def probe(defended: nn.Module, x: torch.Tensor, undefended: nn.Module | None = N
         noise, spread = _relative(margins), float(margins.std(0).median())
         gate = _gate(defended, a, b) if gated else None
     reseed(defended)
-    return Probes(randomized, batch_dependent, keeps, changes, difference, z, noise, spread, gate)
+    history, refuses = _history(defended, a)
+    return Probes(randomized, batch_dependent, keeps, changes, difference, z, noise, spread, gate, history, refuses)
+
+
+SCRATCH = -1  # the account the probes screen from (no attack or benign stream uses a negative account)
+
+
+def _history(defended: nn.Module, a: torch.Tensor) -> tuple[bool, bool]:
+    """Whether a detector in ``defended`` flags the images ``a`` sent a second time (not the first) from one
+    account, and whether it flags any; its memory is put back as it was."""
+    detector = stateful.find(defended)
+    if detector is None:
+        return False, False
+    before = detector.snapshot()
+    try:
+        accounts = torch.full((len(a),), SCRATCH, dtype=torch.long)
+        first = detector.screen(a, accounts).flagged
+        again = detector.screen(a, accounts).flagged
+    finally:
+        detector.restore(before)
+    return bool((again & ~first).any()), bool((first | again).any())
 
 
 def _gate(defended: nn.Module, a: torch.Tensor, b: torch.Tensor) -> float:

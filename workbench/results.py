@@ -44,6 +44,9 @@ class Result:
         observed, reference_margin, kept: the Oracle's recordings (``record=True``, ``reference=``,
             ``keep_images=``): per image and query the margin the attacker saw, the undefended model's margin at
             the same input, the queried images (query 1 is the clean image); None where not recorded.
+        first_detection, detections, refusals: against a stateful defense (a detector), per image the query at
+            which it was first flagged (-1: never), the number of flagged queries and of refused ones (refused
+            queries count in ``queries`` too); None against a stateless defense.
     """
 
     first_success: torch.Tensor
@@ -61,6 +64,9 @@ class Result:
     reference_margin: torch.Tensor | None = None
     kept: torch.Tensor | None = None
     threat: Threat | None = None
+    first_detection: torch.Tensor | None = None
+    detections: torch.Tensor | None = None
+    refusals: torch.Tensor | None = None
 
     @property
     def robust(self) -> torch.Tensor:
@@ -82,6 +88,17 @@ class Result:
         return 1.0 - fooled.float().mean().item()
 
     @property
+    def detected(self) -> torch.Tensor | None:
+        """(N,) whether a detector flagged any query of the image; None against a stateless defense."""
+        return None if self.first_detection is None else self.first_detection > 0
+
+    def undetected_success(self) -> torch.Tensor | None:
+        """(N,) misclassified before (or without) any flag: what succeeds where a detection ends the account."""
+        if self.first_detection is None:
+            return None
+        return self.success & ((self.first_detection < 0) | (self.first_success < self.first_detection))
+
+    @property
     def final_accuracy(self) -> float:
         """The share of images robust in the end (``final``): re-evaluated where the run path re-evaluated, else
         the observed robust accuracy at the run's budget."""
@@ -93,7 +110,10 @@ class Result:
                 "clean correct": self.clean_correct.tolist(),
                 "final": (self.robust if self.final is None else self.final).tolist(),
                 "re-evaluated correct": None if self.reevaluated is None else self.reevaluated.tolist(),
-                "budget": self.budget, "seconds": self.seconds, "computed": self.computed}
+                "budget": self.budget, "seconds": self.seconds, "computed": self.computed,
+                **({} if self.first_detection is None else {
+                    "first detection": self.first_detection.tolist(), "detections": self.detections.tolist(),
+                    "refusals": self.refusals.tolist()})}
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Result:
@@ -103,7 +123,11 @@ class Result:
                    torch.tensor(row["clean correct"], dtype=torch.bool), int(row["budget"]), float(row["seconds"]),
                    final=torch.tensor(row["final"], dtype=torch.bool),
                    reevaluated=None if shares is None else torch.tensor(shares, dtype=torch.float64),
-                   computed=_provenance_of(row.get("computed")))
+                   computed=_provenance_of(row.get("computed")),
+                   **({} if "first detection" not in row else {
+                       key: torch.tensor(row[name], dtype=torch.long) for key, name in (
+                           ("first_detection", "first detection"), ("detections", "detections"),
+                           ("refusals", "refusals"))}))
 
 
 def _provenance_of(stored: object) -> dict[str, str] | None:

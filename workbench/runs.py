@@ -149,7 +149,7 @@ def run(target: Target | nn.Module, attack: str | Attack | EOT, x: torch.Tensor,
         eot: int = 1, attack_kwargs: Mapping[str, Any] | None = None, targets: torch.Tensor | None = None, repeats: int = REPEATS,
         record: bool = False, reference: nn.Module | None = None, keep_images: int = 0, quantize: bool = False,
         scores: str = "logits", batch_size: int | str | None = "auto", cache_dir: str | Path | None = None,
-        recompute: bool = False, progress: bool = False) -> Result:
+        recompute: bool = False, progress: bool = False, serving: Mapping[str, Any] | None = None) -> Result:
     """Run ``attack`` against ``target`` on the images ``x`` with labels ``y`` (untargeted, or towards
     ``targets``), ``budget`` queries per image; see the module docstring.
 
@@ -172,11 +172,13 @@ def run(target: Target | nn.Module, attack: str | Attack | EOT, x: torch.Tensor,
             images the defense sees per query batch (UniG's batch dependence).
         cache_dir: keep the result there (a named attack on a target with a ``key``; not with recordings);
             ``recompute``: run even where a cached result exists, and rewrite it.
+        serving: how the Oracle serves a stateful defense (``accounts``, ``refusal``, ``ban``, ``new_accounts``,
+            ``interleave``, ``benign``: see ``workbench.oracle.Oracle``); default its defaults.
     """
     target = target if isinstance(target, Target) else _target(target, x, reference)
     repeats = checks.at_least("repeats", repeats, 1)
     oracle_options = {"record": record, "reference": reference, "keep_images": keep_images, "quantize": quantize,
-                      "scores": scores, "batch_size": batch_size}
+                      "scores": scores, "batch_size": batch_size, **(serving or {})}
     if not isinstance(attack, str):
         _own_settings(attack, norm=norm != "linf", eps=eps is not None, threat=threat is not None, eot=eot != 1,
                       attack_kwargs=bool(attack_kwargs), cache_dir=cache_dir is not None)
@@ -191,8 +193,9 @@ def run(target: Target | nn.Module, attack: str | Attack | EOT, x: torch.Tensor,
                           **{**kwargs, "eps": threat.eps})
     key = None
     if cache_dir is not None and target.key is not None:
-        if record or quantize or scores != "logits":
-            raise ValueError("cache_dir keeps plain runs only: drop cache_dir, or record / quantize / scores")
+        if record or quantize or scores != "logits" or serving:
+            raise ValueError("cache_dir keeps plain runs only: drop cache_dir, or record / quantize / scores / "
+                             "serving")
         key = _key(target, attack, built, x, y, targets, budget, seed, eot, repeats, kwargs, entry.name, batch_size)
     folder = cache.writable(Path(cache_dir)) if key is not None else None
     if folder is not None and not recompute and (row := cache.load(folder / f"{key}.json",

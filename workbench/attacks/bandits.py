@@ -58,6 +58,7 @@ def eg_step(prior: torch.Tensor, g: torch.Tensor, lr: float) -> torch.Tensor:
 
 class Bandits(Attack):
     __doc__ = __doc__
+    handles_refusals = False  # a finite difference needs both scores
     name = "bandits"
     cost = 2
 

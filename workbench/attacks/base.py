@@ -46,8 +46,11 @@ class Session:
     model, scores only), the original images, the labels (or targets), the random generator, and per-image success
     bookkeeping. Every attack's ``init`` and ``step`` get it."""
 
-    def __init__(self, handle: QueryHandle, targets: torch.Tensor | None, seed: int, kappa: float = 0.0):
+    def __init__(self, handle: QueryHandle, targets: torch.Tensor | None, seed: int, kappa: float = 0.0,
+                 refusals: str | None = None):
         self.handle = handle
+        self.refusals = refusals  # None: the attack cannot use refused queries; else the attack's name
+        self.last_refused = torch.zeros(0, dtype=torch.bool, device=handle.device)
         self.kappa = kappa
         self.x0 = handle.x
         self.y = handle.y
@@ -82,7 +85,18 @@ class Session:
         if rounded is not x:
             x.copy_(rounded)
         scores = self.handle.query(x, idx)
-        hit = self.fooled(scores, idx) & ~self.success[idx]
+        refused = self.handle.refused
+        if refused is None or not refused.any():
+            refused = torch.zeros(len(idx), dtype=torch.bool, device=scores.device)
+        elif self.refusals is None:
+            raise RuntimeError("the defense refused queries and this attack cannot use a refusal (its update needs "
+                               "every score): run an attack that handles refusals (square, simba, signhunter, "
+                               "oars-square, oars-nes)")
+        else:  # no scores reach the attack for a refused query (under OARS's convention the flag says the same)
+            scores = scores.clone()
+            scores[refused] = float("nan")
+        self.last_refused = refused
+        hit = self.fooled(scores, idx) & ~refused & ~self.success[idx]
         if hit.any():  # the counters before this call: after it, less this call's queries of each image
             before = self.handle.queries[idx] - torch.bincount(idx, minlength=len(self.x0))[idx]
             self._note_success(x[hit], idx[hit], before[hit], hit.nonzero().flatten())
@@ -188,6 +202,7 @@ class Attack(ABC):
 
     name: ClassVar[str] = "attack"
     norms: ClassVar[tuple[str, ...]] = checks.NORMS
+    handles_refusals: ClassVar[bool] = True  # a refused candidate is simply not kept (its loss is inf)
     cost: ClassVar[int] = 1  # the fewest queries one step spends per image
     default_loss: ClassVar[str] = "margin"  # untargeted runs
     targeted_loss: ClassVar[str] = "margin"  # targeted runs
@@ -216,7 +231,7 @@ class Attack(ABC):
     def loss(self, session: Session, scores: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         """The attack's loss (to minimize) of ``scores`` for the images ``idx``."""
         name = self.loss_name or (self.targeted_loss if session.targets is not None else self.default_loss)
-        return session.loss(name, scores, idx)
+        return session.loss(name, scores, idx).nan_to_num(nan=float("inf"))  # a refused query: never kept
 
     def start_from(self, session: Session, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Query the starting points ``x`` (N, C, H, W) of the images still to attack. Returns the points as
@@ -274,13 +289,13 @@ class Attack(ABC):
             targets = checks.labels("targets", targets, len(handle)).to(handle.device)
             if (targets == handle.y).any():
                 raise ValueError("targets must differ from the true labels for every image")
-        session = Session(handle, targets, self.seed, self.kappa)
+        session = Session(handle, targets, self.seed, self.kappa, self.name if self.handles_refusals else None)
         if session.norm == "l2" and session.eps > session.x0[0].numel() ** 0.5:
             warnings.warn(f"eps={session.eps:g} (l2) exceeds the diameter of the [0, 1] image box "
                           f"({session.x0[0].numel() ** 0.5:.3g}): every image is reachable", stacklevel=4)
         all_idx = torch.arange(len(handle), device=handle.device)
         session.clean_scores = session.evaluate(session.x0.clone(), all_idx)
-        session.clean_correct = session.clean_scores.argmax(1) == session.y
+        session.clean_correct = (session.clean_scores.argmax(1) == session.y) | session.last_refused  # unknown: on
         if targets is not None and targets.max() >= session.clean_scores.shape[1]:
             raise ValueError(f"targets must hold class indices in [0, {session.clean_scores.shape[1]}), got "
                              f"{targets.max().item()}")

@@ -54,8 +54,12 @@ def averaging(inner: QueryHandle, m: int) -> QueryHandle:
         scores = inner.query(x.repeat_interleave(m, 0), idx.repeat_interleave(m))
         return scores.view(len(idx), m, -1).mean(1)
 
+    def refused() -> torch.Tensor | None:
+        inner_refused = inner.refused
+        return None if inner_refused is None else inner_refused.view(-1, m).any(1)
+
     return QueryHandle(query, points, inner.x, inner.y, budget=budget, threat=inner.threat, scores=inner.scores,
-                       quantize=inner.quantize)
+                       quantize=inner.quantize, refused=refused)
 
 
 class EOT:

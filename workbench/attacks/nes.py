@@ -43,6 +43,7 @@ class IterateState:
 
 class NES(Attack):
     __doc__ = __doc__
+    handles_refusals = False  # a finite difference needs both scores
     name = "nes"
     cost = 2
 

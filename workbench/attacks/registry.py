@@ -3,15 +3,16 @@ norm with their source, and which suites of ``evaluate`` it belongs to.
 
 Names: ``square``, ``square-op``, ``square-bi``, ``square-switch``, ``square-dlr`` (Square on the DLR ratio, which
 no positive rescaling of the logits changes), ``simba`` (DCT basis), ``simba-pixel``, ``signhunter``, ``nes``,
-``bandits``. ``build`` starts from the spec's settings for the protocol's ``settings`` (the dataset whose
+``bandits``, ``oars-square``. ``build`` starts from the spec's settings for the protocol's ``settings`` (the dataset whose
 attack settings a protocol takes: ``mnist``, ``cifar10`` or ``imagenet``), adds the protocol's eps for the norm,
 applies overrides, and wraps the attack in :class:`~workbench.attacks.eot.EOT` when ``eot`` > 1.
 
 The suites, in the order they are run and tabled (the registry's order, as the papers list the attacks):
 ``standard`` (every defense faces them), ``post-processing`` (AAA's adaptive attacks and the RLS paper's switch
 rule, for deterministic defenses that keep every prediction), ``keeps-predictions`` (the scale-free Square, for any
-defense that changes the scores but keeps every prediction, randomized or not: RLS) and ``eot`` (under expectation
-over transformation, for randomized defenses).
+defense that changes the scores but keeps every prediction, randomized or not: RLS), ``eot`` (under expectation
+over transformation, for randomized defenses) and ``stateful`` (OARS's adaptive Square, for defenses that refuse or
+answer by history: the stateful detectors).
 
 Sources of the settings: AAA Table 11 and the reference implementations (Square: p_init 0.05 l-inf, 0.1 l2;
 SimBA: step 0.2, the DCT block the whole image on CIFAR-10, 32 on ImageNet; NES CIFAR l-inf: sigma 0.01, lr 2/255,
@@ -51,6 +52,7 @@ from workbench.attacks.bandits import Bandits
 from workbench.attacks.base import Attack
 from workbench.attacks.eot import EOT
 from workbench.attacks.nes import NES
+from workbench.attacks.oars import OARSSquare
 from workbench.attacks.signhunter import SignHunter
 from workbench.attacks.simba import SimBA
 from workbench.attacks.square import Square
@@ -60,7 +62,7 @@ from workbench.attacks.square_switch import SquareSwitch
 from workbench.protocol import Protocol
 from workbench.registry import Registry
 
-SUITES = ("standard", "post-processing", "keeps-predictions", "eot")
+SUITES = ("standard", "post-processing", "keeps-predictions", "eot", "stateful")
 
 Settings = Mapping[str, Mapping[str, Mapping[str, Any]]]  # dataset settings -> norm -> keyword arguments
 
@@ -127,6 +129,10 @@ _BUILT_IN: dict[str, AttackSpec] = {
         "imagenet": {"linf": _BANDITS_LINF, "l2": {**_BANDITS_L2, "prior_size": 50}},
     }, "Bandits-TD (Ilyas et al. 2019) as AAA Table 11 ran it; MNIST: prior 7, online_lr 0.1 (module docstring)",
         suites=("standard", "eot")),
+    "oars-square": AttackSpec(OARSSquare, {f: {"linf": {"p_init": 0.05}} for f in ("mnist", "cifar10", "imagenet")},
+                              "OARS (Feng et al., CCS 2023): its adaptive Square, binary searches 10-100 squares "
+                              "(5 samples, none refused) and side 1-32 (10 samples, half refused), 300 attempts; "
+                              "p_init 0.05 (its CIFAR-10 Blacklight config)", suites=("stateful",)),
 }
 
 
@@ -173,7 +179,9 @@ def _settings(found: AttackSpec, entry: Protocol, norm: str, name: str) -> dict[
         raise ValueError(f"attack {name!r} has no settings for {entry.settings!r} (protocol {entry.name!r}); it has "
                          f"them for {sorted(found.settings)}: set the protocol's settings= to one of those, or "
                          "register the attack with settings for it")
-    return {"norm": norm, "eps": entry.eps[norm], **found.settings[entry.settings][norm]}
+    by_norm = found.settings[entry.settings]
+    checks.choice("norm", norm, tuple(by_norm))  # an attack in one norm only (OARS's Square: l-inf)
+    return {"norm": norm, "eps": entry.eps[norm], **by_norm[norm]}
 
 
 def build(name: str, *, dataset: str | Protocol | None = None, norm: str = "linf", eot: int = 1,

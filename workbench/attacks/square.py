@@ -83,7 +83,7 @@ class Square(Attack):
         x_best = state.x_best[idx]
         x_new = (self._candidate_linf if session.norm == "linf" else self._candidate_l2)(session, state, idx, x_best)
         new_loss = self.loss(session, session.evaluate(x_new, idx), idx)
-        keep = self.accept(session, state, idx, new_loss)
+        keep = self.accept(session, state, idx, new_loss) & ~session.last_refused  # a refused candidate: not kept
         kept = idx[keep]  # only the accepted rows are written (an image appears once in idx)
         state.x_best[kept] = x_new[keep]
         state.loss[kept] = new_loss[keep]

@@ -31,12 +31,20 @@ import torch.nn as nn
 
 from workbench import checks, data, models, protocol, setting
 from workbench.defenses.aaa import AAA, AAA_TAU
+from workbench.defenses import blacklight
+from workbench.defenses.blacklight import Blacklight
+from workbench.defenses.denoise import JPEG, BitDepth, MedianSmoothing, ResizePad
 from workbench.defenses.dent import DENT
+from workbench.defenses.dld import DLD, DLD_HIGH_RATIO, DLD_S_STEP, DLD_TAU
 from workbench.defenses.gated import BD_SIGMA, BD_THRESHOLD, GATED_SHARE, ConfidenceGated
 from workbench.defenses.gcm import GCM
+from workbench.defenses.knn_detection import K as KNN_K
+from workbench.defenses.knn_detection import KNNDetection
 from workbench.defenses.noise import InputNoise
+from workbench.defenses.piha import PIHA
 from workbench.defenses.rfd import RFD_DROP, FeatureNoise
 from workbench.defenses.rls import RLS_HIGH, RLS_LOW, RandomLogitScaling
+from workbench.defenses.squeeze import FeatureSqueezing
 from workbench.defenses.temperature import TemperatureScaling
 from workbench.defenses.unig import UniG
 from workbench.probes import reseed
@@ -125,6 +133,35 @@ _BUILT_IN: dict[str, DefenseSpec] = {
     "bd": DefenseSpec(ConfidenceGated, f"Boundary Defense (Aithal and Li 2022): logit noise std {BD_SIGMA:g} below "
                       f"confidence {BD_THRESHOLD:g} (the paper's ImageNet setting, on every dataset)",
                       defaults={"threshold": BD_THRESHOLD, "logit_sigma": BD_SIGMA}),
+    "dld": DefenseSpec(DLD, f"DLD, the Dashed Line Defense (AISTATS 2026): tau {DLD_TAU:g}, high_ratio "
+                       f"{DLD_HIGH_RATIO:g}, s_step {DLD_S_STEP:g} (its code's main.py)"),
+    # denoising (input transformations)
+    "bit-depth": DefenseSpec(BitDepth, "Feature Squeezing (Xu et al. 2018): 1 bit MNIST, 5 CIFAR-10, 4 ImageNet",
+                             settings={"mnist": {"bits": 1}, "cifar10": {"bits": 5}, "imagenet": {"bits": 4}}),
+    "median": DefenseSpec(MedianSmoothing, "Feature Squeezing (Xu et al. 2018): 2x2 median smoothing",
+                          defaults={"size": 2}),
+    "jpeg": DefenseSpec(JPEG, "Guo et al. 2018 (Countering Adversarial Images using Input Transformations): "
+                        "JPEG quality 75", defaults={"quality": 75}),
+    "resize-pad": DefenseSpec(ResizePad, "Xie et al. 2018 (Mitigating Adversarial Effects Through Randomization): "
+                              "random resize to [side, side + side/9) and random zero padding (ImageNet's 299 -> "
+                              "331, scaled)"),
+    # detection (the stateful ones keep a memory per account; the Oracle decides what a flag costs)
+    "blacklight": DefenseSpec(Blacklight, "Blacklight (Li et al. 2022) as the OARS code runs it: pixels rounded to "
+                              "steps of 50, SHA-256 of windows of 20 (ImageNet: 50, stride 25), top 50 digests, "
+                              "match at half; MNIST: CIFAR-10's setting (ours)",
+                              settings={"mnist": blacklight.CIFAR10_ARGS, "cifar10": blacklight.CIFAR10_ARGS,
+                                        "imagenet": blacklight.IMAGENET_ARGS}),
+    "piha": DefenseSpec(PIHA, "PIHA (Choi et al. 2023) as the OARS code runs it: block 7, Hamming threshold 0.05; "
+                        "RGB images only (its hash is on the hue)",
+                        settings={"cifar10": {"block": 7}, "imagenet": {"block": 7}}),
+    "knn-pixels": DefenseSpec(KNNDetection, f"Stateful Detection (Chen et al. 2020) on raw pixels: k {KNN_K}, "
+                              "threshold the 0.1th percentile of benign k-NN distances (calibrated on held-out "
+                              "images)", defaults={"k": KNN_K}, calibrate=True),
+    "feature-squeezing": DefenseSpec(FeatureSqueezing, "Feature Squeezing (Xu et al. 2018) as a detector: bit depth "
+                                     "and 2x2 median, threshold at 5% false positives on held-out images (MNIST: 1 "
+                                     "bit; CIFAR-10 and ImageNet: 5 bits)",
+                                     settings={"mnist": {"bits": 1}, "cifar10": {"bits": 5}, "imagenet": {"bits": 5}},
+                                     calibrate=True),
 }
 
 

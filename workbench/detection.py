@@ -53,11 +53,12 @@ def attacks_table(detectors: Sequence[str], n: int, budget: int, eps: Sequence[f
             exp = experiment.setup(name, dataset=dataset, n=n, budgets=(budget,), eps=e, seed=seed)
             for attack in attacks:
                 result = exp.run(attack, progress=True)
-                rows.append(_attack_row(name, e, attack, result, budget))
+                rows.append(row(name, e, attack, result, budget))
     return pd.DataFrame(rows)
 
 
-def _attack_row(detector: str, eps: float, attack: str, result: object, budget: int) -> dict[str, object]:
+def row(detector: str, eps: float, attack: str, result: object, budget: int) -> dict[str, object]:
+    """One row of the attacks table: the final robust accuracy with its interval and the detection columns."""
     robust = result.final_accuracy
     lo, hi = metrics.interval(robust, len(result.final))
     return {"detector": detector, "eps": round(eps, 6), "attack": attack, "images": len(result.final),
@@ -92,7 +93,7 @@ def long_interval_table(detectors: Sequence[str], n: int, budget: int, interleav
             benign = data.load(exp.protocol, "test").x[500:]
             for k in interleaves:
                 result = exp.run("square", serving={"interleave": k, "benign": benign} if k else None)
-                rows.append({**_attack_row(name, exp.threat.eps, "square", result, budget), "interleaved": k,
+                rows.append({**row(name, exp.threat.eps, "square", result, budget), "interleaved": k,
                              "memory": "unbounded" if bound is None else bound})
     return pd.DataFrame(rows)
 

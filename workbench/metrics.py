@@ -264,27 +264,42 @@ def detection(result: Result) -> dict[str, float]:
     return row
 
 
-def false_positives(detector: Stateful, stream: torch.Tensor, *, accounts: str = "shared",
-                    batch_size: int = 100) -> dict[str, float]:
-    """A detector's false-positive rate on the benign ``stream`` (images in the order a user sends them), with its
-    95% Wilson interval: from one account (``"shared"``, a busy benign user) or one account per query
-    (``"image"``: every query its own account, so a stateful detector never flags; a stateless one still may). The
-    detector's memory is put back as it was."""
+def screened(detector: Stateful, stream: torch.Tensor, *, accounts: str = "shared",
+             batch_size: int = 100) -> pd.DataFrame:
+    """What a detector sees of the query ``stream`` (images in the order they are sent), from a fresh memory: per
+    query its ``distance`` to the account's memory (the detector's own measure; inf where it had nothing to compare
+    with) and whether it was ``flagged``. From one account (``"shared"``) or one account per query (``"image"``:
+    a stateful detector then never flags, a stateless one still may). The detector's memory is put back as it
+    was."""
     checks.choice("accounts", accounts, ("shared", "image"))
     before = detector.snapshot()
-    flagged = 0
+    distance, flagged = [], []
     try:
         detector.reset()
-        for i in tqdm(range(0, len(stream), batch_size), desc="benign stream", unit="batch", leave=False):
+        for i in tqdm(range(0, len(stream), batch_size), desc="screening", unit="batch", leave=False):
             chunk = stream[i:i + batch_size]
             ids = (torch.zeros(len(chunk), dtype=torch.long) if accounts == "shared"
                    else torch.arange(i, i + len(chunk)))
-            flagged += int(detector.screen(chunk, ids).flagged.sum())
+            seen = detector.screen(chunk, ids)
+            distance.append(seen.distance)
+            flagged.append(seen.flagged)
     finally:
         detector.restore(before)
-    rate = flagged / max(1, len(stream))
+    return pd.DataFrame({"query": range(1, len(stream) + 1), "distance": torch.cat(distance).numpy(),
+                         "flagged": torch.cat(flagged).numpy()})
+
+
+def false_positives(detector: Stateful, stream: torch.Tensor, *, accounts: str = "shared") -> dict[str, float]:
+    """A detector's false-positive rate on the benign ``stream`` (``screened``), with its 95% Wilson interval."""
+    rate = float(screened(detector, stream, accounts=accounts)["flagged"].mean())
     lo, hi = interval(rate, len(stream))
     return {"false positives": rate, "false positives lo": lo, "false positives hi": hi, "queries": len(stream)}
+
+
+def detected_by_query(first_detection: torch.Tensor, budgets: Sequence[int]) -> dict[int, float]:
+    """The share of images flagged within each budget (from ``Result.first_detection``)."""
+    first = first_detection.detach().cpu()
+    return {int(b): float(((first > 0) & (first <= b)).double().mean()) for b in budgets}
 
 
 STREAMS = ("images", "jpeg", "brightness")

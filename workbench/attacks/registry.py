@@ -3,7 +3,7 @@ norm with their source, and which suites of ``evaluate`` it belongs to.
 
 Names: ``square``, ``square-op``, ``square-bi``, ``square-switch``, ``square-dlr`` (Square on the DLR ratio, which
 no positive rescaling of the logits changes), ``simba`` (DCT basis), ``simba-pixel``, ``signhunter``, ``nes``,
-``bandits``, ``oars-square``. ``build`` starts from the spec's settings for the protocol's ``settings`` (the dataset whose
+``bandits``, ``oars-square``, ``oars-nes``. ``build`` starts from the spec's settings for the protocol's ``settings`` (the dataset whose
 attack settings a protocol takes: ``mnist``, ``cifar10`` or ``imagenet``), adds the protocol's eps for the norm,
 applies overrides, and wraps the attack in :class:`~workbench.attacks.eot.EOT` when ``eot`` > 1.
 
@@ -11,7 +11,7 @@ The suites, in the order they are run and tabled (the registry's order, as the p
 ``standard`` (every defense faces them), ``post-processing`` (AAA's adaptive attacks and the RLS paper's switch
 rule, for deterministic defenses that keep every prediction), ``keeps-predictions`` (the scale-free Square, for any
 defense that changes the scores but keeps every prediction, randomized or not: RLS), ``eot`` (under expectation
-over transformation, for randomized defenses) and ``stateful`` (OARS's adaptive Square, for defenses that refuse or
+over transformation, for randomized defenses) and ``stateful`` (OARS's adaptive Square and NES, for defenses that refuse or
 answer by history: the stateful detectors).
 
 Sources of the settings: AAA Table 11 and the reference implementations (Square: p_init 0.05 l-inf, 0.1 l2;
@@ -53,6 +53,7 @@ from workbench.attacks.base import Attack
 from workbench.attacks.eot import EOT
 from workbench.attacks.nes import NES
 from workbench.attacks.oars import OARSSquare
+from workbench.attacks.oars_nes import OARSNES
 from workbench.attacks.signhunter import SignHunter
 from workbench.attacks.simba import SimBA
 from workbench.attacks.square import Square
@@ -133,6 +134,10 @@ _BUILT_IN: dict[str, AttackSpec] = {
                               "OARS (Feng et al., CCS 2023): its adaptive Square, binary searches 10-100 squares "
                               "(5 samples, none refused) and side 1-32 (10 samples, half refused), 300 attempts; "
                               "p_init 0.05 (its CIFAR-10 Blacklight config)", suites=("stateful",)),
+    "oars-nes": AttackSpec(OARSNES, {f: {"linf": {}} for f in ("mnist", "cifar10", "imagenet")},
+                           "OARS (Feng et al., CCS 2023): its adaptive NES, probe width searched in 0.05-0.5 (20 "
+                           "samples, none refused), least step 0.1, 50 probes, lr 0.01, momentum 0.9 (its CIFAR-10 "
+                           "Blacklight config)", suites=("stateful",)),
 }
 
 

@@ -437,3 +437,41 @@ def _imagenet_uap(cosine: Any, fooled: Any) -> None:
     for key in keys:
         _require(math.isnan(cos[key]) == (count[key] < 2),
                  f"cosine[{key}]: a mean pairwise cosine needs at least two fooled images (nan otherwise)")
+
+
+# ---- 10 detection and denoising -------------------------------------------------------------------------------
+
+@exercise("10.1", detected="{0.3: ..., 0.7: ...}: the share of attacked images Blacklight detected (plain Square) "
+                          "with each threshold")
+def _blacklight_threshold(detected: Any) -> None:
+    """Deterministic (the salt is seeded): 1.0 and 1.0 in fast mode. A larger threshold flags at every distance a
+    smaller one flags, so it detects at least as many images: an identity of the mechanism."""
+    shares = _fractions("detected", detected, (0.3, 0.7))
+    _require(shares[0.7] > 0, "Blacklight detected nothing: run plain Square against Blacklight (defenses.build("
+                              "'blacklight', ...)), not against the undefended model, and read "
+                              "metrics.detection(result)['detected']")
+    _require(shares[0.7] >= shares[0.3], "the threshold is a distance (the share of digests missing): a query "
+                                         "flagged at 0.3 is flagged at 0.7 too; check which share belongs to which "
+                                         "threshold")
+
+
+@exercise("10.2", robust='{"empty": ..., "closest": ...}: plain Square\'s final robust accuracy against Blacklight '
+                         "under each refusal convention")
+def _refusal_convention(robust: Any) -> None:
+    """Deterministic: equal by construction (0.5 and 0.5 in fast mode): plain Square keeps no refused candidate,
+    whatever answer came with the flag."""
+    shares = _fractions("robust", robust, ("empty", "closest"))
+    _require(shares["empty"] == shares["closest"], "the two runs differ: use the same images, budget and seed, and "
+                                                   "change only serving={'refusal': ...}")
+
+
+@exercise("10.3", detected="{0: ..., 8: ...}: the share of attacked images Blacklight detected with 0 and 8 benign "
+                          "queries interleaved before each of Square's queries (unbounded memory)")
+def _long_interval(detected: Any) -> None:
+    """Deterministic: 1.0 and 1.0 in fast mode. With unbounded memory the attack's earlier queries are never
+    forgotten, so interleaving cannot lower the detected share."""
+    shares = _fractions("detected", detected, (0, 8))
+    _require(shares[0] > 0, "Blacklight detected nothing without interleaving: run plain Square against Blacklight")
+    _require(shares[8] >= shares[0], "fewer detections with interleaving? With unbounded memory nothing is "
+                                     "forgotten: pass serving={'interleave': 8, 'benign': images} to runs.run, and "
+                                     "keep the default (unbounded) memory")

@@ -66,16 +66,20 @@ RULES = {  # evaluate's rules a board's numbers depend on: part of every row's p
 }
 
 
-def protocol_hash(dataset: str, n: int, budgets: Sequence[int], seed: int = 0, model: str | None = None) -> str:
+def protocol_hash(dataset: str, n: int, budgets: Sequence[int], seed: int = 0, model: str | None = None,
+                  refuses: bool = False) -> str:
     """The hash of a board's exact protocol: the dataset and its threat model, the attacked images themselves,
-    the budgets, the seed, the zoo model, every registry attack's settings for the dataset and ``evaluate``'s rules
-    (``RULES``). Two rows compare only when their hashes agree."""
+    the budgets, the seed, the zoo model, the registry attacks' settings for the dataset and ``evaluate``'s rules
+    (``RULES``). Two rows compare only when their hashes agree. The attacks of the ``stateful`` suite alone
+    (OARS's) run only against a defense that refuses queries, so they enter the hash of such a row only
+    (``refuses``): adding them left every other row's protocol as it was."""
     entry = protocol.get(dataset)
     test = data.load(entry.name)
     x, y = test.x[:n], test.y[:n]
     images = hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest()
     settings = {name: [attack_registry.spec(name).settings.get(entry.settings), attack_registry.spec(name).fixed]
-                for name in attack_registry.names()}
+                for name in attack_registry.names()
+                if refuses or attack_registry.spec(name).suites != ("stateful",)}
     return cache.key({"dataset": entry.name, "eps": entry.eps, "settings": entry.settings, "n": n,
                       "budgets": list(budgets), "images": images, "model": model or entry.model,
                       "attacks": settings, "rules": {**RULES, "seed": seed}})
@@ -99,14 +103,15 @@ def rank(names: Sequence[str], *, dataset: str, model: str | None = None, n: int
         plans[name] = evaluation.suite(exps[name].target.probes, budget=exps[name].budget)
         evaluation.check_plan(plans[name], exps[name], runs.REPEATS)
     first = exps[names[0]]
-    key = protocol_hash(first.protocol.name, n, budgets, seed, first.model)
+    keys = {refuses: protocol_hash(first.protocol.name, n, budgets, seed, first.model, refuses)
+            for refuses in (False, True)}
     reference = report.seconds_per_image(first.target.undefended, first.x, repeats=2)
     rows = []
     for name in tqdm(names, desc="defenses", unit="defense", disable=not progress):
         exp = exps[name]
         result = evaluation.run_plan(exp, plans[name], repeats=runs.REPEATS, restarts=evaluation.RESTARTS,
                                      cache_dir=cache_dir, progress=progress)
-        rows.append(_row(name, exp, result, reference, key))
+        rows.append(_row(name, exp, result, reference, keys[exp.target.probes.refuses]))
         if images_dir is not None:
             write_images(Path(images_dir), name, result.images)
     return ranked(pd.DataFrame(rows))
@@ -137,7 +142,9 @@ def recorded(board: str) -> pd.DataFrame:
     table = ranked(pd.read_csv(path))
     dataset, n, budgets = BOARDS[board]
     stored = table["protocol"] if "protocol" in table.columns else pd.Series("", index=table.index)
-    table["current"] = stored == protocol_hash(dataset, n, budgets)
+    refuses = table["refuses"].fillna(False).astype(bool) if "refuses" in table.columns else False
+    table["current"] = stored == pd.Series(refuses, index=table.index).map(
+        {False: protocol_hash(dataset, n, budgets), True: protocol_hash(dataset, n, budgets, refuses=True)})
     return table
 
 
@@ -154,6 +161,10 @@ def _row(name: str, exp: experiment.Experiment, result: Evaluation, reference: f
          protocol_key: str) -> dict[str, object]:
     clean = exp.clean()
     first_runs = result.attacks.set_index("attack")["final"]
+    worst = result.attacks.set_index("attack").loc[[first_runs.idxmin()]].iloc[0]
+    detection = {f"worst attack {c}": float(worst[c]) for c in ("detected", "detected lo", "detected hi",
+                                                                 "undetected success", "first detection")
+                 if c in worst.index}  # against a detector: how the worst attack fared with it
     cost = report.seconds_per_image(exp.target.defended, exp.x, repeats=2) / reference
     probes, restarts = exp.target.probes, result.settings["restarts"]
     worst_cols = {}
@@ -167,7 +178,8 @@ def _row(name: str, exp: experiment.Experiment, result: Evaluation, reference: f
             "attacks": len(result.attacks), "restart attack": restarts["attack"],
             "restart seeds": " ".join(map(str, restarts["seeds"])), "kappa": result.settings["kappa"],
             "re-evaluated": result.reevaluated, "cost per query": cost, "randomized": probes.randomized,
-            "keeps predictions": probes.keeps_predictions, "eot": result.settings["eot"], "model": exp.model,
+            "keeps predictions": probes.keeps_predictions, "refuses": probes.refuses, **detection,
+            "eot": result.settings["eot"], "model": exp.model,
             "n": len(exp.x), "seed": exp.seed,
             "fingerprint": runs.fingerprint(exp.model, variant=defenses.variant(name)),
             "protocol": protocol_key, **runs.provenance(next(exp.target.defended.parameters()).device)}
@@ -239,9 +251,9 @@ def check_submission(board: str, row_path: str | Path) -> pd.DataFrame:
         raise ValueError(f"row_path={str(path)!r}: not a board row (missing columns {missing} or no rows)")
     dataset, n, budgets = BOARDS[board]
     entry = protocol.get(dataset)
-    expected = protocol_hash(dataset, n, budgets)
     for _, row in table.iterrows():
         where = f"row {row['defense']!r} of {path}"
+        expected = protocol_hash(dataset, n, budgets, refuses=bool(row.get("refuses", False)))
         if row["protocol"] != expected:
             raise ValueError(f"{where}: recorded under protocol {row['protocol']}, not the board's {expected} "
                              f"(another image set, budget, seed, rule or workbench version): run `leaderboard "

@@ -42,6 +42,7 @@ class Schedule:
     warmup: float = 2.0  # epochs of linear warm-up from 0
     threads: int = 2
     bfloat16: bool = True  # forward and backward under bfloat16 autocast (weights and optimizer in float32)
+    optimizer: str = "sgd"  # "sgd" (Nesterov momentum) or "adam" (momentum unused)
 
     def lr_at(self, step: int, steps_per_epoch: int) -> float:
         """The learning rate of optimizer step ``step`` (0-based)."""
@@ -83,8 +84,11 @@ def fit(model: nn.Module, train: tuple[torch.Tensor, torch.Tensor], test: tuple[
     cross-entropy)."""
     x, y = train
     model = model.to(memory_format=torch.channels_last)
-    opt = torch.optim.SGD(model.parameters(), lr=schedule.lr, momentum=schedule.momentum, nesterov=True,
-                          weight_decay=schedule.weight_decay)
+    if schedule.optimizer == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=schedule.lr, weight_decay=schedule.weight_decay)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=schedule.lr, momentum=schedule.momentum, nesterov=True,
+                              weight_decay=schedule.weight_decay)
     run = {"schedule": asdict(schedule), "seed": seed, **({"step": getattr(step, "__qualname__", repr(step))}
                                                            if step is not None else {})}
     start = _resume(model, opt, checkpoint, run)

@@ -392,3 +392,46 @@ def test_recorded_detection_cell_recomputes():
     |detected - recorded| 0.016 +- 0.013 (max 0.03), bound 0.1; |first detection - recorded| 0 at every seed,
     bound 1."""
     scenarios.check("recorded-detection")
+
+
+# ------------------------------------------------------------------------------------------ DLD's tactics
+class _Stub:
+    """What ``SquareTactic.accept`` reads of a session: kappa and a uniform generator."""
+
+    kappa = 0.0
+
+    def __init__(self, draws: float):
+        self.draws = draws
+
+    def uniform(self, n):
+        return torch.full((n,), self.draws)
+
+
+def _state(n: int, loss: float) -> object:
+    from workbench.attacks.square_tactics import TacticState
+    return TacticState(torch.zeros(n, 1, 1, 1), torch.full((n,), loss), 0, torch.zeros(n, dtype=torch.bool),
+                       torch.zeros(n, dtype=torch.long), torch.full((n,), 25.0))
+
+
+def test_dld_tactics_accept_as_the_reference():
+    """reverse: after more than 23 unsuccessful iterations the candidate is kept whatever its loss and the
+    direction flips (then increases are kept); sa: a worse candidate is kept with probability exp(-(new - best) /
+    T); explore: with probability 0.5."""
+    from workbench.attacks.square_tactics import SquareTactic
+    idx = torch.arange(1)
+    reverse = SquareTactic(eps=0.1, tactic="reverse")
+    state = _state(1, 5.0)
+    kept = [bool(reverse.accept(_Stub(0.0), state, idx, torch.tensor([6.0]))) for _ in range(24)]
+    assert kept == [False] * 23 + [True] and bool(state.ascending[0])
+    assert not bool(reverse.accept(_Stub(0.0), state, idx, torch.tensor([4.0])))  # ascending: a decrease is not
+    assert bool(reverse.accept(_Stub(0.0), state, idx, torch.tensor([7.0])))  # kept, an increase is
+    assert bool(reverse.accept(_Stub(0.0), state, idx, torch.tensor([-1.0])))  # a success is always kept
+    sa = SquareTactic(eps=0.1, tactic="sa")
+    worse = torch.tensor([5.0 + 25.0])  # exp(-1) = 0.368
+    assert bool(sa.accept(_Stub(0.36), _state(1, 5.0), idx, worse))
+    assert not bool(sa.accept(_Stub(0.37), _state(1, 5.0), idx, worse))
+    explore = SquareTactic(eps=0.1, tactic="explore")
+    assert bool(explore.accept(_Stub(0.49), _state(1, 5.0), idx, worse))
+    assert not bool(explore.accept(_Stub(0.51), _state(1, 5.0), idx, worse))
+    with pytest.raises(ValueError, match="tactic"):
+        SquareTactic(eps=0.1, tactic="climb")

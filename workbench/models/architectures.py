@@ -194,3 +194,23 @@ class WideResNet(nn.Module):
         out = self.block3(self.block2(self.block1(self.conv1(x))))
         out = F.adaptive_avg_pool2d(self.relu(self.bn1(out)), 1).flatten(1)
         return self.fc(out)
+
+
+class SimilarityEncoder(nn.Module):
+    """The similarity encoder of Stateful Detection (Chen, Carlini and Wagner 2020, "Stateful Detection of
+    Black-Box Adversarial Attacks"; the layer list of their ``cifar10_encoder`` in schoyc/blackbox-detection): two
+    conv-conv-pool blocks of 32 and 64 channels, a 512-unit hidden layer and a 256-d embedding, on images in [0, 1]
+    without normalization. Dropout (0.25, 0.25, 0.5) only acts in training."""
+
+    def __init__(self, dim: int = 256):
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Dropout(0.25),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.Conv2d(64, 64, 3), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Dropout(0.25),
+            nn.Flatten(), nn.Linear(64 * 6 * 6, 512), nn.ReLU(), nn.Dropout(0.5), nn.Linear(512, dim),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)

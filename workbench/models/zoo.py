@@ -17,7 +17,8 @@ import torch.nn as nn
 
 from workbench import checks
 from workbench.models.architectures import (CIFAR_MEAN, CIFAR_STD, LITE_MEAN, LITE_STD, MNIST_MEAN, MNIST_STD,
-                                            CifarResNet, MnistCNN, Normalized, PreActResNet18, WideResNet)
+                                            CifarResNet, MnistCNN, Normalized, PreActResNet18, SimilarityEncoder,
+                                            WideResNet)
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,10 @@ for _entry in (
                    "0.1.0 (weights; extra 'imagenet'): clean 0.884 on the 1000 ImageNet samples, 0.88 on the "
                    "embedded 100 (with ImageNet's mean and std instead of its own input scaling: 0.779 and 0.80)",
              weights_file=_lite0_weights),
+    ZooEntry("cifar10-similarity-encoder", SimilarityEncoder, "cifar10-jpeg",
+             about="the similarity encoder of Stateful Detection (Chen et al. 2020; their layers, 256-d output) "
+                   "trained here with a contrastive loss on the 50,000 CIFAR-10 (JPEG q75) training images: the "
+                   "published weights are not available (see workbench/zoo/README.md); not a classifier"),
     ZooEntry("preactresnet18", _cifar(PreActResNet18), "cifar10", about="UniG's CIFAR-10 architecture"),
     ZooEntry("wrn-28-10", _cifar(lambda: WideResNet(28, 10)), "cifar10", about="AAA's CIFAR-10 architecture"),
 ):

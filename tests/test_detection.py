@@ -435,3 +435,22 @@ def test_dld_tactics_accept_as_the_reference():
     assert not bool(explore.accept(_Stub(0.51), _state(1, 5.0), idx, worse))
     with pytest.raises(ValueError, match="tactic"):
         SquareTactic(eps=0.1, tactic="climb")
+
+
+def test_account_resets_evade_a_ban(cifar):
+    """With new accounts at will, every refused query is resent from a fresh account and passes: against
+    Blacklight with a ban, Square under account resets reaches the same robust accuracy as against the undefended
+    model with at most twice the queries (here within the budget: the same images broken)."""
+    from workbench.attacks.accounts import AccountReset
+    model, x, y = cifar
+    x8, y8 = x[:8], y[:8]
+    oracle = Oracle(Blacklight(model), x8, y8, budget=200, ban=True, new_accounts=True)
+    reset = AccountReset(Square(eps=8 / 255, progress=False)).run(oracle)
+    assert oracle.accounts_opened == int(reset.refusals.sum()) > 0
+    banned = Square(eps=8 / 255, progress=False).run(Oracle(Blacklight(model), x8, y8, budget=200, ban=True))
+    plain = Square(eps=8 / 255, progress=False).run(Oracle(model, x8, y8, budget=100))
+    assert reset.robust_accuracy() <= plain.robust_accuracy() < banned.robust_accuracy()
+    with pytest.raises(ValueError, match="new_accounts"):
+        AccountReset(Square(eps=8 / 255, progress=False)).run(Oracle(Blacklight(model), x8, y8, budget=20))
+    with pytest.raises(ValueError, match="handles refusals"):
+        AccountReset(NES(eps=8 / 255))

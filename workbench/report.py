@@ -57,6 +57,7 @@ def defense_row(defended: nn.Module, undefended: nn.Module, x: torch.Tensor, y: 
                           (f"re-evaluated@{budgets[-1]}", record.final_accuracy)]:
         row[column] = value
         row[f"{column} lo"], row[f"{column} hi"] = metrics.interval(value, len(x))
+    row.update(metrics.detection(record))  # against a detector: detected, first detection, undetected success
     row["attack seconds"] = record.seconds
     return row
 

@@ -59,8 +59,8 @@ def run_cell(c: Cell, device: str | torch.device | None = None, progress: bool =
     return {"dataset": c.dataset, "model": c.model, "defense": c.defense, "attack": c.attack, "norm": c.norm,
             "eps": exp.threat.eps, "n": c.n, "seed": c.seed, "targeted": c.targeted, **clean, **robust,
             "re-evaluated": final, **dict(zip(("re-evaluated lo", "re-evaluated hi"), metrics.interval(final, c.n))),
-            "mean queries": stats["mean_queries"], "median queries": stats["median_queries"], "seconds": seconds,
-            "key": c.key(), "config": json.dumps(c.config(), sort_keys=True, default=str),
+            "mean queries": stats["mean_queries"], "median queries": stats["median_queries"],
+            **metrics.detection(record), "seconds": seconds, "key": c.key(), "config": json.dumps(c.config(), sort_keys=True, default=str),
             **(record.computed or runs.provenance(device))}
 
 

@@ -82,12 +82,13 @@ def false_positive_table(detectors: Sequence[str], n: int = 1000, streams: Seque
 
 
 def long_interval_table(detectors: Sequence[str], n: int, budget: int, interleaves: Sequence[int] = INTERLEAVES,
-                        memory: int = MEMORY, seed: int = 0, dataset: str = DATASET) -> pd.DataFrame:
+                        memories: Sequence[int | None] = (None, MEMORY), seed: int = 0,
+                        dataset: str = DATASET) -> pd.DataFrame:
     """The ``long_interval`` table: plain Square at the protocol's eps, benign test images (past the attacked and
-    held-out ones' start: images 500 on) interleaved, unbounded and bounded memory."""
+    held-out ones' start: images 500 on) interleaved, with each memory bound (None: unbounded)."""
     rows = []
     for name in tqdm(detectors, desc="detectors", unit="detector"):
-        for bound in (None, memory):
+        for bound in memories:
             kwargs = {} if bound is None else {"memory": bound}
             exp = experiment.setup(name, dataset=dataset, n=n, budgets=(budget,), seed=seed, defense_kwargs=kwargs)
             benign = data.load(exp.protocol, "test").x[500:]
@@ -137,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=int, default=1000, help="queries per image")
     parser.add_argument("--interval-n", type=int, default=20, help="attacked images of the long-interval rows")
     parser.add_argument("--interval-budget", type=int, default=200, help="their queries per image")
+    parser.add_argument("--memories", nargs="+", type=int, default=None,
+                        help="bounded memories of the long-interval rows (default: unbounded and 100)")
     parser.add_argument("--detectors", nargs="+", default=list(DETECTORS))
     parser.add_argument("--tables", nargs="+", default=list(TABLES), choices=TABLES)
     parser.add_argument("--out", required=True, help="path prefix of the CSV files")
@@ -146,7 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     makers = {"memory": lambda: memory_table(args.detectors),
               "false_positives": lambda: false_positive_table(args.detectors),
               "attacks": lambda: attacks_table(args.detectors, n, budget),
-              "long_interval": lambda: long_interval_table(args.detectors, args.interval_n, args.interval_budget)}
+              "long_interval": lambda: long_interval_table(
+                  args.detectors, args.interval_n, args.interval_budget,
+                  memories=(None, MEMORY) if args.memories is None else args.memories)}
     for table in args.tables:
         path = Path(f"{args.out}-{table.replace('_', '-')}.csv")
         if path.exists() and not args.recompute:

@@ -454,3 +454,20 @@ def test_account_resets_evade_a_ban(cifar):
         AccountReset(Square(eps=8 / 255, progress=False)).run(Oracle(Blacklight(model), x8, y8, budget=20))
     with pytest.raises(ValueError, match="handles refusals"):
         AccountReset(NES(eps=8 / 255))
+
+
+def test_dld_is_inverted_exactly_and_square_on_the_inverse_is_square_undefended(cifar):
+    """DLD's two branches cover disjoint parts of each period, so the shown margin gives the true one back (to
+    float rounding); Square on the un-dashed margin then makes the decisions plain Square makes against the
+    undefended model (the same seed, the same images broken at the same queries)."""
+    from workbench.attacks.square_undash import SquareUndash, undash
+    from workbench.defenses.dld import dashed_margin
+    m = torch.rand(100000, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 40
+    torch.testing.assert_close(undash(dashed_margin(m, 6.0, 0.5, 0.04)), m, rtol=0, atol=1e-9)
+    model, x, y = cifar
+    x10, y10 = x[:10], y[:10]
+    against_dld = SquareUndash(eps=8 / 255, progress=False).run(Oracle(DLD(model), x10, y10, budget=150))
+    undefended = Square(eps=8 / 255, progress=False).run(Oracle(model, x10, y10, budget=150))
+    plain = Square(eps=8 / 255, progress=False).run(Oracle(DLD(model), x10, y10, budget=150))
+    assert (against_dld.first_success == undefended.first_success).sum() >= 9
+    assert against_dld.robust_accuracy() < plain.robust_accuracy()

@@ -5,7 +5,9 @@ with their labels (a copy: editing the caller's tensor afterwards changes nothin
 refuses queries beyond an image's budget, refuses candidates outside the threat model's eps-ball, refuses
 non-finite scores, optionally quantizes queries to 8 bits (staying in the ball), and can record for every image
 and query the margin the attacker observed and, for analysis only, the undefended model's margin at the same
-input (the data behind AAA's Fig. 2).
+input (the data behind AAA's Fig. 2). It serves a stateful defense (a detector, ``workbench.stateful``) too: row by
+row per account, with refusals, bans, new accounts and interleaved benign queries as settings, and it records each
+image's detections.
 
 An attack never holds the Oracle. ``oracle.handle(threat)`` fixes the threat model (once) and returns a
 :class:`QueryHandle`: it can query, read the budget, the queries used and left, the clean images and labels
@@ -48,7 +50,8 @@ class QueryHandle:
 
     Attributes (read-only): ``x`` and ``y`` (copies of the clean images and labels), ``budget``, ``threat`` (the
     Oracle's ``Threat``, with ``norm`` and ``eps`` read from it), ``scores`` ("logits" or "probabilities"), ``quantize``, ``device``;
-    ``queries`` (a copy of the per-image counts), ``remaining(idx)``, ``query(x, idx)``, ``len(handle)``.
+    ``queries`` (a copy of the per-image counts), ``remaining(idx)``, ``query(x, idx)``, ``len(handle)``; against a
+    detector, ``refused`` (which rows of the last query were refused) and ``new_account(idx)`` where allowed.
     """
 
     __slots__ = ("_query", "_used", "_x", "_y", "_info", "_refused", "_open")

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from workbench import checks, data, models, protocol, setting
+from workbench import checks, data, models, protocol, setting, stateful
 from workbench.defenses.aaa import AAA, AAA_TAU
 from workbench.defenses import blacklight
 from workbench.defenses.blacklight import Blacklight
@@ -182,6 +182,23 @@ def variant(name: str) -> str | None:
     """The zoo variant suffix the defense ``name`` serves (``"at"``, ``"gf"``), or None for plain wrappers and
     import paths."""
     return None if is_import_path(name) else spec(name).variant
+
+
+def applies(name: str, dataset: str | Protocol) -> bool:
+    """Whether the registry defense ``name`` has defaults for ``dataset`` (a defense without per dataset settings
+    applies everywhere; PIHA, which hashes colour, has none for MNIST)."""
+    found = spec(name)
+    return not found.settings or setting.resolve(dataset).settings in found.settings
+
+
+def keeps_state(name: str) -> bool:
+    """Whether the registry defense ``name`` is a detector (a ``workbench.stateful.Stateful``: it screens queries and
+    may refuse them), found by building it around a tiny dummy classifier."""
+    found = spec(name)
+    if found.variant is not None or found.per_dataset:
+        return False  # zoo variants and UniG wrap a classifier; none is a detector
+    kwargs = _defaults(found, next(iter(found.settings), None), name) if found.settings else dict(found.defaults)
+    return stateful.find(_call(found, _dummy(), kwargs, name)) is not None
 
 
 def is_import_path(name: object) -> bool:

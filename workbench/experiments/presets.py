@@ -41,8 +41,9 @@ def preset(name: str) -> list[Cell]:
 
 def _cells(spec: dict[str, Any]) -> list[Cell]:
     """The cells of one grid of the file."""
-    if spec["defenses"] == "every":
-        spec["defenses"] = list(defenses.names())
+    if spec["defenses"] == "every":  # every defense for the dataset, detectors aside (workbench.detection has them)
+        spec["defenses"] = [n for n in defenses.names()
+                            if defenses.applies(n, spec["dataset"]) and not defenses.keeps_state(n)]
     if spec["attacks"] == "standard":
         spec["attacks"] = list(attacks.suite("standard"))
     overrides = spec.pop("overrides", {})

@@ -23,6 +23,9 @@ def test_every_cifar_zoo_model_ships_and_loads_offline_with_its_hash(tmp_path, m
         entry = models.entry(name)
         assert entry.shipped and models.sha256(loading.WEIGHTS / f"{name}.pt") == entry.sha256
         assert models.load(name)(test.x[:2]).shape == (2, 10)
+    encoder = models.entry("cifar10-similarity-encoder")  # Stateful Detection's, not a classifier
+    assert encoder.kind == "encoder" and models.sha256(loading.WEIGHTS / f"{encoder.name}.pt") == encoder.sha256
+    assert models.load(encoder.name)(test.x[:2]).shape == (2, 256)
     assert not list(tmp_path.iterdir())  # nothing written, nothing downloaded
     tampered = tmp_path / "weights"
     tampered.mkdir()

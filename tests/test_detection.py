@@ -379,8 +379,8 @@ def test_false_positives_on_benign_streams(cifar):
 def test_registry_builds_every_new_defense(cifar):
     model = cifar[0]
     x, y = data.load("cifar10-jpeg", n=100).x, data.load("cifar10-jpeg", n=100).y
-    for name in ("blacklight", "piha", "knn-pixels", "feature-squeezing", "dld", "bit-depth", "median", "jpeg",
-                 "resize-pad"):
+    for name in ("blacklight", "piha", "knn-pixels", "knn-encoder", "feature-squeezing", "dld", "bit-depth",
+                 "median", "jpeg", "resize-pad"):
         defended = registry.prepare(name, model, dataset="cifar10-jpeg", held_out=(x, y))
         assert defended(x[:2]).shape == (2, 10)
 

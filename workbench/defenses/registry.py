@@ -95,6 +95,11 @@ def _unig(model: nn.Module, dataset: Protocol, root: str | None = None, **kw: An
     return UniG(model, **kw)
 
 
+def _knn_encoder(model: nn.Module, **kw: Any) -> KNNDetection:
+    """Stateful Detection on the zoo's similarity encoder (trained here: the authors' weights are not available)."""
+    return KNNDetection(model, models.load("cifar10-similarity-encoder"), **kw)
+
+
 _NOISE = "RND (Qin et al. 2021): nu 0.02, 0.05 with Gaussian-augmentation fine-tuning"
 _BUILT_IN: dict[str, DefenseSpec] = {
     "none": DefenseSpec(lambda m: m, "the undefended model"),
@@ -157,6 +162,11 @@ _BUILT_IN: dict[str, DefenseSpec] = {
     "knn-pixels": DefenseSpec(KNNDetection, f"Stateful Detection (Chen et al. 2020) on raw pixels: k {KNN_K}, "
                               "threshold the 0.1th percentile of benign k-NN distances (calibrated on held-out "
                               "images)", defaults={"k": KNN_K}, calibrate=True),
+    "knn-encoder": DefenseSpec(_knn_encoder, f"Stateful Detection (Chen et al. 2020) on its similarity encoder: k "
+                               f"{KNN_K}, threshold the 0.1th percentile of benign k-NN distances (calibrated on "
+                               "held-out images); the encoder has the authors' layers, trained here on CIFAR-10 "
+                               "(workbench/zoo/README.md): CIFAR-10 only",
+                               settings={"cifar10": {"k": KNN_K}}, calibrate=True),
     "feature-squeezing": DefenseSpec(FeatureSqueezing, "Feature Squeezing (Xu et al. 2018) as a detector: bit depth "
                                      "and 2x2 median, threshold at 5% false positives on held-out images (MNIST: 1 "
                                      "bit; CIFAR-10 and ImageNet: 5 bits)",

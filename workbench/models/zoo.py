@@ -151,6 +151,7 @@ for _entry in (
                    "embedded 100 (with ImageNet's mean and std instead of its own input scaling: 0.779 and 0.80)",
              weights_file=_lite0_weights),
     ZooEntry("cifar10-similarity-encoder", SimilarityEncoder, "cifar10-jpeg",
+             "2bf4ce3a8297ea33347af7346def4f13aa773f2bfdda7ec1bed413f2fbe381b9",
              about="the similarity encoder of Stateful Detection (Chen et al. 2020; their layers, 256-d output) "
                    "trained here with a contrastive loss on the 50,000 CIFAR-10 (JPEG q75) training images: the "
                    "published weights are not available (see workbench/zoo/README.md)", kind="encoder"),

@@ -36,7 +36,7 @@ from tqdm.auto import tqdm
 from workbench import checks, data, experiment, metrics, paths, stateful
 from workbench.experiment import Experiment
 
-DETECTORS = ("blacklight", "piha", "knn-pixels")
+DETECTORS = ("blacklight", "piha", "knn-pixels", "knn-encoder")
 EPS = (8 / 255, 0.05)  # the papers' CIFAR-10 l-inf, and OARS's
 ATTACKS = ("square", "oars-square")
 INTERLEAVES = (0, 2, 8, 32)

@@ -443,7 +443,7 @@ def test_account_resets_evade_a_ban(cifar):
     model with at most twice the queries (here within the budget: the same images broken)."""
     from workbench.attacks.accounts import AccountReset
     model, x, y = cifar
-    x8, y8 = x[:8], y[:8]
+    x8, y8 = x[:6], y[:6]
     oracle = Oracle(Blacklight(model), x8, y8, budget=200, ban=True, new_accounts=True)
     reset = AccountReset(Square(eps=8 / 255, progress=False)).run(oracle)
     assert oracle.accounts_opened == int(reset.refusals.sum()) > 0

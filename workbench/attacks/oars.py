@@ -43,6 +43,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -50,6 +51,37 @@ import torch
 from workbench import checks
 from workbench.attacks.base import Session
 from workbench.attacks.square import Square, SquareState, _gather, _scatter, _window_index
+
+
+def refusal_search(session: Session, setting: tuple, candidate: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """OARS's binary search on a size, per image (its ``binary_search_*``): ``setting`` is (lower end, upper end,
+    steps, samples per step, hit rate); at each step ``samples`` candidates ``candidate(idx, midpoint[idx])`` of the
+    active images are sent, and where at most ``hit rate`` of them were refused the midpoint is taken and the upper
+    end moves to it, else the lower end does. Returns the value found (float64; the upper end where no midpoint was
+    taken) and whether each image searched at all (it may have been broken or out of queries)."""
+    lower_end, upper_end, steps, samples, rate = setting
+    n = len(session.x0)
+    lower = torch.full((n,), float(lower_end), dtype=torch.float64, device=session.device)
+    upper, found = torch.full_like(lower, float(upper_end)), torch.full_like(lower, float(upper_end))
+    searched = torch.zeros(n, dtype=torch.bool, device=session.device)
+    for _ in range(steps):
+        mid = (lower + upper) / 2
+        hits, asked = torch.zeros_like(lower), torch.zeros_like(lower)
+        for _ in range(samples):
+            idx = session.active()
+            if not len(idx):
+                break
+            session.evaluate(candidate(idx, mid[idx]), idx)
+            hits[idx] += session.last_refused.double()
+            asked[idx] += 1
+        ok = asked > 0
+        accept = ok & (hits / asked.clamp_min(1) <= rate)
+        found = torch.where(accept, mid, found)
+        upper = torch.where(accept, mid, upper)
+        lower = torch.where(ok & ~accept, mid, lower)
+        searched |= ok
+    return found, searched
 
 
 @dataclass
@@ -86,40 +118,14 @@ class OARSSquare(Square):
                           side=torch.ones(n, dtype=torch.long, device=x.device),
                           attempts=torch.zeros(n, dtype=torch.long, device=x.device))
         first = torch.full((n,), self._side(session, 0, 1), dtype=torch.long, device=x.device)
-        state.squares = self._search(session, state, self.ns, lambda mid: (first, mid), state.squares)
-        state.side = self._search(session, state, self.size, lambda mid: (mid, state.squares), state.side)
+        squares = lambda side, count: lambda idx, mid: self._squares(  # noqa: E731
+            session, idx, state.x_best[idx], side(idx, mid), count(idx, mid))
+        found, searched = refusal_search(session, self.ns, squares(lambda i, m: first[i], lambda i, m: m.long()))
+        state.squares = torch.where(searched, found.long(), state.squares)
+        found, searched = refusal_search(session, self.size, squares(lambda i, m: m.long(),
+                                                                     lambda i, m: state.squares[i]))
+        state.side = torch.where(searched, found.long(), state.side)
         return state
-
-    def _search(self, session: Session, state: OARSState, setting: tuple, shape, fallback: torch.Tensor
-                ) -> torch.Tensor:
-        """The reference's binary search, per image: returns the accepted value (int of the float midpoint), or
-        the upper end where no midpoint was accepted (``fallback`` for images that did not search)."""
-        lower_end, upper_end, steps, samples, rate = setting
-        n = len(state.x_best)
-        lower = torch.full((n,), float(lower_end), dtype=torch.float64, device=state.x_best.device)
-        upper = torch.full_like(lower, float(upper_end))
-        found = upper.clone()
-        searched = torch.zeros(n, dtype=torch.bool, device=lower.device)
-        for _ in range(steps):
-            mid = (lower + upper) / 2
-            hits = torch.zeros(n, device=lower.device)
-            asked = torch.zeros(n, device=lower.device)
-            for _ in range(samples):
-                idx = session.active()
-                if not len(idx):
-                    break
-                side, count = shape(mid.long())
-                candidate = self._squares(session, idx, state.x_best[idx], side[idx], count[idx])
-                session.evaluate(candidate, idx)
-                hits[idx] += session.last_refused.float()
-                asked[idx] += 1
-            ok = asked > 0
-            accept = ok & (hits / asked.clamp_min(1) <= rate)
-            found = torch.where(accept, mid, found)
-            upper = torch.where(accept, mid, upper)
-            lower = torch.where(ok & ~accept, mid, lower)
-            searched |= ok
-        return torch.where(searched, found.long(), fallback)
 
     def _squares(self, session: Session, idx: torch.Tensor, x_best: torch.Tensor, side: torch.Tensor,
                  count: torch.Tensor) -> torch.Tensor:

@@ -46,6 +46,7 @@ import torch
 
 from workbench import checks
 from workbench.attacks.base import Attack, Session
+from workbench.attacks.oars import refusal_search
 from workbench.threat import project
 
 
@@ -98,38 +99,15 @@ class OARSNES(Attack):
         n = len(session.x0)
         start = (session.x0 + session.eps * (2 * session.uniform(*session.x0.shape) - 1)).clamp(0, 1)
         full = lambda v: torch.full((n,), v, dtype=torch.float64, device=session.device)  # noqa: E731
-        sigma = self._search(session, self.sigma_search, lambda x0, width: x0 + width * torch.randn(
-            x0.shape, generator=session.gen, device=session.device))
-        least = self._search(session, self.step_search, lambda x0, width: x0 + width * session.signs(*x0.shape))
+        around = lambda move: lambda idx, width: project(  # noqa: E731  a sample around the clean image, in the ball
+            (session.x0[idx] + width.view(-1, 1, 1, 1).float() * move(session.x0[idx].shape)).clamp(0, 1),
+            session.x0[idx], session.eps, "linf")
+        sigma, _ = refusal_search(session, self.sigma_search, around(
+            lambda shape: torch.randn(shape, generator=session.gen, device=session.device)))
+        least, _ = refusal_search(session, self.step_search, around(lambda shape: session.signs(*shape)))
         return OARSNESState(start, sigma, least, full(self.lr), torch.zeros_like(start),
                             torch.zeros(n, dtype=torch.bool, device=session.device), [],
                             torch.zeros(n, dtype=torch.long, device=session.device))
-
-    def _search(self, session: Session, setting: tuple, sample) -> torch.Tensor:
-        """The reference's binary search on a width, per image, with samples around the clean image (projected
-        into the ball): a midpoint is taken where at most ``hit_rate`` of its samples were refused."""
-        lower_end, upper_end, steps, samples, rate = setting
-        n = len(session.x0)
-        lower = torch.full((n,), float(lower_end), dtype=torch.float64, device=session.device)
-        upper, found = torch.full_like(lower, float(upper_end)), torch.full_like(lower, float(upper_end))
-        for _ in range(steps):
-            mid = (lower + upper) / 2
-            hits, asked = torch.zeros_like(lower), torch.zeros_like(lower)
-            for _ in range(samples):
-                idx = session.active(1)
-                if not len(idx):
-                    break
-                x0 = session.x0[idx]
-                probe = project(sample(x0, mid[idx].view(-1, 1, 1, 1).float()).clamp(0, 1), x0, session.eps, "linf")
-                session.evaluate(probe, idx)
-                hits[idx] += session.last_refused.double()
-                asked[idx] += 1
-            ok = asked > 0
-            accept = ok & (hits / asked.clamp_min(1) <= rate)
-            found = torch.where(accept, mid, found)
-            upper = torch.where(accept, mid, upper)
-            lower = torch.where(ok & ~accept, mid, lower)
-        return found
 
     # ------------------------------------------------------------------------------------------------ a step
     def step(self, session: Session, state: OARSNESState, idx: torch.Tensor) -> None:

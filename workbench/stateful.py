@@ -163,6 +163,22 @@ class Stateful(nn.Module):
         return Screening(flagged, distance, nearest, seq)
 
 
+class CodeMemory(Stateful):
+    """A detector whose account memory is its stored signatures (one tensor per query, e.g. PIHA's hash codes or a
+    k-NN detector's encodings) with their sequence numbers, oldest first."""
+
+    def empty(self) -> dict:
+        return {"codes": [], "seqs": []}
+
+    def add(self, memory: dict, signature: torch.Tensor, seq: int) -> None:
+        memory["codes"].append(signature.clone())  # its own storage, not a view of the batch
+        memory["seqs"].append(seq)
+
+    def drop_oldest(self, memory: dict) -> None:
+        memory["codes"].pop(0)
+        memory["seqs"].pop(0)
+
+
 def find(model: nn.Module) -> Stateful | None:
     """The stateful part of ``model`` (itself or a submodule), or None for a stateless defense."""
     return next((m for m in model.modules() if isinstance(m, Stateful)), None)

@@ -21,13 +21,13 @@ import torch
 import torch.nn as nn
 
 from workbench import checks
-from workbench.stateful import Stateful
+from workbench.stateful import CodeMemory
 
 K = 50
 PERCENTILE = 0.1
 
 
-class KNNDetection(Stateful):
+class KNNDetection(CodeMemory):
     __doc__ = __doc__
 
     def __init__(self, model: nn.Module, encoder: nn.Module | None = None, *, k: int = K,
@@ -56,23 +56,12 @@ class KNNDetection(Stateful):
             raise ValueError("KNNDetection has no threshold: give threshold= or call calibrate(benign_images)")
         return self.encode(x).cpu()
 
-    def empty(self) -> dict:
-        return {"codes": [], "seqs": []}
-
     def check(self, memory: dict, signature: torch.Tensor) -> tuple[float, int]:
         if len(memory["codes"]) < self.k:
             return float("inf"), -1
         dists = torch.cdist(signature[None].double(), torch.stack(memory["codes"]).double())[0]
         near = torch.topk(dists, self.k, largest=False)
         return near.values.mean().item(), memory["seqs"][int(near.indices[0])]
-
-    def add(self, memory: dict, signature: torch.Tensor, seq: int) -> None:
-        memory["codes"].append(signature.clone())  # its own storage, not a view of the batch
-        memory["seqs"].append(seq)
-
-    def drop_oldest(self, memory: dict) -> None:
-        memory["codes"].pop(0)
-        memory["seqs"].pop(0)
 
 
 def benign_threshold(codes: torch.Tensor, k: int, percentile: float = PERCENTILE, chunk: int = 1000) -> float:

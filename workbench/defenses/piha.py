@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from workbench import checks
-from workbench.stateful import Stateful
+from workbench.stateful import CodeMemory
 
 def gaussian_blur3(x: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     """3x3 Gaussian blur per channel, borders reflected (OpenCV's default BORDER_REFLECT_101)."""
@@ -81,7 +81,7 @@ def local_binary_pattern(f: torch.Tensor) -> torch.Tensor:
     return code
 
 
-class PIHA(Stateful):
+class PIHA(CodeMemory):
     __doc__ = __doc__
 
     def __init__(self, model: nn.Module, *, block: int = 7, threshold: float = 0.05, memory: int | None = None):
@@ -98,18 +98,7 @@ class PIHA(Stateful):
     def signature(self, x: torch.Tensor) -> torch.Tensor:
         return self.hash(x)
 
-    def empty(self) -> dict:
-        return {"codes": [], "seqs": []}
-
     def check(self, memory: dict, signature: torch.Tensor) -> tuple[float, int]:
         dists = (torch.stack(memory["codes"]) != signature).double().mean(1)
         i = int(dists.argmin())
         return dists[i].item(), memory["seqs"][i]
-
-    def add(self, memory: dict, signature: torch.Tensor, seq: int) -> None:
-        memory["codes"].append(signature.clone())  # its own storage, not a view of the batch
-        memory["seqs"].append(seq)
-
-    def drop_oldest(self, memory: dict) -> None:
-        memory["codes"].pop(0)
-        memory["seqs"].pop(0)

@@ -471,3 +471,18 @@ def test_dld_is_inverted_exactly_and_square_on_the_inverse_is_square_undefended(
     plain = Square(eps=8 / 255, progress=False).run(Oracle(DLD(model), x10, y10, budget=150))
     assert (against_dld.first_success == undefended.first_success).sum() >= 9
     assert against_dld.robust_accuracy() < plain.robust_accuracy()
+
+
+def test_an_attack_against_one_defense_joins_its_plan_and_its_board_hash_only():
+    """``square-undash`` is written against DLD (``AttackSpec.against``): it joins DLD's standard plan and DLD's
+    board protocol hash, and no other defense's (adding it left every recorded row current)."""
+    from workbench import evaluate, leaderboard
+    from workbench.attacks import registry as attacks
+    found = probes.probe(DLD(Toy()), torch.rand(8, 3, 32, 32, generator=torch.Generator().manual_seed(0)), Toy())
+    assert attacks.against("dld") == ("square-undash",) and attacks.against(None) == ()
+    assert "square-undash" in [p.attack for p in evaluate.suite(found, defense="dld")]
+    assert "square-undash" not in [p.attack for p in evaluate.suite(found, defense="aaa-sine")]
+    assert "square-undash" not in [p.attack for p in evaluate.suite(found)]
+    board = ("cifar10-jpeg", 10, (100,))
+    assert leaderboard.protocol_hash(*board, defense="dld") != leaderboard.protocol_hash(*board)
+    assert leaderboard.protocol_hash(*board, defense="aaa-sine") == leaderboard.protocol_hash(*board)

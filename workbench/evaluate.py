@@ -100,12 +100,14 @@ class Planned:
 
 
 def suite(probes: Probes, attacks: str | Sequence[str] = "standard", eot: int | None = None,
-          budget: int | None = None) -> list[Planned]:
+          budget: int | None = None, defense: str | None = None) -> list[Planned]:
     """The attacks to run for a defense with these probes (``attacks``: "standard", or a list of registry
     names, optionally ``"eot<M>-<name>"`` and ``"<name> kappa=<K>"``); ``eot``: queries per EOT point (None:
     ``eot_samples`` of the measured noise, lowered with a warning to what ``budget`` affords: the clean point and
-    one two-point step). The standard plan ends with the kappa Square (``kappa_for``) for a defense whose final
-    images are re-evaluated, and for a randomized one also with the kappa Square under EOT."""
+    one two-point step); ``defense``: the registry defense's name, whose own adaptive attacks
+    (``attacks.registry.against``) join the standard plan after the suites. The standard plan ends with the kappa
+    Square (``kappa_for``) for a defense whose final images are re-evaluated, and for a randomized one also with
+    the kappa Square under EOT."""
     if isinstance(attacks, str):
         if attacks != "standard":
             raise ValueError(f'attacks must be "standard" or a list of attack names, got {attacks!r}')
@@ -126,6 +128,7 @@ def suite(probes: Probes, attacks: str | Sequence[str] = "standard", eot: int | 
     if probes.randomized:
         m = eot if eot is not None else _affordable_eot(eot_samples(probes.noise or 0.0), budget)
         plan += [Planned(a, m) for a in attack_registry.suite("eot")]
+    plan += [Planned(a) for a in attack_registry.against(defense)]
     if not probes.deterministic and kappa_for(probes) > 0:  # kappa 0 would be Square again
         plan.append(Planned("square", 1, kappa_for(probes)))
         if probes.randomized:
@@ -294,7 +297,7 @@ def evaluate(defended: nn.Module | runs.Target | Experiment, x: torch.Tensor | N
                           cache_key=cache_key)
     eot = None if eot is None else checks.at_least("eot", eot, 2)
     restarts = checks.at_least("restarts", restarts, 0)
-    plan = suite(exp.target.probes, attacks, eot, exp.budget)
+    plan = suite(exp.target.probes, attacks, eot, exp.budget, exp.target.defense)
     check_plan(plan, exp, repeats)
     return run_plan(exp, plan, repeats=repeats, restarts=restarts, cache_dir=cache_dir, progress=progress)
 

@@ -38,6 +38,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import sys
@@ -67,22 +68,30 @@ RULES = {  # evaluate's rules a board's numbers depend on: part of every row's p
 
 
 def protocol_hash(dataset: str, n: int, budgets: Sequence[int], seed: int = 0, model: str | None = None,
-                  refuses: bool = False) -> str:
+                  refuses: bool = False, defense: str | None = None) -> str:
     """The hash of a board's exact protocol: the dataset and its threat model, the attacked images themselves,
     the budgets, the seed, the zoo model, the registry attacks' settings for the dataset and ``evaluate``'s rules
     (``RULES``). Two rows compare only when their hashes agree. The attacks of the ``stateful`` suite alone
     (OARS's) run only against a defense that refuses queries, so they enter the hash of such a row only
-    (``refuses``): adding them left every other row's protocol as it was."""
+    (``refuses``); an attack written against one defense (``attacks.registry.against``) enters the hash of that
+    ``defense``'s row only. Adding either kind left every other row's protocol as it was."""
     entry = protocol.get(dataset)
-    test = data.load(entry.name)
-    x, y = test.x[:n], test.y[:n]
-    images = hashlib.sha256(x.numpy().tobytes() + y.numpy().tobytes()).hexdigest()
+    own = attack_registry.against(defense)
+    faced = [name for name in attack_registry.names()
+             if (refuses or attack_registry.spec(name).suites != ("stateful",))
+             and (not attack_registry.spec(name).against or name in own)]
     settings = {name: [attack_registry.spec(name).settings.get(entry.settings), attack_registry.spec(name).fixed]
-                for name in attack_registry.names()
-                if refuses or attack_registry.spec(name).suites != ("stateful",)}
+                for name in faced}
     return cache.key({"dataset": entry.name, "eps": entry.eps, "settings": entry.settings, "n": n,
-                      "budgets": list(budgets), "images": images, "model": model or entry.model,
+                      "budgets": list(budgets), "images": _images_hash(entry.name, n), "model": model or entry.model,
                       "attacks": settings, "rules": {**RULES, "seed": seed}})
+
+
+@functools.cache
+def _images_hash(dataset: str, n: int) -> str:
+    """The SHA-256 of the first ``n`` test images and labels of ``dataset`` (shipped data: fixed per process)."""
+    test = data.load(dataset)
+    return hashlib.sha256(test.x[:n].numpy().tobytes() + test.y[:n].numpy().tobytes()).hexdigest()
 
 
 def rank(names: Sequence[str], *, dataset: str, model: str | None = None, n: int = 100,
@@ -100,18 +109,18 @@ def rank(names: Sequence[str], *, dataset: str, model: str | None = None, n: int
     for name in tqdm(names, desc="set-up", unit="defense", disable=not progress):
         exps[name] = experiment.setup(name, model, dataset=dataset, n=n, budgets=budgets, seed=seed,
                                       defense_kwargs=(defense_kwargs or {}).get(name, {}))
-        plans[name] = evaluation.suite(exps[name].target.probes, budget=exps[name].budget)
+        plans[name] = evaluation.suite(exps[name].target.probes, budget=exps[name].budget,
+                                       defense=exps[name].target.defense)
         evaluation.check_plan(plans[name], exps[name], runs.REPEATS)
     first = exps[names[0]]
-    keys = {refuses: protocol_hash(first.protocol.name, n, budgets, seed, first.model, refuses)
-            for refuses in (False, True)}
     reference = report.seconds_per_image(first.target.undefended, first.x, repeats=2)
     rows = []
     for name in tqdm(names, desc="defenses", unit="defense", disable=not progress):
         exp = exps[name]
         result = evaluation.run_plan(exp, plans[name], repeats=runs.REPEATS, restarts=evaluation.RESTARTS,
                                      cache_dir=cache_dir, progress=progress)
-        rows.append(_row(name, exp, result, reference, keys[exp.target.probes.refuses]))
+        key = protocol_hash(first.protocol.name, n, budgets, seed, first.model, exp.target.probes.refuses, name)
+        rows.append(_row(name, exp, result, reference, key))
         if images_dir is not None:
             write_images(Path(images_dir), name, result.images)
     return ranked(pd.DataFrame(rows))
@@ -142,9 +151,10 @@ def recorded(board: str) -> pd.DataFrame:
     table = ranked(pd.read_csv(path))
     dataset, n, budgets = BOARDS[board]
     stored = table["protocol"] if "protocol" in table.columns else pd.Series("", index=table.index)
-    refuses = table["refuses"].fillna(False).astype(bool) if "refuses" in table.columns else False
-    table["current"] = stored == pd.Series(refuses, index=table.index).map(
-        {False: protocol_hash(dataset, n, budgets), True: protocol_hash(dataset, n, budgets, refuses=True)})
+    refuses = table["refuses"].fillna(False).astype(bool) if "refuses" in table.columns else \
+        pd.Series(False, index=table.index)
+    table["current"] = stored == [protocol_hash(dataset, n, budgets, refuses=bool(r), defense=str(d))
+                                  for r, d in zip(refuses, table["defense"])]
     return table
 
 
@@ -253,7 +263,8 @@ def check_submission(board: str, row_path: str | Path) -> pd.DataFrame:
     entry = protocol.get(dataset)
     for _, row in table.iterrows():
         where = f"row {row['defense']!r} of {path}"
-        expected = protocol_hash(dataset, n, budgets, refuses=bool(row.get("refuses", False)))
+        expected = protocol_hash(dataset, n, budgets, refuses=bool(row.get("refuses", False)),
+                                 defense=str(row["defense"]))
         if row["protocol"] != expected:
             raise ValueError(f"{where}: recorded under protocol {row['protocol']}, not the board's {expected} "
                              f"(another image set, budget, seed, rule or workbench version): run `leaderboard "

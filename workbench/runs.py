@@ -63,20 +63,22 @@ REPEATS = 10  # fresh queries per final image when re-evaluating
 
 @dataclasses.dataclass(frozen=True)
 class Target:
-    """A defense ready to attack: the module, the undefended model (None if unknown), its probes (measured once)
-    and ``key``: what identifies it for the cache (None: its runs are not cached)."""
+    """A defense ready to attack: the module, the undefended model (None if unknown), its probes (measured once),
+    ``key``: what identifies it for the cache (None: its runs are not cached), and ``defense``: its registry name
+    where it was built from one (its own adaptive attacks join its evaluation: ``attacks.registry.against``)."""
 
     defended: nn.Module
     undefended: nn.Module | None
     probes: Probes
     key: str | None = None
+    defense: str | None = None
 
     @classmethod
     def of(cls, defended: nn.Module, probe_images: torch.Tensor, undefended: nn.Module | None = None,
-           key: str | None = None) -> Target:
+           key: str | None = None, defense: str | None = None) -> Target:
         """Wrap a defense of your own: probed once on ``probe_images``."""
         checks.module("defended", defended)
-        return cls(defended, undefended, probe(defended, probe_images, undefended), key)
+        return cls(defended, undefended, probe(defended, probe_images, undefended), key, defense)
 
     @property
     def reevaluate(self) -> bool:
@@ -121,7 +123,7 @@ def target(defense: str, model: str, *, dataset: str | Protocol | None = None, w
                                 device=device, **kwargs)
     key = cache.key({"defense": defense, "kwargs": kwargs, "dataset": entry.name, "model": model, "seed": seed,
                      "weights": fingerprint(model, weights, variant)})
-    return Target.of(defended, probe_images.to(model_device(undefended)), undefended, key)
+    return Target.of(defended, probe_images.to(model_device(undefended)), undefended, key, defense)
 
 
 def provenance(device: str | torch.device) -> dict[str, str]:

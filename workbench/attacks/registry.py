@@ -3,16 +3,18 @@ norm with their source, and which suites of ``evaluate`` it belongs to.
 
 Names: ``square``, ``square-op``, ``square-bi``, ``square-switch``, ``square-dlr`` (Square on the DLR ratio, which
 no positive rescaling of the logits changes), ``simba`` (DCT basis), ``simba-pixel``, ``signhunter``, ``nes``,
-``bandits``, ``oars-square``, ``oars-nes``. ``build`` starts from the spec's settings for the protocol's ``settings`` (the dataset whose
-attack settings a protocol takes: ``mnist``, ``cifar10`` or ``imagenet``), adds the protocol's eps for the norm,
-applies overrides, and wraps the attack in :class:`~workbench.attacks.eot.EOT` when ``eot`` > 1.
+``bandits``, ``oars-square``, ``oars-nes``, ``square-undash`` (DLD's own adaptive attack). ``build`` starts from
+the spec's settings for the protocol's ``settings`` (the dataset whose attack settings a protocol takes:
+``mnist``, ``cifar10`` or ``imagenet``), adds the protocol's eps for the norm, applies overrides, and wraps the
+attack in :class:`~workbench.attacks.eot.EOT` when ``eot`` > 1.
 
 The suites, in the order they are run and tabled (the registry's order, as the papers list the attacks):
 ``standard`` (every defense faces them), ``post-processing`` (AAA's adaptive attacks and the RLS paper's switch
 rule, for deterministic defenses that keep every prediction), ``keeps-predictions`` (the scale-free Square, for any
 defense that changes the scores but keeps every prediction, randomized or not: RLS), ``eot`` (under expectation
-over transformation, for randomized defenses) and ``stateful`` (OARS's adaptive Square and NES, for defenses that refuse or
-answer by history: the stateful detectors).
+over transformation, for randomized defenses) and ``stateful`` (OARS's adaptive Square and NES, for defenses that
+refuse or answer by history: the stateful detectors). Beyond the suites, an attack written against one defense
+(``AttackSpec.against``) runs in that defense's evaluation only: ``square-undash`` against ``dld``.
 
 Sources of the settings: AAA Table 11 and the reference implementations (Square: p_init 0.05 l-inf, 0.1 l2;
 SimBA: step 0.2, the DCT block the whole image on CIFAR-10, 32 on ImageNet; NES CIFAR l-inf: sigma 0.01, lr 2/255,
@@ -60,6 +62,7 @@ from workbench.attacks.square import Square
 from workbench.attacks.square_bi import SquareBi
 from workbench.attacks.square_op import SquareOp
 from workbench.attacks.square_switch import SquareSwitch
+from workbench.attacks.square_undash import SquareUndash
 from workbench.protocol import Protocol
 from workbench.registry import Registry
 
@@ -79,6 +82,9 @@ class AttackSpec:
         source: where the settings come from.
         fixed: keyword arguments that make this entry a variant of its class (SimBA's basis).
         suites: the ``evaluate`` suites it belongs to (``SUITES``).
+        against: the registry defenses it was written against (an adaptive attack that uses one defense's
+            public definition, as Tramer et al. 2020 ask): it runs in those defenses' evaluations only, and enters
+            only their board rows' protocol hash. Empty: it is no defense's own.
     """
 
     cls: type[Attack]
@@ -86,6 +92,7 @@ class AttackSpec:
     source: str
     fixed: Mapping[str, Any] = field(default_factory=dict)
     suites: tuple[str, ...] = ()
+    against: tuple[str, ...] = ()
 
 
 def _same(kwargs: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
@@ -138,6 +145,8 @@ _BUILT_IN: dict[str, AttackSpec] = {
                            "OARS (Feng et al., CCS 2023): its adaptive NES, probe width searched in 0.05-0.5 (20 "
                            "samples, none refused), least step 0.1, 50 probes, lr 0.01, momentum 0.9 (its CIFAR-10 "
                            "Blacklight config)", suites=("stateful",)),
+    "square-undash": AttackSpec(SquareUndash, _SQUARE, f"ours, against DLD (AISTATS 2026): its tau 6 and h 0.3 "
+                                f"from its code; {_SQUARE_SOURCE}", against=("dld",)),
 }
 
 
@@ -161,6 +170,12 @@ def suite(name: str = "standard") -> tuple[str, ...]:
     """The attacks of the suite ``name`` (``SUITES``), in the registry's order."""
     checks.choice("suite", name, SUITES)
     return tuple(attack for attack, entry in SPECS.items() if name in entry.suites)
+
+
+def against(defense: str | None) -> tuple[str, ...]:
+    """The attacks written against the registry defense ``defense`` (``AttackSpec.against``), in the registry's
+    order; none for ``None`` (a defense of your own)."""
+    return tuple(attack for attack, entry in SPECS.items() if defense is not None and defense in entry.against)
 
 
 def parameters(name: str) -> tuple[str, ...]:

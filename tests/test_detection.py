@@ -305,6 +305,10 @@ def test_probes_find_a_history_dependent_defense_and_leave_its_memory(cifar):
     assert (detector.stored, detector._seen) == before
     plain = probes.probe(model, x[:12])
     assert not plain.history_dependent and not plain.refuses
+    knn = KNNDetection(model, k=50).reset()  # checks only from an account's 51st query: the probes' stream finds it
+    knn.calibrate(data.load("cifar10-jpeg").x[-200:])
+    found = probes.probe(knn, x[:12], undefended=model)
+    assert found.history_dependent and found.refuses and not knn.stored
 
 
 # ------------------------------------------------------------------------------------------------ the attacks

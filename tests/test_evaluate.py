@@ -41,8 +41,10 @@ def test_probes_classify_every_registry_defense(cnn, test_set, name):
     assert p.deterministic == (name in ("none", "aaa-linear", "aaa-sine", "gcm", "temperature", "at", "bd", "dld",
                                         "bit-depth", "median", "jpeg", "blacklight", "knn-pixels",
                                         "feature-squeezing"))
-    # Blacklight flags the repeated probes; Feature Squeezing flags some alone; Stateful Detection needs 50 stored
-    assert p.refuses == (name in ("blacklight", "feature-squeezing"))
+    # each holds a detector; Blacklight flags the repeated probes, Stateful Detection the stream of 100 copies (it
+    # checks from an account's 51st query); Feature Squeezing judges each query alone
+    assert p.refuses == (name in ("blacklight", "knn-pixels", "feature-squeezing"))
+    assert p.history_dependent == (name in ("blacklight", "knn-pixels"))
 
 
 def test_probes_classify_user_defenses(cnn, test_set):

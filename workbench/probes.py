@@ -31,6 +31,7 @@ BATCH_TOLERANCE = 1e-5
 REPEATS = 16  # queries per context when the scores are random
 IMAGES = 32  # clean images the evaluation, the grids, the report and the Oracle probe a defense with
 PROBE_MIN = 6  # the fewest clean images a probe accepts
+STREAM = 100  # copies of one probe image sent from one account to find a detector's memory (k-NN checks from 51)
 Z_LIMIT = 4.0  # mean |z| above which a randomized defense's batch contexts differ (about 0.8 when they do not)
 
 
@@ -55,10 +56,14 @@ class Probes:
             decision boundary), the largest top-2 margin at which the probes saw random scores on blends of two probe
             images (``_gate``); None where the scores of every image of the first group were random (no gate) or
             the defense is deterministic.
-        history_dependent: a stateful detector (``workbench.stateful``): the same probe query sent twice from one
-            account is flagged the second time, not the first (measured on a scratch account, the memory restored
-            after).
-        refuses: the defense flags some probe queries (stateful or not: Feature Squeezing flags queries alone).
+        history_dependent: a stateful detector (``workbench.stateful``): a probe query sent again from one account
+            is flagged where its first sending was not: the probe images twice, then ``STREAM`` copies of the first
+            (a detector that checks only once an account holds k queries, as k-NN's k = 50, flags those; measured
+            on a scratch account, the memory restored after).
+        refuses: the defense screens its queries (it holds a ``workbench.stateful.Stateful`` detector, stateful or
+            not: Feature Squeezing flags queries alone), so any query may be refused. Found in the module tree,
+            not by the probe queries: a detector that flags no clean probe (Feature Squeezing at 5% false
+            positives) still refuses an attack's queries.
     """
 
     randomized: bool
@@ -167,8 +172,9 @@ SCRATCH = -1  # the account the probes screen from (no attack or benign stream u
 
 
 def _history(defended: nn.Module, a: torch.Tensor) -> tuple[bool, bool]:
-    """Whether a detector in ``defended`` flags the images ``a`` sent a second time (not the first) from one
-    account, and whether it flags any; its memory is put back as it was."""
+    """Whether a detector in ``defended`` flags a query sent again from one account where its first sending was
+    not flagged (the images ``a`` twice, then ``STREAM`` copies of the first), and whether ``defended`` holds a
+    detector at all; its memory is put back as it was."""
     detector = stateful.find(defended)
     if detector is None:
         return False, False
@@ -177,9 +183,11 @@ def _history(defended: nn.Module, a: torch.Tensor) -> tuple[bool, bool]:
         accounts = torch.full((len(a),), SCRATCH, dtype=torch.long)
         first = detector.screen(a, accounts).flagged
         again = detector.screen(a, accounts).flagged
+        stream = detector.screen(a[:1].expand(STREAM, *a.shape[1:]).contiguous(),
+                                 torch.full((STREAM,), SCRATCH, dtype=torch.long)).flagged
     finally:
         detector.restore(before)
-    return bool((again & ~first).any()), bool((first | again).any())
+    return bool((again & ~first).any() or (stream.any() and not first[0])), True
 
 
 def _gate(defended: nn.Module, a: torch.Tensor, b: torch.Tensor) -> float:

@@ -11,10 +11,14 @@ Two commands, both local (nbclient on a local kernel: no Docker, no network)::
 
     python -m workbench.course.grading release [NN ...] --out DIR   # student sheets (default: every lesson)
     python -m workbench.course.grading grade SUBMISSIONS --out gradebook.csv [--feedback DIR] [--jobs N]
+                                                  [--hidden hidden_checks.py]
 
 ``grade`` runs every ``*.ipynb`` under SUBMISSIONS (``SUBMISSIONS/<student>/NN_slug.ipynb``, or flat) top to
 bottom in fast mode, after putting back every check cell as handed out (a student's edit of a check cell does not
-count; a deleted one is appended at the end), and scores one point per passing check. A cell that raises does not
+count; a deleted one is appended at the end), and scores one point per exercise whose answers pass its check in the
+grader's own process: an export cell after each check cell writes the answers as data (``course.answers``), and
+the grader judges them with the self-check and the instructor's hidden checks (``course.hidden``, ``--hidden``), so
+nothing a student's code does in the kernel counts (what the kernel prints is feedback only). A cell that raises does not
 stop the run; a kernel that dies or a cell over the timeout fails the checks that did not run. The gradebook has
 one row per submission: student, submission, lesson, score, out_of, one column per exercise (1 or 0), seconds,
 and feedback (the hint of every failed check). ``--feedback DIR`` also writes each executed notebook, outputs
@@ -40,7 +44,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from workbench import checks, paths
-from workbench.course import classroom, exercises, notebooks
+from workbench.course import answers, classroom, exercises, hidden, notebooks
 
 SHEETS = paths.notebooks_dir() / "exercises"
 _CHECK = re.compile(r"exercises\.check\(\s*[\"'](\d\d\.\d+)[\"']")
@@ -170,21 +174,44 @@ def _restore_checks(nb: Any, lesson: str) -> dict[str, int]:
     return {spec.key: at[spec.key] for spec in exercises.of_lesson(lesson)}
 
 
-def _verdict(cell: Any) -> tuple[bool, str]:
-    for output in cell.get("outputs", []):
-        data = output.get("data", {})
-        if exercises.MIME in data:
-            return bool(data[exercises.MIME]["passed"]), str(data[exercises.MIME]["message"])
-    for output in cell.get("outputs", []):
+def _error(cell: Any) -> str | None:
+    """The hint for a check cell that raised (or never ran), else None."""
+    outputs = cell.get("outputs", [])
+    for output in outputs:
         if output.get("output_type") == "error":
-            return False, f"the check cell raised {output['ename']}: {output['evalue']} (is a cell above failing?)"
-    return False, "the check did not run (a cell above timed out or the kernel died)"
+            return f"the check cell raised {output['ename']}: {output['evalue']} (is a cell above failing?)"
+    if not outputs and cell.get("execution_count") is None:
+        return "the check did not run (a cell above timed out or the kernel died)"
+    return None
+
+
+def _with_exports(nb: Any, at: dict[str, int], folder: Path) -> tuple[dict[str, int], list[int]]:
+    """Put an export cell (``answers.export``) after each check cell; return the check cells' new indices and the
+    export cells' indices."""
+    import nbformat
+
+    keys = {index: key for key, index in at.items()}
+    cells, checks_at, exports = [], {}, []
+    for index, cell in enumerate(nb.cells):
+        if index in keys:
+            checks_at[keys[index]] = len(cells)
+        cells.append(cell)
+        if index in keys:
+            exports.append(len(cells))
+            cells.append(nbformat.v4.new_code_cell(
+                f"from workbench.course import answers as _answers; _answers.export({keys[index]!r}, globals(), "
+                f"{str(folder / (keys[index] + '.json'))!r})"))
+    nb.cells = cells
+    return {key: checks_at[key] for key in at}, exports
 
 
 def grade(path: Path, name: str | None = None, fast: bool = True, timeout: int = 600,
-          save_to: Path | None = None, threads: int | None = None) -> Graded:
-    """Run one submitted notebook with its check cells restored and score it (see the module docstring);
-    ``threads``: the kernel's ``OMP_NUM_THREADS`` (default: the environment's)."""
+          save_to: Path | None = None, threads: int | None = None, hidden_checks: hidden.Hidden | None = None
+          ) -> Graded:
+    """Run one submitted notebook with its check cells restored and score it (see the module docstring):
+    each exercise's answers are exported after its check cell and judged in this process (``hidden.verdict``:
+    the self-check and ``hidden_checks``, the instructor's); ``threads``: the kernel's ``OMP_NUM_THREADS``
+    (default: the environment's)."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import DeadKernelError
@@ -192,9 +219,10 @@ def grade(path: Path, name: str | None = None, fast: bool = True, timeout: int =
     path = Path(path)
     nb = nbformat.read(path, as_version=4)
     lesson = _lesson_of(nb, path)
-    at = _restore_checks(nb, lesson)
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as scratch:  # the kernel's folder; a submission's figures land here too
+        exported = Path(scratch) / "answers"
+        at, exports = _with_exports(nb, _restore_checks(nb, lesson), exported)
         env = {**os.environ, "WORKBENCH_FAST": "1" if fast else "0", "WORKBENCH_FIGURES": scratch,
                "MPLBACKEND": os.environ.get("MPLBACKEND", "Agg"),
                **({"OMP_NUM_THREADS": str(threads)} if threads else {})}
@@ -204,37 +232,53 @@ def grade(path: Path, name: str | None = None, fast: bool = True, timeout: int =
             client.execute(env=env)
         except DeadKernelError:
             pass  # the checks that did not run fail with "did not run"
-    graded = Graded(name or path.name, lesson, seconds=time.perf_counter() - start)
-    checked = set(at.values())
+        graded = Graded(name or path.name, lesson, seconds=time.perf_counter() - start)
+        for key, index in at.items():
+            graded.points[key], graded.messages[key] = _judged(key, nb.cells[index], exported, hidden_checks or {})
+    skipped = set(at.values()) | set(exports)
     for number, cell in enumerate(nb.cells):
-        if number not in checked:
+        if number not in skipped:
             graded.errors += [f"cell {number} raised {o['ename']}: {o['evalue']}" for o in cell.get("outputs", [])
                               if o.get("output_type") == "error"]
-    for key, index in at.items():
-        passed, message = _verdict(nb.cells[index])
-        graded.points[key], graded.messages[key] = int(passed), message
     if save_to is not None:
+        nb.cells = [cell for number, cell in enumerate(nb.cells) if number not in set(exports)]
         target = Path(save_to) / graded.submission
         target.parent.mkdir(parents=True, exist_ok=True)
         paths.atomic_write(target, lambda tmp: nbformat.write(nb, str(tmp)))
     return graded
 
 
-def _grade_one(job: tuple[Path, str, bool, int, Path | None, int | None]) -> Graded | str:
-    path, name, fast, timeout, save_to, threads = job
+def _judged(key: str, check_cell: Any, folder: Path, hidden_checks: hidden.Hidden) -> tuple[int, str]:
+    """The point and message of exercise ``key``: the check cell's error where it raised, else the grader's own
+    verdict on the exported answers."""
+    error = _error(check_cell)
+    if error is not None:
+        return 0, error
     try:
-        return grade(path, name, fast=fast, timeout=timeout, save_to=save_to, threads=threads)
+        given = answers.read(key, folder / f"{key}.json")
+    except ValueError as unreadable:
+        return 0, str(unreadable)
+    passed, message = hidden.verdict(key, given, hidden_checks)
+    return int(passed), message
+
+
+def _grade_one(job: tuple[Path, str, bool, int, Path | None, int | None, Path | None]) -> Graded | str:
+    path, name, fast, timeout, save_to, threads, hidden_file = job
+    try:
+        return grade(path, name, fast=fast, timeout=timeout, save_to=save_to, threads=threads,
+                     hidden_checks=hidden.load(hidden_file))
     except Exception as error:  # one unreadable submission never stops the gradebook
         return f"{name}: {type(error).__name__}: {error}"
 
 
 def gradebook(folder: Path, out: Path, feedback: Path | None = None, fast: bool = True, timeout: int = 600,
-              jobs: int = 1) -> pd.DataFrame:
+              jobs: int = 1, hidden_file: str | Path | None = None) -> pd.DataFrame:
     """Grade every ``*.ipynb`` under ``folder``, ``jobs`` at once, and write the gradebook CSV ``out`` (one row per
     submission; a submission that cannot be graded gets score 0 and the reason as its feedback). Unless
     ``OMP_NUM_THREADS`` is set, each kernel runs PyTorch on one thread: a fast-mode notebook takes the same time
     on one thread as on two on an idle 2-core machine (8.0 s and 8.1 s), and with one core busy 8.0 s instead of
-    74 s (docs/teaching.md); ``jobs`` sets how many run at once."""
+    74 s (docs/teaching.md); ``jobs`` sets how many run at once. ``hidden_file``: the instructor's hidden checks
+    (``workbench.course.hidden``), loaded once here to fail early and again in each grading process."""
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"folder={str(folder)!r} is not a folder of submitted notebooks")
@@ -242,8 +286,9 @@ def gradebook(folder: Path, out: Path, feedback: Path | None = None, fast: bool 
     if not found:
         raise ValueError(f"folder={str(folder)!r} holds no .ipynb file")
     jobs = checks.at_least("jobs", jobs, 1)
+    hidden.load(hidden_file)  # a missing or empty file of hidden checks fails before any notebook runs
     threads = None if os.environ.get("OMP_NUM_THREADS") else 1
-    work = [(p, str(p.relative_to(folder)), fast, timeout, feedback, threads) for p in found]
+    work = [(p, str(p.relative_to(folder)), fast, timeout, feedback, threads, hidden_file) for p in found]
     with ProcessPoolExecutor(jobs) as pool:
         graded = list(tqdm(pool.map(_grade_one, work), total=len(work), desc="grading", unit="notebook"))
     rows = []
@@ -273,6 +318,8 @@ def main(argv: list[str] | None = None) -> int:
     marking.add_argument("--feedback", type=Path, default=None, help="write the executed notebooks here")
     marking.add_argument("--full", action="store_true", help="full sizes instead of fast mode")
     marking.add_argument("--timeout", type=int, default=600, help="seconds per cell (default 600)")
+    marking.add_argument("--hidden", type=Path, default=None, help="a Python file of hidden checks the instructor "
+                         "keeps (workbench.course.hidden), run in the grader's process")
     marking.add_argument("--jobs", type=int, default=1, help="submissions graded at once, one kernel each (default "
                                                             "1; up to the number of cores)")
     args = parser.parse_args(argv)
@@ -281,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {path}")
         return 0
     table = gradebook(args.folder, args.out, args.feedback, fast=not args.full, timeout=args.timeout,
-                      jobs=args.jobs)
+                      jobs=args.jobs, hidden_file=args.hidden)
     print(table[["submission", "score", "out_of", "seconds"]].to_string(index=False))
     print(f"gradebook: {args.out}")
     return 0

@@ -323,7 +323,7 @@ class RefuseAfterFirst(PIHA):
     """Flags every query after an account's first."""
 
     def check(self, memory, signature):
-        return 0.0, memory["seqs"][0]
+        return 0.0, memory.seqs[0]
 
 
 def test_square_never_keeps_a_refused_candidate(cifar):
@@ -490,3 +490,20 @@ def test_an_attack_against_one_defense_joins_its_plan_and_its_board_hash_only():
     board = ("cifar10-jpeg", 10, (100,))
     assert leaderboard.protocol_hash(*board, defense="dld") != leaderboard.protocol_hash(*board)
     assert leaderboard.protocol_hash(*board, defense="aaa-sine") == leaderboard.protocol_hash(*board)
+
+
+def test_code_memory_equals_a_list_of_codes_under_stores_and_drops():
+    """The growing buffer (``stateful.Codes``) holds exactly the rows a plain list would, oldest first, with their
+    sequence numbers, through growth, compaction and drops."""
+    from workbench.stateful import Codes
+    codes, reference = Codes(), []
+    g = torch.Generator().manual_seed(0)
+    for i in range(300):
+        code = torch.rand(7, generator=g)
+        codes.append(code, i)
+        reference.append((code, i))
+        if i % 3 == 0 and len(reference) > 5:
+            codes.pop_oldest()
+            reference.pop(0)
+        assert torch.equal(codes.codes, torch.stack([c for c, _ in reference]))
+        assert codes.seqs == [s for _, s in reference] and len(codes) == len(reference)

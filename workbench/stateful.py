@@ -163,20 +163,56 @@ class Stateful(nn.Module):
         return Screening(flagged, distance, nearest, seq)
 
 
+class Codes:
+    """One account's stored signatures as rows of one growing tensor (``codes``: the live rows, oldest first, a
+    view) with their sequence numbers (``seqs``). Storing or forgetting one is amortized O(1): the buffer doubles
+    when full and the oldest rows are dropped by moving its start, so a detector's check reads the memory without
+    stacking it again at every query."""
+
+    def __init__(self) -> None:
+        self._buffer: torch.Tensor | None = None
+        self._start = self._end = 0
+        self.seqs: list[int] = []
+
+    def __len__(self) -> int:
+        return self._end - self._start
+
+    @property
+    def codes(self) -> torch.Tensor:
+        if self._buffer is None:
+            raise ValueError("no code is stored yet")
+        return self._buffer[self._start:self._end]
+
+    def append(self, code: torch.Tensor, seq: int) -> None:
+        if self._buffer is None:
+            self._buffer = torch.empty(16, *code.shape, dtype=code.dtype, device=code.device)
+        if self._end == len(self._buffer):  # full: move the live rows to the front, doubling where they fill half
+            live = self._buffer[self._start:self._end].clone()
+            if 2 * len(live) >= len(self._buffer):
+                self._buffer = torch.empty(2 * len(self._buffer), *code.shape, dtype=code.dtype, device=code.device)
+            self._buffer[:len(live)] = live
+            self._start, self._end = 0, len(live)
+        self._buffer[self._end] = code
+        self._end += 1
+        self.seqs.append(seq)
+
+    def pop_oldest(self) -> None:
+        self._start += 1
+        self.seqs.pop(0)
+
+
 class CodeMemory(Stateful):
     """A detector whose account memory is its stored signatures (one tensor per query, e.g. PIHA's hash codes or a
-    k-NN detector's encodings) with their sequence numbers, oldest first."""
+    k-NN detector's encodings) with their sequence numbers, oldest first (``Codes``)."""
 
-    def empty(self) -> dict:
-        return {"codes": [], "seqs": []}
+    def empty(self) -> Codes:
+        return Codes()
 
-    def add(self, memory: dict, signature: torch.Tensor, seq: int) -> None:
-        memory["codes"].append(signature.clone())  # its own storage, not a view of the batch
-        memory["seqs"].append(seq)
+    def add(self, memory: Codes, signature: torch.Tensor, seq: int) -> None:
+        memory.append(signature, seq)  # copied into the buffer: not a view of the batch
 
-    def drop_oldest(self, memory: dict) -> None:
-        memory["codes"].pop(0)
-        memory["seqs"].pop(0)
+    def drop_oldest(self, memory: Codes) -> None:
+        memory.pop_oldest()
 
 
 def find(model: nn.Module) -> Stateful | None:

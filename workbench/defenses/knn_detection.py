@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 
 from workbench import checks
-from workbench.stateful import CodeMemory
+from workbench.stateful import CodeMemory, Codes
 
 K = 50
 PERCENTILE = 0.1
@@ -56,12 +56,12 @@ class KNNDetection(CodeMemory):
             raise ValueError("KNNDetection has no threshold: give threshold= or call calibrate(benign_images)")
         return self.encode(x).cpu()
 
-    def check(self, memory: dict, signature: torch.Tensor) -> tuple[float, int]:
-        if len(memory["codes"]) < self.k:
+    def check(self, memory: Codes, signature: torch.Tensor) -> tuple[float, int]:
+        if len(memory) < self.k:
             return float("inf"), -1
-        dists = torch.cdist(signature[None].double(), torch.stack(memory["codes"]).double())[0]
+        dists = torch.cdist(signature[None].double(), memory.codes.double())[0]
         near = torch.topk(dists, self.k, largest=False)
-        return near.values.mean().item(), memory["seqs"][int(near.indices[0])]
+        return near.values.mean().item(), memory.seqs[int(near.indices[0])]
 
 
 def benign_threshold(codes: torch.Tensor, k: int, percentile: float = PERCENTILE, chunk: int = 1000) -> float:

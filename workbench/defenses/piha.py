@@ -27,7 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from workbench import checks
-from workbench.stateful import CodeMemory
+from workbench.stateful import CodeMemory, Codes
 
 def gaussian_blur3(x: torch.Tensor, sigma: float = 1.0) -> torch.Tensor:
     """3x3 Gaussian blur per channel, borders reflected (OpenCV's default BORDER_REFLECT_101)."""
@@ -98,7 +98,7 @@ class PIHA(CodeMemory):
     def signature(self, x: torch.Tensor) -> torch.Tensor:
         return self.hash(x)
 
-    def check(self, memory: dict, signature: torch.Tensor) -> tuple[float, int]:
-        dists = (torch.stack(memory["codes"]) != signature).double().mean(1)
+    def check(self, memory: Codes, signature: torch.Tensor) -> tuple[float, int]:
+        dists = (memory.codes != signature).double().mean(1)
         i = int(dists.argmin())
-        return dists[i].item(), memory["seqs"][i]
+        return dists[i].item(), memory.seqs[i]

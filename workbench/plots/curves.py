@@ -179,11 +179,22 @@ def unification_loss_curve(losses: Mapping[str, Sequence[float]], ax: plt.Axes |
 # ------------------------------------------------------------------------------------------- generic
 @styled
 def lines(table: pd.DataFrame, x: str, y: str, hue: str, logx: bool = False, percent: bool = True,
-          ax: plt.Axes | None = None) -> plt.Figure:
-    """``y`` against ``x``, one line per ``hue``; repeated rows (seeds) give the mean and a +-1 std band."""
+          band: tuple[str, str] | None = None, ax: plt.Axes | None = None) -> plt.Figure:
+    """``y`` against ``x``, one line per ``hue``; repeated rows (seeds) give the mean and a +-1 std band, or
+    ``band``: the columns (low, high) of each point's interval (e.g. ``metrics.interval``'s), drawn around it."""
     fig, ax = _axes(ax, (6, 4))
-    data = table.assign(**{y: table[y] * (100 if percent else 1)})
-    sns.lineplot(data=data, x=x, y=y, hue=hue, marker="o", errorbar="sd", ax=ax)
+    scale = 100 if percent else 1
+    data = table.assign(**{y: table[y] * scale})
+    if band is None:
+        sns.lineplot(data=data, x=x, y=y, hue=hue, marker="o", errorbar="sd", ax=ax)
+    else:
+        levels = list(dict.fromkeys(data[hue]))
+        for level, color in zip(levels, sns.color_palette(n_colors=len(levels))):
+            part = data[data[hue] == level].sort_values(x)
+            ax.plot(part[x], part[y], marker="o", color=color, label=level)
+            ax.fill_between(part[x], part[band[0]] * scale, part[band[1]] * scale, color=color, alpha=0.2, lw=0)
+        ax.legend(title=hue)
+        ax.set(xlabel=x)
     if logx:  # symlog: linear up to the smallest positive value, so that x = 0 (no defense) can be shown
         ax.set_xscale("symlog", linthresh=float(table[x][table[x] > 0].min()))
         if (table[x] >= 0).all():

@@ -3,7 +3,7 @@
 #   make test      create .venv if missing, install, run the whole test suite (notebooks in fast mode)
 # and: make test-numerics (the rounding-sensitive tests on the plainest CPU kernels), make test-course (the
 #      instructor's grading command end to end), make test-browser (every notebook in JupyterLab in headless
-#      Chromium), make lab [FAST=1], make site, make strip (the tracked notebooks without outputs), make exercises
+#      Chromium, and a JupyterHub course), make lab [FAST=1], make site, make strip (the tracked notebooks without outputs), make exercises
 #      (the student sheets from the worked solutions), make benchmarks, make gpu-check (on a CUDA machine)
 PYTHON ?= python3
 VENV   := .venv
@@ -51,8 +51,10 @@ test-numerics: $(STAMP)
 test-course: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -m course tests/course
 
-# Every notebook in a real JupyterLab in headless Chromium (Debian's chromium and chromium-driver), fast mode.
+# Every notebook in a real JupyterLab in headless Chromium (Debian's chromium and chromium-driver), fast mode; then
+# a JupyterHub with two students who pull the course and are graded (the hub extra, installed here)
 test-browser: $(STAMP)
+	$(call pip_install,-e ".[hub]")
 	$(BIN)/python -m pytest -p no:cacheprovider -rs tests/browser
 
 # JupyterLab on the notebooks; FAST=1 for the fast mode (fewer images and queries, figures into figures/_fast/)

@@ -170,3 +170,71 @@ def test_results_do_not_depend_on_the_threads(cnn, test_set, two_threads):
     nes = {run(NES(eps=0.3, seed=0, progress=False), *setting) for setting in ((2,), (None, True))}
     assert torch.get_num_threads() == 2
     assert len(square) == 1 and len(nes) == 1, (square, nes)
+
+
+def test_allowed_cores_read_a_containers_quota(tmp_path):
+    """cgroup v2's cpu.max and v1's quota over period cap the affinity's cores (rounded up); no quota, none."""
+    import os
+
+    from workbench.speed.threads import allowed_cores
+    cores = len(os.sched_getaffinity(0))
+    v2 = tmp_path / "v2"
+    v2.mkdir()
+    (v2 / "cpu.max").write_text("max 100000\n")
+    assert allowed_cores(v2) == cores
+    (v2 / "cpu.max").write_text("50000 100000\n")
+    assert allowed_cores(v2) == 1
+    v1 = tmp_path / "v1" / "cpu"
+    v1.mkdir(parents=True)
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    assert allowed_cores(tmp_path / "v1") == cores
+    (v1 / "cpu.cfs_quota_us").write_text("100000\n")
+    assert allowed_cores(tmp_path / "v1") == 1
+    assert allowed_cores(tmp_path / "none") == cores
+
+
+def test_fit_lowers_the_default_to_the_quota_and_leaves_a_users_setting(tmp_path, monkeypatch):
+    from workbench.speed.threads import fit
+    (tmp_path / "cpu.max").write_text("100000 100000\n")  # one core's quota
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        monkeypatch.setenv("OMP_NUM_THREADS", "2")
+        assert fit(tmp_path) == 2  # the user's setting stays
+        monkeypatch.delenv("OMP_NUM_THREADS")
+        assert fit(tmp_path) == 1
+        torch.set_num_threads(1)
+        assert fit(tmp_path / "none") == 1  # never raised
+    finally:
+        torch.set_num_threads(before)
+
+
+_POLICY_RUN = """
+import hashlib, torch, workbench
+from workbench import data, models, runs
+test = data.load("mnist", split="test")
+x, y = test[:40]
+r = runs.run(models.load("mnist-cnn"), "square", x, y, budget=100, seed=0, progress=False)
+a = runs.run(models.load("mnist-cnn"), "nes", x[:10], y[:10], budget=60, seed=0, progress=False)
+print(torch.get_num_threads(), hashlib.sha256(r.first_success.numpy().tobytes() + r.x_adv.numpy().tobytes()
+      + a.x_adv.numpy().tobytes()).hexdigest())
+"""
+
+
+def test_the_waiting_policy_changes_no_number():
+    """Importing the workbench sets OMP_WAIT_POLICY=PASSIVE (idle threads sleep); a Square and a NES run (NES is
+    rounding-sensitive) give the same bits as under ACTIVE, on two threads."""
+    import os
+    import subprocess
+    import sys
+    out = {}
+    for policy in ("ACTIVE", "PASSIVE"):
+        env = {**os.environ, "OMP_WAIT_POLICY": policy, "OMP_NUM_THREADS": "2"}
+        out[policy] = subprocess.run([sys.executable, "-c", _POLICY_RUN], env=env, capture_output=True, text=True,
+                                     check=True).stdout.split()
+    assert out["ACTIVE"] == out["PASSIVE"] and out["ACTIVE"][0] == "2"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    policy = subprocess.run([sys.executable, "-c", "import os, workbench; print(os.environ['OMP_WAIT_POLICY'])"],
+                            env=env, capture_output=True, text=True, check=True).stdout.strip()
+    assert policy == "PASSIVE"

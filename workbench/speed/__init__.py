@@ -5,7 +5,7 @@ The rest of the workbench calls only this interface:
 - ``Forwards``: how the Oracle's forward passes run (chunks, batch-norm folding, post-processing split, the thread
   choice and its timing; ``forward.py``, with ``inference.py``'s folded copy and ``threads.py``'s contexts);
 - ``one_thread`` / ``threads``: thread contexts for loops of tiny operations (AAA's eager solver, UniG's steps,
-  training);
+  training); ``fit`` / ``allowed_cores``: PyTorch's threads capped at a container's CPU quota (at import);
 - ``solve_aaa`` with ``AAA_METHODS`` and ``default_aaa_method``: AAA's Adam steps on its eager, compiled (numba)
   or CUDA-graph backend (``aaa_solver.py``, which also holds AAA's objective, written once).
 
@@ -18,6 +18,6 @@ from workbench.speed.aaa_solver import METHODS as AAA_METHODS
 from workbench.speed.aaa_solver import default_method as default_aaa_method
 from workbench.speed.aaa_solver import solve as solve_aaa
 from workbench.speed.forward import Forwards
-from workbench.speed.threads import one_thread, threads
+from workbench.speed.threads import allowed_cores, fit, one_thread, threads
 
-__all__ = ["AAA_METHODS", "Forwards", "default_aaa_method", "one_thread", "solve_aaa", "threads"]
+__all__ = ["AAA_METHODS", "Forwards", "allowed_cores", "default_aaa_method", "fit", "one_thread", "solve_aaa", "threads"]

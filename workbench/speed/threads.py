@@ -10,6 +10,7 @@ send a rounding-sensitive attack (NES's finite differences) down another path. S
 give identical scores (the first time a size is wanted on one thread, it is run on both and compared): results
 never depend on timing. ``Oracle(threads="auto")`` skips that check (for models that never match, like DENT).
 
+    fit()           at import: no more threads than the cores this process may use (affinity, CPU quota)
     threads(n)      context: run a block on n intra-op threads, then restore the setting
     one_thread()    context: run a block (AAA's solver, UniG's step, an attack's loop) on one thread
     Adaptive(n)     picks n threads or 1 for each forward from the measured time per image
@@ -17,12 +18,56 @@ never depend on timing. ``Oracle(threads="auto")`` skips that check (for models 
 
 from __future__ import annotations
 
+import math
+import os
 import statistics
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
+
+CGROUP = Path("/sys/fs/cgroup")
+
+
+def allowed_cores(cgroup: Path = CGROUP) -> int:
+    """The cores this process may use: its CPU affinity, capped by a container's CPU quota (cgroup v2
+    ``cpu.max``, or v1 ``cpu.cfs_quota_us`` over ``cpu.cfs_period_us``) rounded up."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = _quota(cgroup)
+    return max(1, min(cores, math.ceil(quota))) if quota is not None else cores
+
+
+def _quota(cgroup: Path) -> float | None:
+    """A CPU quota in cores, or None where there is none (or it cannot be read)."""
+    try:
+        v2 = cgroup / "cpu.max"
+        if v2.is_file():
+            limit, period = v2.read_text().split()[:2]
+            return None if limit == "max" else int(limit) / int(period)
+        v1 = cgroup / "cpu" / "cpu.cfs_quota_us"
+        if v1.is_file():
+            limit = int(v1.read_text())
+            return None if limit <= 0 else limit / int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
+    return None
+
+
+def fit(cgroup: Path = CGROUP) -> int:
+    """Lower PyTorch's intra-op threads to ``allowed_cores`` where the user set none (``OMP_NUM_THREADS``) and
+    PyTorch's default asks for more (its default counts the machine's cores, not a container's quota: a kernel
+    limited to 2 CPUs on a 64-core server would start 64 threads on them); return the threads in use. It never
+    raises the count, and never changes a count the user set: the count can change results in the last bit (a
+    forward's reductions split differently), so only the user's setting or the machine's limit decides it. Load
+    is left to the waiting policy (``OMP_WAIT_POLICY=PASSIVE``, set when the workbench is imported), which keeps
+    every number as it is."""
+    if "OMP_NUM_THREADS" not in os.environ:
+        cores = allowed_cores(cgroup)
+        if torch.get_num_threads() > cores:
+            torch.set_num_threads(cores)
+    return torch.get_num_threads()
 
 
 @contextmanager

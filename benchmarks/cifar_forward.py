@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from benchmarks import common
-from workbench import data, models, protocol
+from workbench import data, models
 from workbench.attacks import registry as attacks
 from workbench.speed.inference import fold_batchnorm
 from workbench.oracle import Oracle

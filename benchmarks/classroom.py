@@ -1,7 +1,7 @@
 """A classroom under load: lesson 00 in fast mode run as a Jupyter kernel runs it (no thread setting), quiet, beside
 one busy core, and four copies at once; and AAA's 100-query Square (the README's defense, 100 images), quiet and
-beside a busy core. Each under the workbench's waiting policy (``OMP_WAIT_POLICY=PASSIVE``, set on import), under
-OpenMP's default (spin, then sleep: what the workbench did before; the benchmark passes an empty policy, which
+beside a busy core. Each under the waiting policy the classroom extension gives kernels (``OMP_WAIT_POLICY=PASSIVE``),
+under OpenMP's default (spin, then sleep: scripts, and kernels before; the benchmark passes an empty policy, which
 libgomp reports as invalid and ignores) and under a brief spin (``GOMP_SPINCOUNT=10000``). Prints the times and the ratios from this one run (goals: busy
 core at most 2x quiet, four at once at most 2.5x one alone, AAA's Square at most 2x).
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 from benchmarks import common
 
-POLICIES = {"PASSIVE (the workbench)": {"OMP_WAIT_POLICY": "PASSIVE"},
-            "OpenMP's default (before)": {"OMP_WAIT_POLICY": ""},
+POLICIES = {"PASSIVE (classroom kernels)": {"OMP_WAIT_POLICY": "PASSIVE"},
+            "OpenMP's default (scripts)": {"OMP_WAIT_POLICY": ""},
             "brief spin (GOMP_SPINCOUNT 10k)": {"OMP_WAIT_POLICY": "", "GOMP_SPINCOUNT": "10000"}}
 ROOT = Path(__file__).resolve().parents[1]
 

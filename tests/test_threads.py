@@ -223,8 +223,8 @@ print(torch.get_num_threads(), hashlib.sha256(r.first_success.numpy().tobytes() 
 
 
 def test_the_waiting_policy_changes_no_number():
-    """Importing the workbench sets OMP_WAIT_POLICY=PASSIVE (idle threads sleep); a Square and a NES run (NES is
-    rounding-sensitive) give the same bits as under ACTIVE, on two threads."""
+    """The classroom extension starts kernels with OMP_WAIT_POLICY=PASSIVE (idle threads sleep); a Square and a
+    NES run (NES is rounding-sensitive) give the same bits as under ACTIVE, on two threads."""
     import os
     import subprocess
     import sys
@@ -234,7 +234,20 @@ def test_the_waiting_policy_changes_no_number():
         out[policy] = subprocess.run([sys.executable, "-c", _POLICY_RUN], env=env, capture_output=True, text=True,
                                      check=True).stdout.split()
     assert out["ACTIVE"] == out["PASSIVE"] and out["ACTIVE"][0] == "2"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    policy = subprocess.run([sys.executable, "-c", "import os, workbench; print(os.environ['OMP_WAIT_POLICY'])"],
-                            env=env, capture_output=True, text=True, check=True).stdout.strip()
-    assert policy == "PASSIVE"
+
+
+def test_the_classroom_extension_starts_kernels_with_the_passive_policy(monkeypatch):
+    import logging
+    import os
+    from types import SimpleNamespace
+
+    from workbench.course import classroom
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    hooks = []
+    server = SimpleNamespace(contents_manager=SimpleNamespace(register_pre_save_hook=hooks.append),
+                             log=logging.getLogger("test"))
+    classroom._load_jupyter_server_extension(server)
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE" and hooks == [classroom.strip_on_save]
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")  # a setting of the server's own is kept
+    classroom._load_jupyter_server_extension(server)
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"

@@ -10,8 +10,9 @@ environment.yml; it writes ``<env>/etc/jupyter/jupyter_server_config.d/workbench
 
 - the student keeps every output on screen for the session; only the file on disk is stripped;
 - any other notebook (a copy saved elsewhere, ``notebooks/mine/``, a student's own) is saved untouched;
-- every kernel the server starts gets ``OMP_WAIT_POLICY=PASSIVE`` unless one is set (see ``workbench``'s package
-  docstring: idle threads sleep, so a kernel beside a busy core does not slow down from spinning);
+- every kernel the server starts gets ``OMP_WAIT_POLICY=PASSIVE`` unless one is set: idle OpenMP threads sleep
+  instead of spinning, so a kernel beside a busy core or beside other kernels does not collapse (numbers are the
+  same bit for bit; docs/performance.md has what it saves under load and costs on a quiet machine);
 - ``python -m workbench.course.classroom disable`` switches it off;
 - ``python -m workbench.course.classroom strip FILE...`` strips files the same way (``make strip``);
   ``python -m workbench.course.classroom check FILE...`` exits 1 if any is not stored stripped.
@@ -72,7 +73,7 @@ def _jupyter_server_extension_points() -> list[dict[str, str]]:
 def _load_jupyter_server_extension(server_app: Any) -> None:
     server_app.contents_manager.register_pre_save_hook(strip_on_save)
     server_app.log.info("workbench.course.classroom: the workbench's notebooks are saved without outputs")
-    # every kernel this server starts inherits it, even one whose first cell imports torch before the workbench
+    # every kernel this server starts inherits it (OpenMP reads it once, when a kernel first imports torch)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     server_app.log.info(f"workbench.course.classroom: kernels start with OMP_WAIT_POLICY="
                         f"{os.environ['OMP_WAIT_POLICY']} (idle threads sleep: docs/performance.md)")

@@ -10,7 +10,6 @@ local process in a home folder of their own under the test's scratch folder, ker
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -19,7 +18,7 @@ import urllib.parse
 import urllib.request
 from pathlib import Path
 
-from lab import SETTINGS, Lab, _chromium, _free_port
+from lab import Lab, _chromium, _free_port, write_settings
 
 PASSWORD = "course"
 BIN = Path(sys.executable).parent
@@ -55,11 +54,7 @@ class Hub(Lab):
         return self.scratch / "home" / student
 
     def _start_hub(self) -> subprocess.Popen:
-        settings = self.scratch / "settings"
-        for name, value in SETTINGS.items():
-            target = settings / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(json.dumps(value))
+        settings = write_settings(self.scratch / "settings")
         for student in self.students:
             self.home(student).mkdir(parents=True, exist_ok=True)
         config = self.scratch / "jupyterhub_config.py"

@@ -31,6 +31,15 @@ SETTINGS = {  # JupyterLab user settings for the test's own settings folder: no 
 }
 
 
+def write_settings(folder: Path) -> Path:
+    """Write ``SETTINGS`` as JupyterLab user settings into ``folder`` (for ``JUPYTERLAB_SETTINGS_DIR``)."""
+    for name, value in SETTINGS.items():
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(value))
+    return folder
+
+
 def available() -> str | None:
     """None when the browser test can run here, else the reason it cannot."""
     for path, package in ((CHROMIUM, "chromium"), (CHROMEDRIVER, "chromium-driver")):
@@ -85,11 +94,7 @@ class Lab:
             raise
 
     def _start_server(self, scratch: Path, env: dict[str, str]) -> subprocess.Popen:
-        settings = scratch / "settings"
-        for name, value in SETTINGS.items():
-            target = settings / name
-            target.parent.mkdir(parents=True, exist_ok=True)
-            target.write_text(json.dumps(value))
+        settings = write_settings(scratch / "settings")
         # a student's environment: the kernel's own (inline) backend, no WORKBENCH_* settings of the test run
         environ = {k: v for k, v in os.environ.items() if k != "MPLBACKEND" and not k.startswith("WORKBENCH_")}
         environ.update(JUPYTERLAB_SETTINGS_DIR=str(settings), JUPYTERLAB_WORKSPACES_DIR=str(scratch / "workspaces"),

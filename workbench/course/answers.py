@@ -110,8 +110,7 @@ def encode(value: Any) -> Any:
     if isinstance(value, pd.Series):
         return {"kind": "series", "name": encode(value.name), "index": encode(list(value.index)),
                 "values": encode(value.tolist())}
-    if dataclasses.is_dataclass(value) and type(value).__name__ in _RECORDS \
-            and type(value) is _RECORDS[type(value).__name__]:
+    if type(value) in _RECORDS.values():  # exactly these classes, not a subclass
         return {"kind": "record", "type": type(value).__name__,
                 "fields": {f.name: encode(getattr(value, f.name)) for f in dataclasses.fields(value)}}
     return {"kind": "unsupported", "type": type(value).__name__}

@@ -235,13 +235,14 @@ def grade(path: Path, name: str | None = None, fast: bool = True, timeout: int =
         graded = Graded(name or path.name, lesson, seconds=time.perf_counter() - start)
         for key, index in at.items():
             graded.points[key], graded.messages[key] = _judged(key, nb.cells[index], exported, hidden_checks or {})
-    skipped = set(at.values()) | set(exports)
+    exports = set(exports)
+    skipped = set(at.values()) | exports
     for number, cell in enumerate(nb.cells):
         if number not in skipped:
             graded.errors += [f"cell {number} raised {o['ename']}: {o['evalue']}" for o in cell.get("outputs", [])
                               if o.get("output_type") == "error"]
     if save_to is not None:
-        nb.cells = [cell for number, cell in enumerate(nb.cells) if number not in set(exports)]
+        nb.cells = [cell for number, cell in enumerate(nb.cells) if number not in exports]
         target = Path(save_to) / graded.submission
         target.parent.mkdir(parents=True, exist_ok=True)
         paths.atomic_write(target, lambda tmp: nbformat.write(nb, str(tmp)))

@@ -6,12 +6,15 @@ thread setting the process starts with (a JupyterLab kernel sets none):
    batches of 1, 4, 16, 64, 100 and 500 (the Oracle chunks the forwards, folds batch norms and post-processes as
    it does for an attack; batches of 1 and 4 over the first 100 images).
 
-Best of ``--repeats`` passes each, the defenses interleaved with the undefended model, ratios to it.
+Each ratio is the defense's best of ``--repeats`` passes over the undefended model's best of as many passes,
+the two interleaved pass by pass (the host's speed drifts; the best of each side is what the drift leaves alone).
 
-    python -m benchmarks.defense_overhead [--device cpu|cuda] [--repeats 3] [--only aaa-linear,aaa-sine]
+    python -m benchmarks.defense_overhead [--device cpu|cuda] [--repeats 7] [--only aaa-linear,aaa-sine]
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import pandas as pd
 import torch
@@ -34,9 +37,16 @@ def through_oracle(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, bat
                                 for i in range(0, len(x), batch)], 1) / len(x)
 
 
+def ratio(seconds: Callable[[torch.nn.Module], float], defended: torch.nn.Module, model: torch.nn.Module,
+          repeats: int) -> float:
+    """The best of ``repeats`` timings of ``defended`` over the best of as many of ``model``, interleaved."""
+    pairs = [(seconds(defended), seconds(model)) for _ in range(repeats)]
+    return min(d for d, _ in pairs) / min(u for _, u in pairs)
+
+
 def main() -> None:
     parser = common.parser(__doc__)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--only", default=",".join(names()))
     args = parser.parse_args()
     test = common.test_set()
@@ -45,12 +55,10 @@ def main() -> None:
     defenses = {name: common.prepared(name, test, args.device).defended for name in args.only.split(",")}
     direct, oracle = {}, {}
     for name, defended in defenses.items():
-        direct[name] = {f"batch {b}": min(seconds_per_image(defended, x[:100] if b == 1 else x, b) /
-                                          seconds_per_image(model, x[:100] if b == 1 else x, b)
-                                          for _ in range(args.repeats)) for b in DIRECT}
-        oracle[name] = {f"query batch {b}": min(through_oracle(defended, x[:500], y[:500], b) /
-                                                through_oracle(model, x[:500], y[:500], b)
-                                                for _ in range(args.repeats)) for b in QUERIES}
+        direct[name] = {f"batch {b}": ratio(lambda m: seconds_per_image(m, x[:100] if b == 1 else x, b),
+                                            defended, model, args.repeats) for b in DIRECT}
+        oracle[name] = {f"query batch {b}": ratio(lambda m: through_oracle(m, x[:500], y[:500], b),
+                                                  defended, model, args.repeats) for b in QUERIES}
     print(f"device {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads\n")
     print("1. the module called directly (time per image / undefended)")
     print(pd.DataFrame(direct).T.round(2).to_string())

@@ -18,6 +18,18 @@ from workbench.attacks import registry as attacks
 from workbench.defenses.registry import prepare
 
 
+def test_the_interval_is_scipys_wilson_interval():
+    """The written-out interval gives scipy's ``binomtest(k, n).proportion_ci(method="wilson")`` for every k of
+    n in 1..30, 100 and 1000 at level 0.95, and of 100 at 0.9 (within 1e-12: z comes from the standard library's
+    inverse normal, scipy's from ``ndtri``)."""
+    from scipy import stats
+
+    cases = [(k, n, 0.95) for n in [*range(1, 31), 100, 1000] for k in range(n + 1)]
+    for k, n, level in cases + [(k, 100, 0.9) for k in range(101)]:
+        ci = stats.binomtest(k, n).proportion_ci(level, method="wilson")
+        assert metrics.interval(k / n, n, level) == pytest.approx((ci.low, ci.high), abs=1e-12), (k, n, level)
+
+
 @pytest.mark.parametrize("k, n", [(0, 100), (1, 100), (56, 100), (99, 100), (100, 100), (3, 8), (40, 40)])
 def test_the_interval_is_wilsons(k, n):
     """Agreement with the Wilson score interval written out (z = 1.959964): center (p + z^2 / 2n) / (1 + z^2 / n),

@@ -3,7 +3,8 @@
 intervals every shown accuracy carries (``interval``: over images; ``seed_interval``: over seeds) with the ties
 they imply in a ranking (``ties``).
 
-Intervals over images are Wilson score intervals (``scipy.stats.binomtest``): an accuracy on n images is k
+Intervals over images are Wilson score intervals (Newcombe 1998's formulas, as ``scipy.stats.binomtest``'s
+``proportion_ci(method="wilson")`` computes them; a test checks the two agree): an accuracy on n images is k
 successes of n, the interval is closed-form (no seed, the same on every machine) and keeps its coverage near 0 and
 1, where many defenses sit (a per-image bootstrap collapses to [0, 0] at an accuracy of 0, and the normal
 approximation leaves [0, 1]).
@@ -17,14 +18,15 @@ Example::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
 
-from scipy import stats
 from tqdm.auto import tqdm
 
 from workbench import checks, transforms
@@ -136,8 +138,12 @@ def interval(accuracy: float, n: int, level: float = LEVEL) -> tuple[float, floa
     k = int(round(accuracy * n))
     if abs(k - accuracy * n) > 1e-6 * n:
         raise ValueError(f"accuracy={accuracy} is not a share of n={n} images")
-    ci = stats.binomtest(k, n).proportion_ci(level, method="wilson")
-    return float(ci.low), float(ci.high)
+    z = NormalDist().inv_cdf(0.5 + 0.5 * level)
+    p = k / n
+    denom = 2 * (n + z ** 2)
+    center = (2 * n * p + z ** 2) / denom
+    delta = z / denom * math.sqrt(4 * n * p * (1 - p) + z ** 2)
+    return (0.0 if k == 0 else center - delta), (1.0 if k == n else center + delta)
 
 
 def seed_interval(values: Sequence[float], level: float = LEVEL, clip: bool = True) -> tuple[float, float, float]:
@@ -150,6 +156,8 @@ def seed_interval(values: Sequence[float], level: float = LEVEL, clip: bool = Tr
     mean = float(v.mean())
     if len(v) < 2:
         return mean, float("nan"), float("nan")
+    from scipy import stats  # here: importing scipy.stats costs about a second, and most callers never get here
+
     half = float(stats.t.ppf(0.5 + level / 2, len(v) - 1) * v.std(ddof=1) / np.sqrt(len(v)))
     return (mean, max(0.0, mean - half), min(1.0, mean + half)) if clip else (mean, mean - half, mean + half)
 

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torchvision
 
 from workbench import checks
 from workbench.models.architectures import IMAGENET_MEAN, IMAGENET_STD, Normalized
@@ -20,9 +19,18 @@ from workbench.models.zoo import ZooEntry, entries
 WEIGHTS = Path(__file__).resolve().parents[1] / "zoo"  # the shipped weights: workbench/zoo/<name>.pt
 
 
+def _torchvision_models():
+    """``torchvision.models``, imported where a torchvision classifier is asked for: the import costs 1-2 s (it
+    loads torch._dynamo), which a zoo model never needs."""
+    import torchvision.models
+
+    return torchvision.models
+
+
 def names() -> list[str]:
     """Every name ``build`` and ``load`` accept: the zoo and torchvision's ImageNet classifiers."""
-    return sorted(entries()) + sorted(torchvision.models.list_models(module=torchvision.models))
+    tv = _torchvision_models()
+    return sorted(entries()) + sorted(tv.list_models(module=tv))
 
 
 def build(name: str, num_classes: int | None = None) -> nn.Module:
@@ -34,7 +42,7 @@ def build(name: str, num_classes: int | None = None) -> nn.Module:
         model, dataset = found.build(), found.dataset
     else:
         checks.choice("name", name, names())
-        net = torchvision.models.get_model(name, weights=None, **({"num_classes": num_classes} if num_classes else {}))
+        net = _torchvision_models().get_model(name, weights=None, **({"num_classes": num_classes} if num_classes else {}))
         model, dataset = Normalized(net, IMAGENET_MEAN, IMAGENET_STD), None if num_classes else "imagenet"
     if dataset is not None:
         model.zoo_dataset = dataset
@@ -140,7 +148,7 @@ def _load_state(model: nn.Module, path: Path, arg: str) -> None:
 
 
 def _torchvision_cache(name: str) -> Path:
-    url = torchvision.models.get_model_weights(name).DEFAULT.url
+    url = _torchvision_models().get_model_weights(name).DEFAULT.url
     path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(url)
     if not path.is_file():
         raise ValueError(f"no weights for name={name!r} in torchvision's cache ({path}); nothing is downloaded: "

@@ -135,7 +135,7 @@ def _exp(x):  # pragma: no cover - compiled by numba
     q = _TAYLOR[13]
     for i in range(12, -1, -1):
         q = q * r + _TAYLOR[i]
-    whole = np.int64(n)
+    whole = min(max(np.int64(n), -1076), 0)  # -1076..0 for every x above; a NaN's index would point anywhere
     half = whole >> 1
     return q * _POW2[half + 540] * _POW2[whole - half + 540]
 

@@ -8,8 +8,10 @@ setting the process starts with (a JupyterLab kernel sets none).
    also the folded copy under bfloat16 autocast (the Oracle does not use it: its logits keep 8 significant bits,
    too coarse for the small margin changes Square and AAA compare).
 2. Square (l-inf 8/255, the protocol's settings) on the first ``--images`` embedded test images for ``--queries``
-   queries: its wall time, the images it forwarded, and its time over the forward floor (those images at the best
-   throughput of part 1).
+   queries: its wall time, the images it forwarded, and its time over two floors: the forward floor (those images
+   at the best throughput of part 1) and the replayed floor (the query batches Square sent, in the Oracle's chunks,
+   through the folded copy with nothing else: what the forwards cost at the batch sizes the attack had, so that
+   Square's time over it is the attack's and the Oracle's own work).
 
     python -m benchmarks.cifar_forward [--weights PATH] [--images 200] [--queries 1000] [--compile] [--bfloat16]
 """
@@ -24,6 +26,7 @@ import torch
 from benchmarks import common
 from workbench import data, models
 from workbench.attacks import registry as attacks
+from workbench.speed.forward import CPU_BATCH
 from workbench.speed.inference import fold_batchnorm
 from workbench.oracle import Oracle
 
@@ -80,8 +83,27 @@ def main() -> None:
     seconds = time.perf_counter() - start
     forwarded = int(result.queries.sum())
     floor = forwarded / float(rates[["contiguous", "channels_last", "folded"]].max().max())
+    replayed = replay(variants["folded"], xs.to(args.device), result.queries)
     print(f"\n2. Square l-inf 8/255, {args.images} images, {args.queries} queries: {seconds:.1f} s, {forwarded} images "
-          f"forwarded, robust {result.robust_accuracy():.3f}; floor {floor:.1f} s -> {seconds / floor:.2f}x the floor")
+          f"forwarded, robust {result.robust_accuracy():.3f}; floor {floor:.1f} s -> {seconds / floor:.2f}x the floor; "
+          f"replayed floor {replayed:.1f} s -> {seconds / replayed:.2f}x it")
+
+
+def replay(model: torch.nn.Module, x: torch.Tensor, queries: torch.Tensor, repeats: int = 2) -> float:
+    """Seconds of plain forwards (best of ``repeats``) of the query batches an attack that queries every unfinished
+    image once per step sent, given each image's query count: step t has the images with more than t queries,
+    forwarded in the Oracle's chunks (``CPU_BATCH`` images on a CPU, whole on a GPU)."""
+    counts = queries.cpu()
+    sizes = [int((counts > t).sum()) for t in range(int(counts.max()))]
+    step = CPU_BATCH if x.device.type == "cpu" else len(x)
+
+    def run() -> None:
+        for n in sizes:
+            for i in range(0, n, step):
+                model(x[i:min(i + step, n)])
+
+    with torch.inference_mode():
+        return common.best(run, repeats)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,9 @@ thread setting the process starts with (a JupyterLab kernel sets none):
    batches of 1, 4, 16, 64, 100 and 500 (the Oracle chunks the forwards, folds batch norms and post-processes as
    it does for an attack; batches of 1 and 4 over the first 100 images).
 
-Each ratio is the defense's best of ``--repeats`` passes over the undefended model's best of as many passes,
-the two interleaved pass by pass (the host's speed drifts; the best of each side is what the drift leaves alone).
+Each ratio is the defense's best of ``--repeats`` timings over the undefended model's best of as many, the two
+interleaved (the host's speed drifts; the best of each side is what the drift leaves alone). A timing through an
+Oracle is the best of 3 passes.
 
     python -m benchmarks.defense_overhead [--device cpu|cuda] [--repeats 7] [--only aaa-linear,aaa-sine]
 """
@@ -28,13 +29,13 @@ DIRECT = (1, 100, 1000)
 QUERIES = (1, 4, 16, 64, 100, 500)
 
 
-def through_oracle(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int) -> float:
-    """Seconds per query of one pass of query batches of ``batch`` images through a fresh Oracle (built, and its
-    probes run, outside the timing)."""
+def through_oracle(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int, passes: int = 3) -> float:
+    """Seconds per query of the best of ``passes`` passes of query batches of ``batch`` images through a fresh
+    Oracle (built, and its probes run, outside the timing)."""
     x, y = (x[:100], y[:100]) if batch < 16 else (x, y)
-    oracle = Oracle(model, x, y, budget=1)
+    oracle = Oracle(model, x, y, budget=passes)
     return common.best(lambda: [oracle.query(x[i:i + batch], torch.arange(i, min(i + batch, len(x))))
-                                for i in range(0, len(x), batch)], 1) / len(x)
+                                for i in range(0, len(x), batch)], passes) / len(x)
 
 
 def ratio(seconds: Callable[[torch.nn.Module], float], defended: torch.nn.Module, model: torch.nn.Module,

@@ -121,6 +121,50 @@ def test_the_compiled_loops_two_layouts_give_the_same_bits(cnn, test_set):
     assert torch.equal(one, lanes[:1])  # a row alone (row layout) as in its block of 300 (lanes)
 
 
+def _step_by_step(logits: torch.Tensor, curve: str, t: float) -> tuple[torch.Tensor, int]:
+    """AAA's post-processing as its PyTorch steps around the compiled loop: target margins, arg-max, the loop,
+    the rounding and the repair."""
+    net = aaa.AAA(torch.nn.Identity(), curve, temperature=t)
+    z = logits.double()
+    pred, m_trg = z.argmax(1), aaa.target_margin(top2_margin(z), curve)
+    out = aaa_solver.solve(z, pred, m_trg, t, net.beta, net.kappa, net.lr, "compiled").to(logits.dtype)
+    return net._repair(out, pred), net.last_repaired
+
+
+def test_the_one_call_post_processing_is_the_defenses_steps_bit_for_bit(cnn, test_set):
+    """``aaa_solver.post_process`` (target margins, arg-max, loop, rounding and repair in one compiled call, what
+    ``AAA.post_process`` runs on a CPU) gives the output and the repair count of the defense's steps in PyTorch
+    around the compiled loop, bit for bit: the 1000 test logits (lanes), their first 1 and 3 rows (row layout) and
+    400 random logits of 100 classes with margins from 0 to 16 (three attractor intervals), both curves, T 0.5, 1,
+    1.15 and 2, float32 and float64."""
+    pytest.importorskip("numba")
+    wide = torch.randn(400, 100, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 8
+    for logits in (metrics.predict(cnn, test_set.x), wide.float(), wide):
+        for rows in (logits, logits[:1], logits[:3]):
+            for curve in aaa.CURVES:
+                for t in (0.5, 1.0, 1.15, 2.0):
+                    net = aaa.AAA(torch.nn.Identity(), curve, temperature=t, solver="compiled")
+                    out = net.post_process(rows)
+                    expected, repaired = _step_by_step(rows, curve, t)
+                    assert out.dtype == rows.dtype and torch.equal(out, expected), (len(rows), curve, t)
+                    assert net.last_repaired == repaired
+
+
+def test_the_compiled_repair_is_the_defenses(cnn):
+    """The compiled repair raises a moved row's predicted logit as ``AAA._repair`` does, in float32 and float64:
+    2000 random rows, half of them with a prediction that is not their arg-max, ties included."""
+    pytest.importorskip("numba")
+    gen = torch.Generator().manual_seed(1)
+    for dtype in (torch.float32, torch.float64):
+        z = torch.randint(0, 6, (2000, 10), generator=gen).to(dtype) * 0.5  # many ties
+        pred = torch.where(torch.rand(2000, generator=gen) < 0.5, z.argmax(1), torch.randint(0, 10, (2000,)))
+        net = aaa.AAA(cnn)
+        expected = net._repair(z, pred)
+        ours = z.numpy().copy()
+        moved = aaa_solver._repair_compiled(ours, pred.numpy(), torch.tensor([1e-4], dtype=dtype).numpy())
+        assert moved == net.last_repaired > 500 and torch.equal(torch.from_numpy(ours), expected), dtype
+
+
 def test_the_compiled_exp_is_within_one_ulp_of_libm():
     """The solver's exp, written out so that it vectorizes, against libm's (numpy's float64 exp rounds within
     1 ulp too) on 200,001 points of [-750, 0] and the edges: at most 1 ulp apart (measured: 1; 89% equal) where

@@ -1,6 +1,6 @@
 """The exercises' self-checks as a student meets them: an unanswered exercise says so, an answer of the wrong kind
 gets a message instead of an exception, and a wrong answer fails with a hint (the worked solutions pass: see
-test_solutions.py)."""
+tests/course/test_gradebook.py)."""
 
 from __future__ import annotations
 

@@ -1,26 +1,16 @@
-"""The course kit: every exercise of every lesson has a solution and a check; the worked solutions, graded by the
-instructor's grader in fast mode, score full marks with no cell raising (in their own file, so that pytest-xdist
-runs them beside the lessons); the student sheets are what ``release`` makes of them."""
+"""The course kit: every exercise of every lesson has a solution and a check, and the student sheets are what
+``release`` makes of the solutions. That the worked solutions, graded by the instructor's grader in fast mode,
+score full marks with no cell raising is tested once, with the rest of the grading command, by ``make
+test-course`` (``tests/course``, run by CI)."""
 
 from __future__ import annotations
 
 import re
 
 import nbformat
-import pytest
 
 from workbench import paths
 from workbench.course import exercises, grading, notebooks
-
-
-@pytest.mark.notebook
-@pytest.mark.parametrize("path", notebooks.notebooks(solutions=True), ids=lambda p: f"solutions/{p.name}")
-def test_solutions_score_full_marks_in_fast_mode(path):
-    graded = grading.grade(path, fast=True, timeout=300)
-    print(f"solutions/{path.name}: graded in {graded.seconds:.1f} s in fast mode")
-    assert not graded.errors, graded.errors
-    failed = {k: graded.messages[k] for k, p in graded.points.items() if not p}
-    assert graded.score == len(exercises.of_lesson(path.name)) and not failed, failed
 
 
 def test_every_exercise_has_a_solution_and_a_check():

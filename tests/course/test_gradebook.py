@@ -1,5 +1,5 @@
 """The instructor's grading command end to end, as CI runs it (``make test-course``, in ``.ci/run``; not part of
-``make test``, whose notebook runs already grade the worked solutions): a folder of submissions -- every worked
+``make test``, which runs the lessons themselves): a folder of submissions -- every worked
 solution, every unanswered student sheet and a deliberately wrong, tampered-with submission -- graded into one
 CSV gradebook by ``python -m workbench.course.grading grade``, with the instructor's example hidden checks
 (``docs/hidden_checks_example.py``), and a submission that talks past the self-checks from an answer cell."""
@@ -99,9 +99,11 @@ def gradebook(tmp_path_factory) -> pd.DataFrame:
 
 
 def test_the_worked_solutions_score_full_marks(gradebook):
+    """Every lesson's worked solutions, graded in fast mode: full marks and no cell raising (empty feedback)."""
     solved = gradebook[gradebook["student"] == "solved"]
     assert len(solved) == len(notebooks.notebooks())
     assert (solved["score"] == solved["out_of"]).all(), solved[["submission", "score", "out_of", "feedback"]]
+    assert solved["feedback"].fillna("").eq("").all(), solved[["submission", "feedback"]]
     assert solved["out_of"].sum() == len(exercises.EXERCISES)
 
 

@@ -55,7 +55,7 @@ import torch.nn as nn
 from workbench import checks
 from workbench.defenses.temperature import held_out_logits, tune_temperature
 from workbench.losses import top2_margin
-from workbench.speed import AAA_METHODS, default_aaa_method, one_thread, solve_aaa
+from workbench.speed import AAA_METHODS, aaa_solver, default_aaa_method, one_thread, solve_aaa
 
 # AAA (Chen et al. 2022): the attractor interval tau, in logits, and the reverse step alpha of each curve. The
 # defense, the figures and the sliders read them from here; op-Square's threshold is half of tau (a test checks).
@@ -142,11 +142,15 @@ class AAA(nn.Module):
     def post_process(self, logits: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
         """AAA's output for the original logits ``logits`` (N, K) (Algorithm 1): solved in float64 and rounded once
         to the logits' dtype (``workbench.speed``: the same output whichever solver and CPU kernel level runs it)."""
-        z_org = logits.detach().double()
         t = self.temperature if temperature is None else temperature
+        method = self.solver or default_aaa_method(logits.device)
+        if method == "compiled" and logits.device.type == "cpu" and logits.dtype in (torch.float32, torch.float64):
+            z, self.last_repaired = aaa_solver.post_process(logits, self.curve == "sine", self.tau, self.alpha, t,
+                                                            self.beta, self.kappa, self.lr)
+            return z
+        z_org = logits.detach().double()
         m_trg = target_margin(top2_margin(z_org), self.curve, self.tau, self.alpha)
         pred = z_org.argmax(1)
-        method = self.solver or default_aaa_method(z_org.device)
         # the eager loop's tiny operations on one thread: several only add waiting (and collapse under load)
         with one_thread() if method == "eager" else contextlib.nullcontext():
             z = solve_aaa(z_org, pred, m_trg, t, self.beta, self.kappa, self.lr, method)

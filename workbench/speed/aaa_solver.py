@@ -269,6 +269,66 @@ def _lanes(z, pred, m_trg, temperature, beta, c2, step, b1, a1, b2, a2, eps):  #
     return z
 
 
+def _target(m, sine, tau, alpha):  # pragma: no cover - compiled by numba
+    """``defenses.aaa.target_margin`` of one margin (eq. 5), its operations in the same order (a test ties the two)."""
+    atr = (np.ceil(m / tau) - 0.5) * tau
+    if sine:
+        return m - alpha * tau * math.sin(math.pi * (1 - 2 * (m - atr) / tau))
+    return atr - alpha * (m - atr)
+
+
+def _repair(z, pred, lift):  # pragma: no cover - compiled by numba
+    """``AAA._repair`` in place: where a row's arg-max (its first largest logit) is no longer ``pred``, the logit
+    of ``pred`` is raised to the largest other plus ``lift[0]`` (in z's dtype), if below it. Returns how many rows."""
+    n, k = z.shape
+    moved = 0
+    for i in range(n):
+        first = 0
+        for j in range(1, k):
+            if z[i, j] > z[i, first]:
+                first = j
+        if first == pred[i]:
+            continue
+        moved += 1
+        others = -np.inf
+        for j in range(k):
+            if j != pred[i] and z[i, j] > others:
+                others = z[i, j]
+        raised = others + lift[0]
+        z[i, pred[i]] = max(z[i, pred[i]], raised)
+    return moved
+
+
+def _post(logits, sine, tau, alpha, temperature, beta, c2, step, b1, a1, b2, a2, eps, out):  # pragma: no cover
+    """AAA's whole post-processing in one compiled call (``AAA.post_process``'s steps, each transcribed): the
+    float64 logits, their top-2 margins and targets, the arg-max, the Adam steps (row by row or in lanes), the
+    rounding into ``out`` (the logits' dtype) and the repair. Returns the repaired rows' count."""
+    n, k = logits.shape
+    z, pred, m_trg = np.empty((n, k)), np.empty(n, np.int64), np.empty(n)
+    for i in range(n):
+        first = 0
+        for j in range(k):
+            z[i, j] = logits[i, j]
+            if z[i, j] > z[i, first]:
+                first = j
+        second = -np.inf
+        for j in range(k):
+            if j != first and z[i, j] > second:
+                second = z[i, j]
+        pred[i] = first
+        m_trg[i] = _target_compiled(z[i, first] - second, sine, tau, alpha)
+    if n >= LANES_FROM:
+        _compiled_lanes(z, pred, m_trg, temperature, beta, c2, step, b1, a1, b2, a2, eps)
+    else:
+        _compiled(z, pred, m_trg, temperature, beta, c2, step, b1, a1, b2, a2, eps)
+    for i in range(n):
+        for j in range(k):
+            out[i, j] = z[i, j]
+    lift = np.empty(1, out.dtype)
+    lift[0] = 1e-4
+    return _repair_compiled(out, pred, lift)
+
+
 LANES = 64  # rows per block of the lane loop (its arrays stay in the L1 cache at 10 classes)
 LANES_FROM = 4  # rows from which the lane loop is as fast as the row loop or faster (about 2x at 64 rows and more)
 
@@ -277,8 +337,11 @@ if numba is not None:
     _exp_compiled = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")(_exp)
     _softmax_compiled = _jit(_softmax)
     _compiled, _compiled_lanes = _jit(_rows), _jit(_lanes)
+    _target_compiled, _repair_compiled = _jit(_target), _jit(_repair)
+    _post_compiled = _jit(_post)
 else:  # pragma: no cover - exercised where numba is missing
     _exp_compiled = _softmax_compiled = _compiled = _compiled_lanes = None
+    _target_compiled = _repair_compiled = _post_compiled = None
 
 
 def compiled(z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, temperature: float, beta: float,
@@ -294,6 +357,21 @@ def compiled(z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, temperatu
     out = run(z.detach().double().numpy().copy(), pred.numpy().astype(np.int64), m_trg.double().numpy(),
               float(temperature), float(beta), c2, step, BETAS[0], 1 - BETAS[0], BETAS[1], 1 - BETAS[1], EPS)
     return torch.from_numpy(out)
+
+
+def post_process(logits: torch.Tensor, sine: bool, tau: float, alpha: float, temperature: float, beta: float,
+                 steps: int, lr: float) -> tuple[torch.Tensor, int]:
+    """AAA's output for CPU logits (N, K) in one compiled call, and the count of repaired rows: what
+    ``defenses.aaa.AAA.post_process`` computes with the compiled loop, bit for bit (a test), without its ~20 small
+    PyTorch operations, which cost more than the loop itself at a few rows. Raises where numba is not installed."""
+    if _post_compiled is None:
+        raise ValueError("method='compiled' needs numba (pip install numba); use method='eager'")
+    z = logits.detach().numpy()
+    out = np.empty(z.shape, z.dtype)
+    c2, step = _schedule(int(steps), float(lr))
+    moved = _post_compiled(z, bool(sine), float(tau), float(alpha), float(temperature), float(beta), c2, step,
+                           BETAS[0], 1 - BETAS[0], BETAS[1], 1 - BETAS[1], EPS, out)
+    return torch.from_numpy(out), int(moved)
 
 
 class _Graph:

@@ -16,6 +16,9 @@ The objective is summed, so every row is solved independently of the others. Thr
   of 1-64 images is 10-640 logits). From ``LANES_FROM`` rows it runs in lanes: blocks of rows transposed so that
   each operation runs across rows in SIMD lanes, with an ``exp`` written out so that it vectorizes (``_exp``);
   fewer rows run row by row. Both layouts give the same bits (a test), about 2x apart at 64 rows and more.
+  ``post_process`` runs AAA's whole post-processing around the loop (margins, targets, arg-max, rounding, repair)
+  in the same compiled call, bit for bit the defense's PyTorch steps (a test): at a few rows those ~20 small
+  operations cost more than the loop.
 - ``graph`` (CUDA): the eager steps captured once per (device, rows rounded up to a power of two,
   hyperparameters) in a CUDA graph and replayed: one launch instead of ~3,000. Rows are padded, and padding is
   harmless because rows are independent.

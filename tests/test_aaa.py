@@ -150,7 +150,7 @@ def test_the_one_call_post_processing_is_the_defenses_steps_bit_for_bit(cnn, tes
                     assert net.last_repaired == repaired
 
 
-def test_the_compiled_repair_is_the_defenses(cnn):
+def test_the_compiled_repair_is_the_defenses():
     """The compiled repair raises a moved row's predicted logit as ``AAA._repair`` does, in float32 and float64:
     2000 random rows, half of them with a prediction that is not their arg-max, ties included."""
     pytest.importorskip("numba")
@@ -158,7 +158,7 @@ def test_the_compiled_repair_is_the_defenses(cnn):
     for dtype in (torch.float32, torch.float64):
         z = torch.randint(0, 6, (2000, 10), generator=gen).to(dtype) * 0.5  # many ties
         pred = torch.where(torch.rand(2000, generator=gen) < 0.5, z.argmax(1), torch.randint(0, 10, (2000,)))
-        net = aaa.AAA(cnn)
+        net = aaa.AAA(torch.nn.Identity())
         expected = net._repair(z, pred)
         ours = z.numpy().copy()
         moved = aaa_solver._repair_compiled(ours, pred.numpy(), torch.tensor([1e-4], dtype=dtype).numpy())
@@ -234,6 +234,9 @@ def test_bad_arguments_name_the_argument(cnn):
                         ({"beta": -1}, "beta"), ({"temperature": 0}, "temperature")]:
         with pytest.raises(ValueError, match=arg):
             aaa.AAA(cnn, **kwargs)
+    for solver in ("eager", "compiled"):  # one class has no top-2 margin: the one-call solver would give NaN
+        with pytest.raises(ValueError, match="logits"):
+            aaa.AAA(cnn, solver=solver).post_process(torch.zeros(3, 1))
 
 
 def test_aaa_linear_keeps_most_images_against_square():

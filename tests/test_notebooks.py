@@ -24,7 +24,6 @@ def test_notebook_runs_in_fast_mode(path, tmp_path, monkeypatch):
     assert os.environ["WORKBENCH_FAST"] == "1" and paths.fast_mode()
 
 
-
 def test_the_runner_names_a_bad_job_count():
     with pytest.raises(ValueError, match="jobs"):
         notebooks.main(["--fast", "00", "--jobs", "0"])

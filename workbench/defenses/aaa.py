@@ -142,6 +142,8 @@ class AAA(nn.Module):
     def post_process(self, logits: torch.Tensor, temperature: float | None = None) -> torch.Tensor:
         """AAA's output for the original logits ``logits`` (N, K) (Algorithm 1): solved in float64 and rounded once
         to the logits' dtype (``workbench.speed``: the same output whichever solver and CPU kernel level runs it)."""
+        if logits.ndim != 2 or logits.shape[1] < 2:
+            raise ValueError(f"logits must have shape (N, K) with K >= 2 classes, got {tuple(logits.shape)}")
         t = self.temperature if temperature is None else temperature
         method = self.solver or default_aaa_method(logits.device)
         if method == "compiled" and logits.device.type == "cpu" and logits.dtype in (torch.float32, torch.float64):

@@ -347,13 +347,17 @@ else:  # pragma: no cover - exercised where numba is missing
     _target_compiled = _repair_compiled = _post_compiled = None
 
 
+def _require_numba() -> None:
+    if numba is None:
+        raise ValueError("method='compiled' needs numba (pip install numba); use method='eager'")
+
+
 def compiled(z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, temperature: float, beta: float,
              steps: int, lr: float, layout: str | None = None) -> torch.Tensor:
     """The loop compiled by numba (CPU tensors, float64; raises where numba is not installed), row by row below
     ``LANES_FROM`` rows and in lanes from there (``layout``: ``"rows"`` or ``"lanes"`` forces one; both give the
     same bits)."""
-    if _compiled is None:
-        raise ValueError("method='compiled' needs numba (pip install numba); use method='eager'")
+    _require_numba()
     layout = layout or ("lanes" if len(z) >= LANES_FROM else "rows")
     run = {"rows": _compiled, "lanes": _compiled_lanes}[layout]
     c2, step = _schedule(int(steps), float(lr))
@@ -367,8 +371,7 @@ def post_process(logits: torch.Tensor, sine: bool, tau: float, alpha: float, tem
     """AAA's output for CPU logits (N, K) in one compiled call, and the count of repaired rows: what
     ``defenses.aaa.AAA.post_process`` computes with the compiled loop, bit for bit (a test), without its ~20 small
     PyTorch operations, which cost more than the loop itself at a few rows. Raises where numba is not installed."""
-    if _post_compiled is None:
-        raise ValueError("method='compiled' needs numba (pip install numba); use method='eager'")
+    _require_numba()
     z = logits.detach().numpy()
     out = np.empty(z.shape, z.dtype)
     c2, step = _schedule(int(steps), float(lr))

@@ -136,8 +136,11 @@ class Lab:
         """Open a notebook (path relative to the server root) and wait until its cells and kernel are there."""
         self.opened += 1  # a fresh workspace each time: no tab of an earlier notebook is restored behind it
         self.driver.get(self.url(f"lab/workspaces/w{self.opened}/tree/{relative}") + "&reset")
-        self.wait_for(lambda: self.script(f"return document.querySelectorAll('{CURRENT} .jp-Cell').length") > 0
-                      and self._kernel_idle(), timeout, f"{relative} did not open with an idle kernel")
+        # steadily: on a loaded hub the indicator can read idle before the session has its kernel, and Run All
+        # then asks for a kernel in one dialog per code cell (seen on CI)
+        self.wait_for(_steadily(lambda: self.script(f"return document.querySelectorAll('{CURRENT} .jp-Cell')"
+                                                    ".length") > 0 and self._kernel_idle(), SETTLE),
+                      timeout, f"{relative} did not open with an idle kernel")
 
     def run_all(self, relative: str, timeout: float = 300.0, save: bool = True) -> Page:
         """Open ``relative``, click Run > Run All Cells, wait for the kernel to finish, save (File > Save, as a
@@ -162,20 +165,32 @@ class Lab:
                                                   ".jp-mod-dirty')"), 30, f"{relative}: not saved")
         return page
 
-    def close_dialogs(self) -> None:
-        """Print and accept (its default button: e.g. "Select" the preselected Python kernel) any JupyterLab
-        dialog open over the page."""
+    def close_dialogs(self, timeout: float = 30.0) -> None:
+        """Print and close every JupyterLab dialog open over the page (JupyterLab queues them: one may follow
+        another), then wait for an idle kernel. A "Select Kernel" dialog is accepted (its preselected Python
+        kernel) only while the notebook has no kernel: Run All asks once per code cell, and accepting each would
+        restart the kernel under the cells already running. Any other dialog gets its default button."""
         from selenium.webdriver.common.by import By
 
-        for dialog in self.driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog"):
-            print(f"accepting a JupyterLab dialog: {dialog.text!r}")
-            buttons = dialog.find_elements(By.CSS_SELECTOR, ".jp-mod-accept")
-            if buttons:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            dialogs = self.driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog")
+            if not dialogs:
+                time.sleep(1.0)  # a queued dialog opens once the one before it has closed
+                if not self.driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog"):
+                    break
+                continue
+            text = dialogs[0].text
+            buttons = dialogs[0].find_elements(By.CSS_SELECTOR, ".jp-mod-accept")
+            cancel = "Select Kernel" in text and self._has_kernel()
+            print(f"{'cancelling' if cancel else 'accepting'} a JupyterLab dialog: {text!r}")
+            if buttons and not cancel:
                 buttons[0].click()
             else:
-                self.driver.find_element(By.TAG_NAME, "body").send_keys("\ue00c")
-        if self.driver.find_elements(By.CSS_SELECTOR, ".jp-Dialog"):
-            time.sleep(1.0)
+                self.driver.find_element(By.TAG_NAME, "body").send_keys("\ue00c")  # Escape
+            time.sleep(0.5)
+        self.wait_for(_steadily(self._kernel_idle, SETTLE), max(deadline - time.monotonic(), 5.0),
+                      "no idle kernel after closing the dialogs")
 
     def shut_down(self) -> None:
         """Shut down every kernel session of the server (what File > Shut Down does, without its dialogs)."""
@@ -193,6 +208,8 @@ class Lab:
 
         for attempt in range(3):  # a fresh JupyterLab can swallow the first click while it finishes loading,
             try:  # or open a dialog over the page on its first start
+                if attempt and self._started():  # the cells the dialogs held back ran once they closed
+                    return
                 self.menu("Run", "runmenu:run-all")
                 self.wait_for(lambda: self._started(), 10, f"{relative}: Run All started nothing")
                 return
@@ -316,8 +333,16 @@ class Lab:
                            ".map(p => p.textContent.trim())")
 
     def _kernel_idle(self) -> bool:
-        return bool(self.script(f"const s = document.querySelector('{CURRENT} .jp-Notebook-ExecutionIndicator');"
-                                "return s && s.getAttribute('data-status') === 'idle'"))
+        return self._has_kernel() and bool(self.script(
+            f"const s = document.querySelector('{CURRENT} .jp-Notebook-ExecutionIndicator');"
+            "return !!s && s.getAttribute('data-status') === 'idle'"))
+
+    def _has_kernel(self) -> bool:
+        """The notebook's toolbar names a kernel: JupyterLab's ``hasNoKernel`` is false, so Run All will not
+        ask for one."""
+        name = self.script(f"const k = document.querySelector('{CURRENT} .jp-Toolbar-kernelName');"
+                           "return k ? k.textContent.trim() : ''")
+        return name not in ("", "No Kernel")
 
     def _started(self) -> bool:
         return any("*" in p or p.strip("[]: ").isdigit() for p in self._prompts())

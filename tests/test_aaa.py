@@ -150,6 +150,25 @@ def test_the_one_call_post_processing_is_the_defenses_steps_bit_for_bit(cnn, tes
                     assert net.last_repaired == repaired
 
 
+def test_the_post_processing_split_over_threads_gives_the_same_bits(cnn, test_set):
+    """``post_process`` split into 2, 3 and 7 parts solved on as many threads gives one part's output and repair
+    count bit for bit (rows are independent; each part starts its own lane blocks): the 1000 test logits, 97 and
+    65 of them (parts of 32-33 rows, which end inside a block of lanes), both curves at their defaults, in float32
+    and float64. A bad worker count is refused by name."""
+    pytest.importorskip("numba")
+    logits = metrics.predict(cnn, test_set.x)
+    for rows in (logits, logits[:97], logits[:65], logits.double()):
+        for curve in aaa.CURVES:
+            net = aaa.AAA(torch.nn.Identity(), curve)
+            args = (rows, curve == "sine", net.tau, net.alpha, net.temperature, net.beta, net.kappa, net.lr)
+            one, moved = aaa_solver.post_process(*args, workers=1)
+            for workers in (2, 3, 7):
+                split, split_moved = aaa_solver.post_process(*args, workers=workers)
+                assert torch.equal(split, one) and split_moved == moved, (len(rows), curve, workers)
+    with pytest.raises(ValueError, match="workers"):
+        aaa_solver.post_process(*args, workers=0)
+
+
 def test_the_compiled_repair_is_the_defenses():
     """The compiled repair raises a moved row's predicted logit as ``AAA._repair`` does, in float32 and float64:
     2000 random rows, half of them with a prediction that is not their arg-max, ties included."""

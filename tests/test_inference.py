@@ -10,7 +10,8 @@ import torch.nn as nn
 from workbench.defenses.registry import build
 from workbench.speed.inference import agrees, fold_batchnorm, foldable
 from workbench.losses import margin
-from workbench.speed.forward import CPU_BATCH
+from workbench.speed.forward import CPU_BATCH, POST_CHOICE_FROM
+from workbench.speed.threads import threads as intra_op_threads
 from workbench.oracle import Oracle
 
 # rounding-sensitive: run again under ATEN_CPU_CAPABILITY=default by .ci/run (docs/architecture.md)
@@ -114,6 +115,22 @@ def test_a_post_processing_defense_is_post_processed_once_per_query_batch(cnn, t
     assert torch.equal(scores, defended.post_process(seen[0]))
     assert torch.equal(scores.argmax(1), defended(x).argmax(1))
     assert not Oracle(build("rnd", cnn), x, y, budget=1).forwards.split  # no post-processing declared
+
+
+def test_the_post_processing_runs_on_the_threads_its_own_choice_picks(cnn, test_set, monkeypatch):
+    """From ``POST_CHOICE_FROM`` rows the Oracle runs the post-processing on the thread count its own choice picks:
+    with 2 intra-op threads it first tries 2, then 1 (AAA's solver splits its rows over 2), and the scores are the
+    same bits on both. A smaller query batch runs on the caller's threads (the attack's loop: 1)."""
+    x, y = test_set[:2 * POST_CHOICE_FROM]
+    with intra_op_threads(2):
+        oracle = Oracle(build("aaa-linear", cnn), x, y, budget=4)
+        seen, post = [], oracle.forwards.post
+        monkeypatch.setattr(oracle.forwards, "post", lambda z: seen.append(torch.get_num_threads()) or post(z))
+        with intra_op_threads(1):
+            scores = [oracle.query(x, torch.arange(len(x))) for _ in range(2)]
+            oracle.query(x[:POST_CHOICE_FROM - 1], torch.arange(POST_CHOICE_FROM - 1))
+    assert seen == [2, 1, 1]
+    assert torch.equal(scores[0], scores[1])
 
 
 def test_the_reference_margin_reuses_the_base_logits_of_a_post_processing_defense(cnn, test_set):

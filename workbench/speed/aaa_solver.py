@@ -46,15 +46,18 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from workbench.losses import top2_margin
+from workbench.speed.threads import allowed_cores
 
 try:  # optional: compiles the CPU loop; without it the eager loop runs
     import numba
+    import numba.extending
 except ImportError:  # pragma: no cover - exercised where numba is missing
     numba = None
 
@@ -123,11 +126,11 @@ def _schedule(steps: int, lr: float) -> tuple[np.ndarray, np.ndarray]:
 # exp(x) for x <= 0, written out so that it vectorizes (libm's exp is a call the compiler cannot vectorize; numba
 # vectorizes it only with Intel's SVML): x = n ln2 + r with |r| <= ln2 / 2 (ln2 in two parts, Cody and Waite),
 # exp(r) by its Taylor polynomial of degree 13 (remainder below 1e-17 of exp(r)), times 2^n as two exact powers
-# of two (so that results below 2^-1022 round as libm's do). Within 1 ulp of libm (tests/test_aaa.py), as ATen's
-# vectorized exp is: in float64 that never reaches AAA's float32 output (the same test).
+# of two (so that results below 2^-1022 round as libm's do), each built from its bits (``_as_double``: a table
+# lookup was a gather that cost 7% of the loop). Within 1 ulp of libm (tests/test_aaa.py), as ATen's vectorized
+# exp is: in float64 that never reaches AAA's float32 output (the same test).
 _LN2_HI, _LN2_LO, _INV_LN2 = 6.93147180369123816490e-01, 1.90821492927058770002e-10, 1.44269504088896338700e+00
 _TAYLOR = tuple(1.0 / math.factorial(i) for i in range(14))
-_POW2 = np.ldexp(1.0, np.arange(-540, 1))  # 2^-540 .. 2^0
 
 
 def _exp(x):  # pragma: no cover - compiled by numba
@@ -138,9 +141,9 @@ def _exp(x):  # pragma: no cover - compiled by numba
     q = _TAYLOR[13]
     for i in range(12, -1, -1):
         q = q * r + _TAYLOR[i]
-    whole = min(max(np.int64(n), -1076), 0)  # -1076..0 for every x above; a NaN's index would point anywhere
-    half = whole >> 1
-    return q * _POW2[half + 540] * _POW2[whole - half + 540]
+    whole = min(max(np.int64(n), -1076), 0)  # -1076..0 for every x above (and for a NaN's conversion)
+    half = whole >> 1  # 2^half and 2^(whole - half): exponents in -538..0, normal numbers
+    return q * _as_double((half + 1023) << 52) * _as_double((whole - half + 1023) << 52)
 
 
 def _softmax(z, temperature, p):  # pragma: no cover - compiled by numba
@@ -336,6 +339,13 @@ LANES = 64  # rows per block of the lane loop (its arrays stay in the L1 cache a
 LANES_FROM = 4  # rows from which the lane loop is as fast as the row loop or faster (about 2x at 64 rows and more)
 
 if numba is not None:
+    @numba.extending.intrinsic
+    def _as_double(typingctx, bits):  # pragma: no cover - compiled by numba
+        """The float64 whose IEEE-754 bits are the int64 ``bits`` (a bit cast, no conversion)."""
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(numba.types.float64))
+        return numba.types.float64(numba.types.int64), codegen
+
     _jit = numba.njit(cache=True, nogil=True, error_model="numpy")  # numpy's errors: no zero-division branches
     _exp_compiled = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")(_exp)
     _softmax_compiled = _jit(_softmax)
@@ -367,17 +377,39 @@ def compiled(z: torch.Tensor, pred: torch.Tensor, m_trg: torch.Tensor, temperatu
 
 
 def post_process(logits: torch.Tensor, sine: bool, tau: float, alpha: float, temperature: float, beta: float,
-                 steps: int, lr: float) -> tuple[torch.Tensor, int]:
+                 steps: int, lr: float, workers: int | None = None) -> tuple[torch.Tensor, int]:
     """AAA's output for CPU logits (N, K) in one compiled call, and the count of repaired rows: what
     ``defenses.aaa.AAA.post_process`` computes with the compiled loop, bit for bit (a test), without its ~20 small
-    PyTorch operations, which cost more than the loop itself at a few rows. Raises where numba is not installed."""
+    PyTorch operations, which cost more than the loop itself at a few rows. Raises where numba is not installed.
+
+    Rows are independent, so from ``ROWS_PER_WORKER`` rows per worker the rows are split into contiguous parts
+    solved at once on ``workers`` threads (the compiled call releases the GIL); default: PyTorch's intra-op thread
+    count, as a PyTorch operation would use. Every split gives the same bits (a test)."""
     _require_numba()
     z = logits.detach().numpy()
     out = np.empty(z.shape, z.dtype)
     c2, step = _schedule(int(steps), float(lr))
-    moved = _post_compiled(z, bool(sine), float(tau), float(alpha), float(temperature), float(beta), c2, step,
-                           BETAS[0], 1 - BETAS[0], BETAS[1], 1 - BETAS[1], EPS, out)
-    return torch.from_numpy(out), int(moved)
+    constants = (bool(sine), float(tau), float(alpha), float(temperature), float(beta), c2, step,
+                 BETAS[0], 1 - BETAS[0], BETAS[1], 1 - BETAS[1], EPS)
+    workers = torch.get_num_threads() if workers is None else workers
+    if not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    parts = max(1, min(workers, len(z) // ROWS_PER_WORKER))
+    bounds = [len(z) * i // parts for i in range(parts + 1)]
+    rest = [_pool().submit(_post_compiled, z[a:b], *constants, out[a:b]) for a, b in zip(bounds[1:-1], bounds[2:])]
+    moved = _post_compiled(z[:bounds[1]], *constants, out[:bounds[1]])  # the first part on this thread
+    return torch.from_numpy(out), int(moved + sum(part.result() for part in rest))
+
+
+# rows per thread from which a split pays: below, a second thread's wake-up (0.15-0.2 ms on this project's CPU)
+# costs about what it saves (docs/performance.md)
+ROWS_PER_WORKER = 64
+
+
+@functools.cache
+def _pool() -> ThreadPoolExecutor:
+    """Threads for ``post_process``'s parts beyond the first (as many as this process may use cores)."""
+    return ThreadPoolExecutor(max(1, allowed_cores() - 1), thread_name_prefix="aaa-solver")
 
 
 class _Graph:

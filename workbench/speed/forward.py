@@ -50,6 +50,9 @@ CPU_BATCH = 64
 # its agreement check, the thread check: a few hundred image forwards, under 2% of this) whatever the image count:
 # 16 or 44 images attacked for 1000 queries get it too (python -m benchmarks.fast_path).
 FAST_PATH_WORK = 10_000
+# Rows (query batch images) from which the post-processing runs on a thread count chosen by its own measurements:
+# below, the choice (about 5 us) costs more than it can win, and AAA's solver splits its rows only from 2 x 64.
+POST_CHOICE_FROM = 128
 
 
 class Forwards:
@@ -91,6 +94,13 @@ class Forwards:
         self.chunked = self._fold(plain, x, found) if fold else plain  # and what runs it
         self.folded = self.chunked is not plain  # whether the chunks go through a copy with its batch norms folded
         self.choice = self._choice(threads, found, x)
+        # the post-processing's threads (AAA's solver splits its rows over them): adapting wherever the user fixed
+        # none, timed apart from the chunks, with no check and no margin, since its output does not depend on them
+        # (a test). A split pays where the forwards' idle threads sleep (OMP_WAIT_POLICY=PASSIVE); where they spin
+        # after each forward (OpenMP's default), they hold the other cores and one thread is as fast or faster.
+        fixed = isinstance(threads, int) or self.device.type != "cpu"
+        self.post_choice = Adaptive(threads if isinstance(threads, int) else torch.get_num_threads(),
+                                    probe=0 if fixed else 64, margin=1.0)
 
     def _plan(self, x: torch.Tensor, batch_size: int | str | None, fold: bool, adapt: bool,
               known: Probes | None) -> tuple[int | None, Probes | None]:
@@ -167,7 +177,7 @@ class Forwards:
         out = torch.cat([self._chunk(chunk) for chunk in self._chunks(x)])
         if self.post is not None:
             self.base_logits = out  # the base classifier's logits of this batch (the Oracle's reference may reuse them)
-            out = self.post(out)
+            out = self._post(out)
         if sync:
             torch.cuda.synchronize(self.device)
         self.seconds += time.perf_counter() - start
@@ -186,6 +196,18 @@ class Forwards:
         kept, alone = self._timed(x, self.choice.setting), self._timed(x, 1)
         self.choice.found(len(x), torch.equal(kept, alone))
         return kept
+
+    def _post(self, logits: torch.Tensor) -> torch.Tensor:
+        """The post-processing of one query batch's logits: from ``POST_CHOICE_FROM`` rows on the thread count its
+        own choice picks, below on the caller's."""
+        if len(logits) < POST_CHOICE_FROM:
+            return self.post(logits)
+        n = self.post_choice.pick(len(logits))
+        start = time.perf_counter()
+        with intra_op_threads(n):
+            out = self.post(logits)
+        self.post_choice.record(n, time.perf_counter() - start, len(logits))
+        return out
 
     def _timed(self, x: torch.Tensor, n: int) -> torch.Tensor:
         start = time.perf_counter()

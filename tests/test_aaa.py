@@ -169,6 +169,29 @@ def test_the_post_processing_split_over_threads_gives_the_same_bits(cnn, test_se
         aaa_solver.post_process(*args, workers=0)
 
 
+_FORKED = """
+import os, torch
+from workbench.speed import aaa_solver
+z = torch.randn(300, 10, generator=torch.Generator().manual_seed(0))
+before = aaa_solver.post_process(z, False, 1.0, 0.5, 1.0, 5.0, 100, 0.1, workers=2)[0]
+pid = os.fork()
+if pid == 0:
+    after = aaa_solver.post_process(z, False, 1.0, 0.5, 1.0, 5.0, 100, 0.1, workers=2)[0]
+    os._exit(0 if torch.equal(before, after) else 3)
+os._exit(os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_forked_child_splits_rows_on_threads_of_its_own():
+    """A process forked after the split ran (a DataLoader worker, a user's pool) solves on a pool of its own and
+    gives the parent's bits; with the parent's pool it waited forever for threads it does not have (seen: the
+    child hung until killed)."""
+    pytest.importorskip("numba")
+    done = subprocess.run([sys.executable, "-c", _FORKED], timeout=120, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
 def test_the_compiled_repair_is_the_defenses():
     """The compiled repair raises a moved row's predicted logit as ``AAA._repair`` does, in float32 and float64:
     2000 random rows, half of them with a prediction that is not their arg-max, ties included."""

@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import functools
 import math
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
@@ -410,6 +411,11 @@ ROWS_PER_WORKER = 64
 def _pool() -> ThreadPoolExecutor:
     """Threads for ``post_process``'s parts beyond the first (as many as this process may use cores)."""
     return ThreadPoolExecutor(max(1, allowed_cores() - 1), thread_name_prefix="aaa-solver")
+
+
+# a forked child has none of the parent's threads, while the parent's pool would count its idle ones as there and
+# wait for them: the child starts a pool of its own
+os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
 class _Graph:

@@ -53,6 +53,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from workbench import checks
 from workbench.losses import top2_margin
 from workbench.speed.threads import allowed_cores
 
@@ -392,9 +393,7 @@ def post_process(logits: torch.Tensor, sine: bool, tau: float, alpha: float, tem
     c2, step = _schedule(int(steps), float(lr))
     constants = (bool(sine), float(tau), float(alpha), float(temperature), float(beta), c2, step,
                  BETAS[0], 1 - BETAS[0], BETAS[1], 1 - BETAS[1], EPS)
-    workers = torch.get_num_threads() if workers is None else workers
-    if not isinstance(workers, int) or workers < 1:
-        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    workers = torch.get_num_threads() if workers is None else checks.at_least("workers", workers, 1)
     parts = max(1, min(workers, len(z) // ROWS_PER_WORKER))
     bounds = [len(z) * i // parts for i in range(parts + 1)]
     rest = [_pool().submit(_post_compiled, z[a:b], *constants, out[a:b]) for a, b in zip(bounds[1:-1], bounds[2:])]

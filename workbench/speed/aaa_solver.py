@@ -413,8 +413,9 @@ def _pool() -> ThreadPoolExecutor:
 
 
 # a forked child has none of the parent's threads, while the parent's pool would count its idle ones as there and
-# wait for them: the child starts a pool of its own
-os.register_at_fork(after_in_child=_pool.cache_clear)
+# wait for them: the child starts a pool of its own (Windows has no fork, and no register_at_fork)
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_pool.cache_clear)
 
 
 class _Graph:

@@ -99,8 +99,7 @@ class Forwards:
         # (a test). A split pays where the forwards' idle threads sleep (OMP_WAIT_POLICY=PASSIVE); where they spin
         # after each forward (OpenMP's default), they hold the other cores and one thread is as fast or faster.
         fixed = isinstance(threads, int) or self.device.type != "cpu"
-        self.post_choice = Adaptive(threads if isinstance(threads, int) else torch.get_num_threads(),
-                                    probe=0 if fixed else 64, margin=1.0)
+        self.post_choice = Adaptive(self.choice.setting, probe=0 if fixed else 64, margin=1.0)
 
     def _plan(self, x: torch.Tensor, batch_size: int | str | None, fold: bool, adapt: bool,
               known: Probes | None) -> tuple[int | None, Probes | None]:
@@ -192,8 +191,8 @@ class Forwards:
         whether one thread changes the scores of this size, on both, keeping the setting's."""
         n = self.choice.pick(len(x))
         if n is not None:
-            return self._timed(x, n)
-        kept, alone = self._timed(x, self.choice.setting), self._timed(x, 1)
+            return _timed(self.chunked, x, n, self.choice)
+        kept, alone = _timed(self.chunked, x, self.choice.setting, self.choice), _timed(self.chunked, x, 1, self.choice)
         self.choice.found(len(x), torch.equal(kept, alone))
         return kept
 
@@ -202,19 +201,16 @@ class Forwards:
         own choice picks, below on the caller's."""
         if len(logits) < POST_CHOICE_FROM:
             return self.post(logits)
-        n = self.post_choice.pick(len(logits))
-        start = time.perf_counter()
-        with intra_op_threads(n):
-            out = self.post(logits)
-        self.post_choice.record(n, time.perf_counter() - start, len(logits))
-        return out
+        return _timed(self.post, logits, self.post_choice.pick(len(logits)), self.post_choice)
 
-    def _timed(self, x: torch.Tensor, n: int) -> torch.Tensor:
-        start = time.perf_counter()
-        with intra_op_threads(n):
-            out = self.chunked(x)
-        self.choice.record(n, time.perf_counter() - start, len(x))
-        return out
+
+def _timed(run: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, n: int, choice: Adaptive) -> torch.Tensor:
+    """``run(x)`` on ``n`` intra-op threads, its time noted in ``choice``."""
+    start = time.perf_counter()
+    with intra_op_threads(n):
+        out = run(x)
+    choice.record(n, time.perf_counter() - start, len(x))
+    return out
 
 
 def _declares_post_processing(model: nn.Module) -> bool:
